@@ -1,0 +1,1 @@
+//! Decide the execution context once, from the environment.

@@ -1,0 +1,3 @@
+//! CI context: which CI (if any) we run in, and the facts it gives us.
+
+pub mod context;

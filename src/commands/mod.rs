@@ -1,0 +1,1 @@
+//! One function per command: takes parsed arguments, returns what to print.

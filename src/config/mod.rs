@@ -1,0 +1,131 @@
+//! `dagster_cloud.yaml` (and the optional `dagster-deploy.toml` beside it): loading with
+//! line/column positions, validation exactly as the reference `dagster-cloud` CLI does it,
+//! `defaults` merging and Jinja templating.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The default file name the reference CLI looks for.
+pub const CONFIG_FILE_NAME: &str = "dagster_cloud.yaml";
+/// Our own settings file, beside `dagster_cloud.yaml` (which must stay loadable by the reference).
+pub const SETTINGS_FILE_NAME: &str = "dagster-deploy.toml";
+
+/// Looks up an environment variable (injected so tests and `--base` loads stay deterministic).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A loaded, validated `dagster_cloud.yaml` plus `dagster-deploy.toml`.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// The yaml file as the user named it (used in messages).
+    pub file: PathBuf,
+    /// The folder holding the yaml file: build directories and settings paths are relative to it.
+    pub root: PathBuf,
+    pub locations: Vec<Location>,
+    pub settings: Settings,
+}
+
+/// One code location with `defaults` already merged in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Location {
+    pub name: String,
+    /// The full entry after templating and `defaults` merging, `build` included, null values
+    /// dropped. Location documents are built from this.
+    pub entry: Map<String, Value>,
+    /// `build.directory` relative to the yaml's folder, normalised with `/` separators and no
+    /// `.` segments; `""` means the yaml's folder itself (the default).
+    pub build_directory: String,
+    /// `build.registry`, if any.
+    pub registry: Option<String>,
+    /// 1-based position of the entry in the yaml file (for annotations).
+    pub line: usize,
+    pub column: usize,
+}
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based.
+    pub column: usize,
+    /// The field path, e.g. `locations[1].code_source`.
+    pub field: String,
+    pub message: String,
+    pub hint: String,
+}
+
+/// Settings from `dagster-deploy.toml`. All paths and globs are relative to its folder.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Settings {
+    pub defaults: LocationSettings,
+    pub locations: BTreeMap<String, LocationSettings>,
+}
+
+/// Per-location build settings that dagster_cloud.yaml has no key for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LocationSettings {
+    /// Extra paths whose changes mean the location must be rebuilt.
+    pub watch: Vec<String>,
+    /// Globs of paths whose changes never trigger a build (e.g. `**/*.md`).
+    pub ignore: Vec<String>,
+    /// Dockerfile path; default `Dockerfile` in the build directory.
+    pub dockerfile: Option<String>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub platform: Option<String>,
+    /// Python version for a generated Dockerfile / Python-executable builds.
+    pub python_version: Option<String>,
+    /// Base image for a generated Dockerfile.
+    pub base_image: Option<String>,
+}
+
+impl Settings {
+    /// The effective settings of one location: its own over `[defaults]`.
+    pub fn for_location(&self, _name: &str) -> LocationSettings {
+        todo!("config helper")
+    }
+}
+
+/// The raw text of the two files, wherever they came from (disk, or a git revision).
+pub struct Source<'a> {
+    pub file: &'a Path,
+    pub root: &'a Path,
+    pub yaml: &'a str,
+    pub settings_toml: Option<&'a str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} has {} problem(s)", file.display(), diagnostics.len())]
+    Invalid {
+        file: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+/// Loads and validates `file` and the `dagster-deploy.toml` beside it, reading the environment
+/// through `env` for templates.
+pub fn load(_file: &Path, _env: Env) -> Result<Workspace, ConfigError> {
+    todo!("config helper")
+}
+
+/// Same as [`load`], from text already in memory.
+pub fn parse(_source: &Source, _env: Env) -> Result<Workspace, ConfigError> {
+    todo!("config helper")
+}
+
+/// Checks that every location's build directory exists; `is_dir` gets paths relative to the
+/// yaml's folder.
+pub fn check_directories(_ws: &Workspace, _is_dir: &dyn Fn(&str) -> bool) -> Vec<Diagnostic> {
+    todo!("config helper")
+}

@@ -1,0 +1,13 @@
+//! dagster-deploy: plan, build, push and register Dagster code locations from a monorepo.
+//!
+//! The flow is one pass (see DESIGN.md): `config` → `changes` → `plan` → build → api.
+//! The binary (`src/main.rs`) only parses arguments, calls into this library and renders errors.
+
+pub mod changes;
+pub mod ci;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod output;
+pub mod plan;

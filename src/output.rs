@@ -1,0 +1,1 @@
+//! How results and progress reach people and machines.

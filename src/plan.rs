@@ -1,0 +1,1 @@
+//! The Plan: each location, its action (build / redeploy / skip) and why.
