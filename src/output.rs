@@ -1,1 +1,139 @@
-//! How results and progress reach people and machines.
+//! How results reach people and machines: stdout carries results (a table, or JSON with
+//! `--json`), stderr carries errors and progress. Rendering is pure: functions return text.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::Diagnostic;
+use crate::error::Error;
+use crate::plan::{Plan, PlanBase};
+
+/// Pretty JSON with a trailing newline; serialising our own types cannot fail, but if it ever
+/// did the caller still gets valid JSON saying so.
+pub fn json<T: Serialize>(value: &T) -> String {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => s + "\n",
+        Err(e) => format!(
+            "{{\"error\":{{\"code\":\"internal\",\"message\":{:?}}}}}\n",
+            e.to_string()
+        ),
+    }
+}
+
+/// The plan as a table for people.
+pub fn plan_table(plan: &Plan) -> String {
+    let mut out = String::new();
+    match &plan.base {
+        PlanBase::Found {
+            commit,
+            rev,
+            source,
+        } => {
+            let source = serde_json::to_value(source).ok();
+            let source = source.as_ref().and_then(|s| s.as_str()).unwrap_or("");
+            let _ = writeln!(out, "base  {} ({rev}, {source})", short(commit));
+        }
+        PlanBase::Missing { reason } => {
+            let _ = writeln!(out, "base  none: {reason}");
+        }
+    }
+    let dirty = if plan.head.dirty {
+        " + uncommitted changes"
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "head  {}{dirty}\n", short(&plan.head.commit));
+
+    let width = plan
+        .locations
+        .iter()
+        .map(|l| l.name.len())
+        .max()
+        .unwrap_or(0);
+    for l in &plan.locations {
+        let _ = writeln!(
+            out,
+            "{:<9} {:<width$}  {}",
+            l.action.as_str(),
+            l.name,
+            l.reason.message
+        );
+    }
+    for name in &plan.removed_locations {
+        let _ = writeln!(
+            out,
+            "{:<9} {name:<width$}  removed from dagster_cloud.yaml (not deleted; use sync-locations)",
+            "removed"
+        );
+    }
+    let s = &plan.summary;
+    let n = plan.locations.len();
+    let _ = writeln!(
+        out,
+        "\n{n} location{}: {} to build, {} to redeploy, {} unchanged",
+        if n == 1 { "" } else { "s" },
+        s.build,
+        s.redeploy,
+        s.skip
+    );
+    out
+}
+
+/// An error for people: the message, every config problem with its position, and the hint.
+pub fn error_text(err: &Error) -> String {
+    let mut out = format!("error: {err}\n");
+    for d in err.diagnostics() {
+        out.push_str(&diagnostic_text(d));
+    }
+    let hint = err.hint();
+    if !hint.is_empty() {
+        let _ = writeln!(out, "hint: {hint}");
+    }
+    out
+}
+
+pub fn diagnostic_text(d: &Diagnostic) -> String {
+    let mut s = format!(
+        "{}:{}:{}: {}: {}\n",
+        d.file.display(),
+        d.line,
+        d.column,
+        d.field,
+        d.message
+    );
+    if !d.hint.is_empty() {
+        let _ = writeln!(s, "    hint: {}", d.hint);
+    }
+    s
+}
+
+#[derive(Serialize)]
+struct JsonError<'a> {
+    error: JsonErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonErrorBody<'a> {
+    code: &'static str,
+    message: String,
+    hint: String,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    diagnostics: &'a [Diagnostic],
+}
+
+/// An error as JSON, with a stable `code` (for `--json` callers).
+pub fn error_json(err: &Error) -> String {
+    json(&JsonError {
+        error: JsonErrorBody {
+            code: err.code(),
+            message: err.to_string(),
+            hint: err.hint(),
+            diagnostics: err.diagnostics(),
+        },
+    })
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}

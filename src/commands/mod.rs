@@ -1,1 +1,70 @@
-//! One function per command: takes parsed arguments, returns what to print.
+//! One function per command: arguments in, results printed, an [`Error`] out.
+
+mod check;
+mod plan;
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Cli, Command, ConfigArgs};
+use crate::config::CONFIG_FILE_NAME;
+use crate::error::Error;
+
+/// Runs the command; `Ok` carries the exit code of a command that finished but has a verdict
+/// (e.g. `check` found problems is reported through `Err`, so this is 0 today).
+pub fn run(cli: Cli) -> Result<u8, Error> {
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Plan(args) => plan::run(&args),
+    }
+}
+
+/// Whether the command asked for JSON (errors are then JSON too).
+pub fn wants_json(cli: &Cli) -> bool {
+    match &cli.command {
+        Command::Check(a) => a.json,
+        Command::Plan(a) => a.json,
+    }
+}
+
+/// The process environment, for templates and CI detection.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// `--config`, else `dagster_cloud.yaml` in the current folder or the nearest folder above it
+/// (stopping at the repository root).
+pub fn locate_config(args: &ConfigArgs) -> Result<PathBuf, Error> {
+    if let Some(path) = &args.config {
+        return Ok(path.clone());
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::Failed {
+        message: format!("cannot read the current folder: {e}"),
+        hint: "run from an existing folder".into(),
+    })?;
+    let mut dir: &Path = &cwd;
+    loop {
+        let candidate = dir.join(CONFIG_FILE_NAME);
+        if candidate.is_file() {
+            // Keep paths short in messages when the file is right here.
+            return Ok(if dir == cwd {
+                PathBuf::from(CONFIG_FILE_NAME)
+            } else {
+                candidate
+            });
+        }
+        if dir.join(".git").exists() {
+            break;
+        }
+        match dir.parent() {
+            Some(p) => dir = p,
+            None => break,
+        }
+    }
+    Err(Error::Usage {
+        message: format!(
+            "no {CONFIG_FILE_NAME} in {} or the folders above it",
+            cwd.display()
+        ),
+        hint: "run from the monorepo that holds dagster_cloud.yaml, or pass --config PATH".into(),
+    })
+}
