@@ -1,0 +1,3 @@
+from analytics.definitions import defs
+
+__all__ = ["defs"]

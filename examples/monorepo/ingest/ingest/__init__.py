@@ -1,0 +1,3 @@
+from ingest.definitions import defs
+
+__all__ = ["defs"]
