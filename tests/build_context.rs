@@ -196,7 +196,7 @@ fn dockerfile_outside_the_context_gets_a_generated_name_the_engine_will_drop() {
         [
             "app.py f 644",
             "x.log f 644",
-            &format!(".dockerignore f 600"),
+            ".dockerignore f 600",
             &format!("{name} f 600")
         ]
     );
