@@ -99,8 +99,24 @@ fn connect_reason(error: BollardError) -> String {
         BollardError::UnsupportedURISchemeError { uri } => {
             format!("`{uri}` is not a supported address (use unix://, tcp:// or http://)")
         }
-        other => other.to_string(),
+        other => error_chain(&other),
     }
+}
+
+/// The error and its causes in one line: hyper's own message ("client error (Connect)") says
+/// little without the underlying I/O error.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn credentials(c: &RegistryCredentials) -> DockerCredentials {
@@ -246,6 +262,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stale_socket_without_engine_is_unavailable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("docker.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let host = format!("unix://{}", path.display());
+        let err = DockerEngine::connect_to(Some(&host)).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("no Docker engine answers at {host}: ")),
+            "{text}"
+        );
+        assert!(text.contains("Connection refused"), "{text}");
+    }
+
+    #[tokio::test]
     async fn unsupported_address_is_explained() {
         let err = DockerEngine::connect_to(Some("ftp://x")).await.unwrap_err();
         assert!(err.to_string().contains("not a supported address"), "{err}");
@@ -258,6 +289,8 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, EngineError::Unavailable { .. }), "{err:?}");
-        assert!(err.to_string().contains("tcp://127.0.0.1:9"), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("tcp://127.0.0.1:9"), "{text}");
+        assert!(text.contains("Connection refused"), "{text}");
     }
 }
