@@ -10,6 +10,12 @@
 # Idempotent: `start` twice leaves one engine and one registry; an engine that was already
 # answering before `start` (started by someone else) is used and never stopped by `stop`.
 #
+# Seen on the project's Debian 12 machines (no systemd, so the packages' own services never
+# start): dockerd 20.10 (API 1.41) runs with its defaults — overlay2, cgroupfs on cgroup v1,
+# iptables and the docker0 bridge all work; no --storage-driver/--iptables options were needed.
+# There is no buildx plugin, so `docker build` uses the classic builder, as our Engine API builds
+# do. Tests run containers and builds with `--network none`: nothing leaves the machine.
+#
 # Settings (environment):
 #   DAGSTER_DEPLOY_SERVICES_DIR  state folder (pid files, logs, registry data)   default /tmp/dagster-deploy-services
 #   DAGSTER_DEPLOY_DOCKERD_ARGS  extra dockerd arguments, e.g. "--iptables=false --storage-driver=vfs"
@@ -46,7 +52,8 @@ install_missing() {
     [ "$(id -u)" -eq 0 ] || die "must run as root to install: ${missing[*]}"
     log "installing ${missing[*]}"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
+    # needrestart (when present) would otherwise try to prompt.
+    DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
 }
 
 start_dockerd() {
