@@ -370,6 +370,8 @@ impl Walker<'_> {
             let kind = if file_type.is_dir() {
                 EntryKind::Directory
             } else if file_type.is_file() {
+                // Hard links are sent as separate copies: the image content is the same as with
+                // the CLI's tar hard links, and the tar stays simple to stream.
                 self.content_size += meta.len();
                 check_limit(self.options, self.content_size)?;
                 EntryKind::File
