@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Real services for the Docker build tests: a Docker engine, an htpasswd-protected registry on
+# 127.0.0.1:5000 and a tiny local base image (no registry on the internet is reachable, so tests
+# build FROM an image made here).
+#
+#   scripts/services.sh start   install what is missing (Debian, root), start, create the base image
+#   scripts/services.sh env     print the variables the tests read (eval "$(scripts/services.sh env)")
+#   scripts/services.sh stop    stop only what `start` started (pid files), remove the registry data
+#
+# Idempotent: `start` twice leaves one engine and one registry; an engine that was already
+# answering before `start` (started by someone else) is used and never stopped by `stop`.
+#
+# Seen on the project's Debian 12 machines (no systemd, so the packages' own services never
+# start): dockerd 20.10 (API 1.41) runs with its defaults — overlay2, cgroupfs on cgroup v1,
+# iptables and the docker0 bridge all work; no --storage-driver/--iptables options were needed.
+# There is no buildx plugin, so `docker build` uses the classic builder, as our Engine API builds
+# do. Tests run containers and builds with `--network none`: nothing leaves the machine.
+#
+# Settings (environment):
+#   DAGSTER_DEPLOY_SERVICES_DIR  state folder (pid files, logs, registry data)   default /tmp/dagster-deploy-services
+#   DAGSTER_DEPLOY_DOCKERD_ARGS  extra dockerd arguments, e.g. "--iptables=false --storage-driver=vfs"
+set -euo pipefail
+
+STATE_DIR="${DAGSTER_DEPLOY_SERVICES_DIR:-/tmp/dagster-deploy-services}"
+DOCKER_SOCK=/var/run/docker.sock
+DOCKER_HOST_VALUE="unix://${DOCKER_SOCK}"
+REGISTRY_LISTEN=127.0.0.1:5000
+# The engine treats 127.0.0.0/8 registries as insecure (plain HTTP) by default, so no daemon
+# configuration is needed for pushes to this address.
+REGISTRY_ADDR=localhost:5000
+REGISTRY_USER=dagster-test
+BASE_IMAGE=dagster-deploy-test/base:latest
+PACKAGES=(docker.io docker-registry apache2-utils busybox-static)
+
+log() { echo "services.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+docker_answers() { [ -S "$DOCKER_SOCK" ] && DOCKER_HOST="$DOCKER_HOST_VALUE" docker info >/dev/null 2>&1; }
+
+install_missing() {
+    local missing=()
+    for pkg in "${PACKAGES[@]}"; do
+        if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return
+    fi
+    [ "$(id -u)" -eq 0 ] || die "must run as root to install: ${missing[*]}"
+    log "installing ${missing[*]}"
+    apt-get update -qq >/dev/null
+    # needrestart (when present) would otherwise try to prompt.
+    DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
+}
+
+start_dockerd() {
+    if docker_answers; then
+        if pid_alive "$STATE_DIR/dockerd.pid"; then
+            log "docker engine already running (pid $(cat "$STATE_DIR/dockerd.pid"))"
+        else
+            log "docker engine already answering on $DOCKER_SOCK (not started here; stop leaves it)"
+        fi
+        return
+    fi
+    if pid_alive "$STATE_DIR/dockerd.pid"; then
+        die "dockerd (pid $(cat "$STATE_DIR/dockerd.pid")) runs but does not answer; see $STATE_DIR/dockerd.log"
+    fi
+    log "starting dockerd (log: $STATE_DIR/dockerd.log)"
+    # shellcheck disable=SC2086 # extra args are meant to be split
+    nohup dockerd --host "$DOCKER_HOST_VALUE" ${DAGSTER_DEPLOY_DOCKERD_ARGS:-} \
+        >"$STATE_DIR/dockerd.log" 2>&1 </dev/null &
+    echo $! >"$STATE_DIR/dockerd.pid"
+    for _ in $(seq 120); do
+        if docker_answers; then
+            log "docker engine is up"
+            return
+        fi
+        if ! pid_alive "$STATE_DIR/dockerd.pid"; then
+            tail -n 30 "$STATE_DIR/dockerd.log" >&2 || true
+            rm -f "$STATE_DIR/dockerd.pid"
+            die "dockerd exited during start (log above). In a sandbox, try" \
+                "DAGSTER_DEPLOY_DOCKERD_ARGS='--iptables=false --bridge=none --storage-driver=vfs'"
+        fi
+        sleep 0.5
+    done
+    tail -n 30 "$STATE_DIR/dockerd.log" >&2 || true
+    die "dockerd did not answer on $DOCKER_SOCK within 60 s (log above)"
+}
+
+registry_answers() {
+    # An htpasswd-protected registry answers /v2/ with 401 without credentials.
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$REGISTRY_LISTEN/v2/" 2>/dev/null)" = "401" ]
+}
+
+start_registry() {
+    if pid_alive "$STATE_DIR/registry.pid" && registry_answers; then
+        log "registry already running (pid $(cat "$STATE_DIR/registry.pid"))"
+        return
+    fi
+    if curl -s -o /dev/null "http://$REGISTRY_LISTEN/" 2>/dev/null; then
+        die "something not started by this script already listens on $REGISTRY_LISTEN"
+    fi
+    local dir="$STATE_DIR/registry"
+    mkdir -p "$dir"
+    if [ ! -s "$dir/password" ]; then
+        head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$dir/password"
+    fi
+    htpasswd -Bbn "$REGISTRY_USER" "$(cat "$dir/password")" >"$dir/htpasswd"
+    rm -rf "$dir/data"
+    mkdir -p "$dir/data"
+    cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY_LISTEN
+auth:
+  htpasswd:
+    realm: dagster-deploy-test
+    path: $dir/htpasswd
+EOF
+    log "starting registry on $REGISTRY_LISTEN (log: $STATE_DIR/registry.log)"
+    nohup docker-registry serve "$dir/config.yml" >"$STATE_DIR/registry.log" 2>&1 </dev/null &
+    echo $! >"$STATE_DIR/registry.pid"
+    for _ in $(seq 60); do
+        if registry_answers; then
+            log "registry is up"
+            return
+        fi
+        if ! pid_alive "$STATE_DIR/registry.pid"; then
+            tail -n 30 "$STATE_DIR/registry.log" >&2 || true
+            rm -f "$STATE_DIR/registry.pid"
+            die "docker-registry exited during start (log above)"
+        fi
+        sleep 0.5
+    done
+    die "registry did not answer on $REGISTRY_LISTEN within 30 s; see $STATE_DIR/registry.log"
+}
+
+create_base_image() {
+    if DOCKER_HOST="$DOCKER_HOST_VALUE" docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+        log "base image $BASE_IMAGE present"
+        return
+    fi
+    local busybox
+    busybox="$(command -v busybox || true)"
+    [ -n "$busybox" ] || die "busybox not found (package busybox-static)"
+    # A dynamically linked busybox would not run in an image without libc.
+    if ! file_is_static "$busybox"; then
+        die "$busybox is not statically linked; install busybox-static"
+    fi
+    local rootfs
+    rootfs="$(mktemp -d)"
+    mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc"
+    cp "$busybox" "$rootfs/bin/busybox"
+    # Every applet as a symlink, so RUN lines can use sh, find, sort, stat, cat, ls, ...
+    local applet
+    for applet in $("$busybox" --list); do
+        [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
+    done
+    echo "root:x:0:0:root:/:/bin/sh" >"$rootfs/etc/passwd"
+    echo "root:x:0:" >"$rootfs/etc/group"
+    tar -C "$rootfs" -c . | DOCKER_HOST="$DOCKER_HOST_VALUE" docker import \
+        --change 'ENV PATH=/bin' --change 'CMD ["/bin/sh"]' - "$BASE_IMAGE" >/dev/null
+    rm -rf "$rootfs"
+    log "created base image $BASE_IMAGE"
+}
+
+file_is_static() {
+    # ELF program headers of a static binary have no PT_INTERP; busybox-static is also named so.
+    ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter'
+}
+
+stop_pid() {
+    local name="$1" pidfile="$STATE_DIR/$1.pid"
+    if ! pid_alive "$pidfile"; then
+        rm -f "$pidfile"
+        return
+    fi
+    local pid
+    pid="$(cat "$pidfile")"
+    log "stopping $name (pid $pid)"
+    kill "$pid"
+    for _ in $(seq 60); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name did not stop in 30 s; sending SIGKILL"
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
+cmd_start() {
+    install_missing
+    mkdir -p "$STATE_DIR"
+    start_dockerd
+    start_registry
+    create_base_image
+}
+
+cmd_stop() {
+    stop_pid registry
+    stop_pid dockerd
+    rm -rf "$STATE_DIR/registry/data"
+}
+
+cmd_env() {
+    local pw="$STATE_DIR/registry/password"
+    [ -s "$pw" ] || die "services not started (no $pw); run: $0 start"
+    echo "export DOCKER_HOST=$DOCKER_HOST_VALUE"
+    echo "export DAGSTER_DEPLOY_TEST_REGISTRY=$REGISTRY_ADDR"
+    echo "export DAGSTER_DEPLOY_TEST_REGISTRY_USER=$REGISTRY_USER"
+    echo "export DAGSTER_DEPLOY_TEST_REGISTRY_PASSWORD=$(cat "$pw")"
+    echo "export DAGSTER_DEPLOY_TEST_BASE_IMAGE=$BASE_IMAGE"
+}
+
+case "${1:-}" in
+start) cmd_start ;;
+stop) cmd_stop ;;
+env) cmd_env ;;
+*)
+    echo "usage: $0 start|stop|env" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,296 @@
+//! [`Engine`] over the Docker Engine API (bollard), with the classic builder: the context is a
+//! tar uploaded in the request body, which is what [`super::BuildContext::stream`] produces.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{
+    BuildImageOptions, BuilderVersion, PushImageOptions, RemoveImageOptions, TagImageOptions,
+};
+
+use super::engine::{
+    BuildRequest, BuiltImage, Engine, EngineError, ImageDetails, ImageRef, Progress, PushedImage,
+    RegistryCredentials,
+};
+use super::stream_log::{consume_build, consume_push};
+use super::tar_stream::ContextBody;
+
+/// Where the engine is when `DOCKER_HOST` is not set.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// How long to wait for the engine to answer the first request.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Request limit (until the response starts): a large context upload comes before the answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A connected Docker engine.
+#[derive(Debug, Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+    endpoint: String,
+}
+
+impl DockerEngine {
+    /// Connects through `DOCKER_HOST`, else the local socket, and agrees on an API version.
+    pub async fn connect() -> Result<DockerEngine, EngineError> {
+        let host = std::env::var("DOCKER_HOST").ok();
+        DockerEngine::connect_to(host.as_deref()).await
+    }
+
+    /// Connects to `host` (`unix://...`, `tcp://...`, `http://...`); `None` or empty means the
+    /// local socket.
+    pub async fn connect_to(host: Option<&str>) -> Result<DockerEngine, EngineError> {
+        let endpoint = host
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .unwrap_or(DEFAULT_DOCKER_HOST)
+            .to_string();
+        let unavailable = |reason: String| EngineError::Unavailable {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let docker = Docker::connect_with_host(&endpoint)
+            .map_err(|e| unavailable(connect_reason(e)))?
+            .with_timeout(REQUEST_TIMEOUT);
+        // Older engines refuse requests for a newer API version than they speak.
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+            Ok(Ok(docker)) => docker,
+            Ok(Err(e)) => return Err(unavailable(connect_reason(e))),
+            Err(_) => {
+                return Err(unavailable(format!(
+                    "no answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        Ok(DockerEngine { docker, endpoint })
+    }
+
+    /// The address this engine was reached at.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The underlying client, for operations the trait does not cover.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn api_error(&self, operation: &str, error: BollardError) -> EngineError {
+        match error {
+            BollardError::DockerResponseServerError { message, .. } => EngineError::Api {
+                operation: operation.to_string(),
+                message,
+            },
+            other => EngineError::Api {
+                operation: operation.to_string(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+fn connect_reason(error: BollardError) -> String {
+    match error {
+        BollardError::SocketNotFoundError(path) => format!("the socket {path} does not exist"),
+        BollardError::UnsupportedURISchemeError { uri } => {
+            format!("`{uri}` is not a supported address (use unix://, tcp:// or http://)")
+        }
+        other => error_chain(&other),
+    }
+}
+
+/// The error and its causes in one line: hyper's own message ("client error (Connect)") says
+/// little without the underlying I/O error.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn credentials(c: &RegistryCredentials) -> DockerCredentials {
+    DockerCredentials {
+        username: Some(c.username.clone()),
+        password: Some(c.password.clone()),
+        serveraddress: Some(c.server.clone()),
+        ..Default::default()
+    }
+}
+
+fn is_not_found(error: &BollardError) -> bool {
+    matches!(
+        error,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl Engine for DockerEngine {
+    async fn build_image(
+        &self,
+        request: &BuildRequest,
+        context: ContextBody,
+        progress: &Progress<'_>,
+    ) -> Result<BuiltImage, EngineError> {
+        let map = |m: &std::collections::BTreeMap<String, String>| {
+            (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        };
+        let options = BuildImageOptions {
+            dockerfile: request.dockerfile.clone(),
+            t: request.tag.clone(),
+            rm: true,
+            forcerm: true,
+            nocache: request.no_cache,
+            pull: request.pull.then(|| "1".to_string()),
+            buildargs: map(&request.build_args),
+            labels: map(&request.labels),
+            networkmode: request.network.clone(),
+            platform: request.platform.clone().unwrap_or_default(),
+            target: request.target.clone().unwrap_or_default(),
+            version: BuilderVersion::BuilderV1,
+            ..Default::default()
+        };
+        let registry_config: HashMap<String, DockerCredentials> = request
+            .registry_credentials
+            .iter()
+            .map(|c| (c.server.clone(), credentials(c)))
+            .collect();
+        let registry_config = (!registry_config.is_empty()).then_some(registry_config);
+        let body = bollard::body_try_stream(context);
+        let stream = self
+            .docker
+            .build_image(options, registry_config, Some(body));
+        consume_build(stream, progress).await
+    }
+
+    async fn tag_image(&self, source: &str, target: &ImageRef) -> Result<(), EngineError> {
+        let options = TagImageOptions {
+            repo: Some(target.repository.clone()),
+            tag: Some(target.tag.clone()),
+        };
+        self.docker
+            .tag_image(source, Some(options))
+            .await
+            .map_err(|e| self.api_error(&format!("tagging {source} as {target}"), e))
+    }
+
+    async fn push_image(
+        &self,
+        image: &ImageRef,
+        credentials_for_push: Option<&RegistryCredentials>,
+        progress: &Progress<'_>,
+    ) -> Result<PushedImage, EngineError> {
+        let options = PushImageOptions {
+            tag: Some(image.tag.clone()),
+            ..Default::default()
+        };
+        let stream = self.docker.push_image(
+            &image.repository,
+            Some(options),
+            credentials_for_push.map(credentials),
+        );
+        consume_push(stream, &image.to_string(), image.registry(), progress).await
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(Some(ImageDetails {
+                id: image.id.unwrap_or_default(),
+                repo_tags: image.repo_tags.unwrap_or_default(),
+                repo_digests: image.repo_digests.unwrap_or_default(),
+                labels: image
+                    .config
+                    .and_then(|c| c.labels)
+                    .map(|l| l.into_iter().collect())
+                    .unwrap_or_default(),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.api_error(&format!("inspecting image {reference}"), e)),
+        }
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<bool, EngineError> {
+        let options = RemoveImageOptions {
+            force: false,
+            noprune: false,
+            ..Default::default()
+        };
+        match self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(self.api_error(&format!("removing image {reference}"), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_socket_names_it_and_says_how_to_start_docker() {
+        let err = DockerEngine::connect_to(Some("unix:///nonexistent/dagster-deploy.sock"))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("no Docker engine answers at unix:///nonexistent/dagster-deploy.sock"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the socket /nonexistent/dagster-deploy.sock does not exist"),
+            "{text}"
+        );
+        assert!(text.contains("start Docker"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn stale_socket_without_engine_is_unavailable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("docker.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let host = format!("unix://{}", path.display());
+        let err = DockerEngine::connect_to(Some(&host)).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("no Docker engine answers at {host}: ")),
+            "{text}"
+        );
+        assert!(text.contains("Connection refused"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn unsupported_address_is_explained() {
+        let err = DockerEngine::connect_to(Some("ftp://x")).await.unwrap_err();
+        assert!(err.to_string().contains("not a supported address"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn closed_tcp_port_is_unavailable() {
+        // Port 9 (discard) on loopback: nothing listens there in the test environment.
+        let err = DockerEngine::connect_to(Some("tcp://127.0.0.1:9"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Unavailable { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("tcp://127.0.0.1:9"), "{text}");
+        assert!(text.contains("Connection refused"), "{text}");
+    }
+}

@@ -1,0 +1,311 @@
+//! Reading the engine's build and push progress streams to the end.
+//!
+//! The engine answers HTTP 200 and then reports failure as one item of the stream, so a
+//! caller that stops at the first item, or ignores items, misses errors. These functions read
+//! every item, keep the last lines of output and turn the first error into an `EngineError`
+//! with that tail.
+
+use std::collections::VecDeque;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{BuildInfo, ProgressDetail, PushImageInfo};
+use futures_util::{Stream, StreamExt};
+
+use super::engine::{BuiltImage, EngineError, LOG_TAIL_LINES, Progress, PushedImage};
+
+/// The last lines of a stream's output; text may arrive in pieces that are not whole lines.
+#[derive(Default)]
+pub(crate) struct LogTail {
+    lines: VecDeque<String>,
+    partial: String,
+}
+
+impl LogTail {
+    pub fn record(&mut self, text: &str, progress: &Progress<'_>) {
+        self.partial.push_str(text);
+        while let Some(end) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=end).collect();
+            self.push_line(line.trim_end(), progress);
+        }
+    }
+
+    pub fn finish(mut self, progress: &Progress<'_>) -> Vec<String> {
+        let rest = std::mem::take(&mut self.partial);
+        self.push_line(rest.trim_end(), progress);
+        self.lines.into()
+    }
+
+    fn push_line(&mut self, line: &str, progress: &Progress<'_>) {
+        if line.trim().is_empty() {
+            return;
+        }
+        progress(line);
+        if self.lines.len() == LOG_TAIL_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line.to_string());
+    }
+}
+
+/// A status line (`abc123: Pushed`), or `None` for progress-bar updates, which only repeat.
+fn status_line(
+    id: Option<&str>,
+    status: Option<&str>,
+    detail: Option<&ProgressDetail>,
+) -> Option<String> {
+    let status = status?;
+    if detail.is_some_and(|d| d.current.is_some() || d.total.is_some()) {
+        return None;
+    }
+    Some(match id {
+        Some(id) if !id.is_empty() => format!("{id}: {status}\n"),
+        _ => format!("{status}\n"),
+    })
+}
+
+fn stream_error_message(error: BollardError) -> String {
+    match error {
+        BollardError::DockerStreamError { error } => error,
+        BollardError::DockerResponseServerError { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+/// Consumes a build stream; the image id comes from the final `aux` item (or, from older
+/// engines, the `Successfully built <id>` line).
+pub(crate) async fn consume_build<S>(
+    stream: S,
+    progress: &Progress<'_>,
+) -> Result<BuiltImage, EngineError>
+where
+    S: Stream<Item = Result<BuildInfo, BollardError>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut tail = LogTail::default();
+    let mut id = None;
+    let mut built_line = None;
+    let mut error = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(text) = &info.stream {
+                    if let Some(rest) = text.trim().strip_prefix("Successfully built ") {
+                        built_line = Some(rest.trim().to_string());
+                    }
+                    tail.record(text, progress);
+                }
+                let status = status_line(
+                    info.id.as_deref(),
+                    info.status.as_deref(),
+                    info.progress_detail.as_ref(),
+                );
+                if let Some(line) = status {
+                    tail.record(&line, progress);
+                }
+                // Without bollard's `buildkit` feature, `aux` is the classic builder's image id.
+                if let Some(image) = info.aux {
+                    id = image.id.or(id);
+                }
+            }
+            Err(e) => {
+                // Keep reading: the engine may still send lines that explain the failure.
+                error.get_or_insert_with(|| stream_error_message(e));
+            }
+        }
+    }
+    let log = tail.finish(progress);
+    if let Some(message) = error {
+        return Err(EngineError::Build { message, log });
+    }
+    match id.or(built_line) {
+        Some(id) => Ok(BuiltImage { id }),
+        None => Err(EngineError::Build {
+            message: "the engine ended the build without reporting an image".to_string(),
+            log,
+        }),
+    }
+}
+
+/// Consumes a push stream; the digest comes from the `<tag>: digest: sha256:... size: N` line.
+pub(crate) async fn consume_push<S>(
+    stream: S,
+    image: &str,
+    registry: &str,
+    progress: &Progress<'_>,
+) -> Result<PushedImage, EngineError>
+where
+    S: Stream<Item = Result<PushImageInfo, BollardError>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut tail = LogTail::default();
+    let mut digest = None;
+    let mut error = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                let status = info.status.as_deref();
+                if let Some(found) = status.and_then(digest_in) {
+                    digest = Some(found);
+                }
+                if let Some(line) = status_line(None, status, info.progress_detail.as_ref()) {
+                    tail.record(&line, progress);
+                }
+            }
+            Err(e) => {
+                error.get_or_insert_with(|| stream_error_message(e));
+            }
+        }
+    }
+    let log = tail.finish(progress);
+    match error {
+        Some(message) => Err(EngineError::Push {
+            image: image.to_string(),
+            registry: registry.to_string(),
+            message,
+            log,
+        }),
+        None => Ok(PushedImage { digest }),
+    }
+}
+
+fn digest_in(status: &str) -> Option<String> {
+    let start = status.find("digest: ")? + "digest: ".len();
+    let digest = status[start..].split_whitespace().next()?;
+    digest.starts_with("sha256:").then(|| digest.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::ImageId;
+    use std::sync::Mutex;
+
+    fn build_text(text: &str) -> Result<BuildInfo, BollardError> {
+        Ok(BuildInfo {
+            stream: Some(text.to_string()),
+            ..Default::default()
+        })
+    }
+
+    fn stream_error(text: &str) -> BollardError {
+        BollardError::DockerStreamError {
+            error: text.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn build_error_inside_stream_carries_the_tail_and_later_lines() {
+        let seen = Mutex::new(Vec::new());
+        let progress = |line: &str| seen.lock().unwrap().push(line.to_string());
+        let items = vec![
+            build_text("Step 1/2 : FROM base\n"),
+            build_text("Step 2/2 : RUN false\n ---> Running in abc\n"),
+            Err(stream_error(
+                "The command '/bin/sh -c false' returned a non-zero code: 1",
+            )),
+            build_text("trailing line"),
+        ];
+        let err = consume_build(futures_util::stream::iter(items), &progress)
+            .await
+            .unwrap_err();
+        match &err {
+            EngineError::Build { message, log } => {
+                assert!(message.contains("non-zero code: 1"));
+                assert_eq!(
+                    log,
+                    &[
+                        "Step 1/2 : FROM base",
+                        "Step 2/2 : RUN false",
+                        " ---> Running in abc",
+                        "trailing line"
+                    ]
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(seen.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn build_id_from_aux_or_success_line() {
+        let quiet = |_: &str| {};
+        let items = vec![
+            build_text("Successfully built 1234\n"),
+            Ok(BuildInfo {
+                aux: Some(ImageId {
+                    id: Some("sha256:full".to_string()),
+                }),
+                ..Default::default()
+            }),
+        ];
+        let built = consume_build(futures_util::stream::iter(items), &quiet)
+            .await
+            .unwrap();
+        assert_eq!(built.id, "sha256:full");
+        let items = vec![build_text("Successfully built 1234\n")];
+        let built = consume_build(futures_util::stream::iter(items), &quiet)
+            .await
+            .unwrap();
+        assert_eq!(built.id, "1234");
+        let err = consume_build(futures_util::stream::iter(vec![build_text("x\n")]), &quiet)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("without reporting an image"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tail_keeps_only_the_last_lines() {
+        let quiet = |_: &str| {};
+        let mut items: Vec<_> = (0..100)
+            .map(|i| build_text(&format!("line {i}\n")))
+            .collect();
+        items.push(Err(stream_error("failed")));
+        let err = consume_build(futures_util::stream::iter(items), &quiet)
+            .await
+            .unwrap_err();
+        let log = err.log_tail();
+        assert_eq!(log.len(), LOG_TAIL_LINES);
+        assert_eq!(log.last().map(String::as_str), Some("line 99"));
+    }
+
+    #[tokio::test]
+    async fn push_digest_progress_filtered_and_errors() {
+        let quiet = |_: &str| {};
+        let status = |s: &str, current: Option<i64>| {
+            Ok(PushImageInfo {
+                status: Some(s.to_string()),
+                progress_detail: current.map(|c| ProgressDetail {
+                    current: Some(c),
+                    total: Some(10),
+                }),
+                ..Default::default()
+            })
+        };
+        let items = vec![
+            status("Preparing", None),
+            status("Pushing", Some(5)),
+            status("v1: digest: sha256:abc size: 527", None),
+        ];
+        let pushed = consume_push(futures_util::stream::iter(items), "r/a:v1", "r", &quiet)
+            .await
+            .unwrap();
+        assert_eq!(pushed.digest.as_deref(), Some("sha256:abc"));
+
+        let items = vec![
+            status("Preparing", None),
+            Err(stream_error("unauthorized: authentication required")),
+        ];
+        let err = consume_push(futures_util::stream::iter(items), "r/a:v1", "r", &quiet)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("push of r/a:v1 failed: unauthorized"),
+            "{err}"
+        );
+        assert_eq!(err.log_tail(), ["Preparing"]);
+    }
+}
