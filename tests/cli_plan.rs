@@ -1,0 +1,412 @@
+//! `dagster-deploy plan` and `check` end to end: the binary against temporary git monorepos.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A temporary monorepo: three locations, `a` and `b` share `libs/common`.
+struct Mono {
+    dir: TempDir,
+}
+
+const YAML: &str = "\
+defaults:
+  build:
+    registry: localhost:5000/mono
+locations:
+  - location_name: a
+    code_source:
+      package_name: a
+    build:
+      directory: a
+  - location_name: b
+    code_source:
+      package_name: b
+    build:
+      directory: b
+  - location_name: c
+    code_source:
+      module_name: c.defs
+    build:
+      directory: c
+    container_context:
+      k8s:
+        env_vars: [\"MODE=prod\"]
+";
+
+impl Mono {
+    fn new() -> Mono {
+        let m = Mono { dir: TempDir::new().expect("tempdir") };
+        m.git(&["init", "-q", "-b", "main"]);
+        m.write("dagster_cloud.yaml", YAML);
+        m.write("dagster-deploy.toml", "[defaults]\nignore = [\"**/*.md\"]\n");
+        m.write(
+            "a/pyproject.toml",
+            "[project]\nname = \"a\"\ndependencies = [\"dagster\", \"common\"]\n\n\
+             [tool.uv.sources]\ncommon = { path = \"../libs/common\" }\n",
+        );
+        m.write("a/a/__init__.py", "");
+        m.write("a/Dockerfile", "FROM scratch\n");
+        m.write("b/requirements.txt", "dagster\n-e ../libs/common\n");
+        m.write("b/b/__init__.py", "");
+        m.write("b/Dockerfile", "FROM scratch\n");
+        m.write("c/pyproject.toml", "[project]\nname = \"c\"\ndependencies = [\"dagster\"]\n");
+        m.write("c/c/defs.py", "");
+        m.write("c/Dockerfile", "FROM scratch\n");
+        m.write("libs/common/pyproject.toml", "[project]\nname = \"common\"\n");
+        m.write("libs/common/common/__init__.py", "");
+        m.commit("initial");
+        m
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(p, text).expect("write");
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn commit(&self, msg: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", msg]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("dagster-deploy").expect("binary built");
+        c.current_dir(self.path());
+        // The tests decide the CI context themselves.
+        for var in [
+            "CI",
+            "GITHUB_ACTIONS",
+            "GITHUB_EVENT_PATH",
+            "GITHUB_EVENT_NAME",
+            "GITLAB_CI",
+            "CI_MERGE_REQUEST_DIFF_BASE_SHA",
+            "CI_COMMIT_BEFORE_SHA",
+            "BUILDKITE",
+            "CIRCLECI",
+            "JENKINS_URL",
+            "BITBUCKET_BUILD_NUMBER",
+            "CODEBUILD_BUILD_ID",
+        ] {
+            c.env_remove(var);
+        }
+        c
+    }
+
+    /// Runs `plan --json` with extra args and returns the parsed plan (asserting success).
+    fn plan(&self, args: &[&str]) -> Value {
+        let out = self.cmd().args(["plan", "--json"]).args(args).output().expect("runs");
+        assert!(
+            out.status.success(),
+            "plan failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan: Value = serde_json::from_slice(&out.stdout).expect("plan is JSON");
+        assert_schema(&plan);
+        plan
+    }
+}
+
+fn assert_schema(plan: &Value) {
+    let schema_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/plan.schema.json");
+    let schema: Value =
+        serde_json::from_str(&fs::read_to_string(schema_path).expect("schema file")).expect("schema JSON");
+    let validator = jsonschema::validator_for(&schema).expect("valid schema");
+    let errors: Vec<String> = validator.iter_errors(plan).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "plan does not match schemas/plan.schema.json: {errors:#?}\n{plan:#}");
+}
+
+/// `{name: (action, reason code)}` for compact assertions.
+fn actions(plan: &Value) -> Vec<(String, String, String)> {
+    plan["locations"]
+        .as_array()
+        .expect("locations")
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap_or_default().to_string(),
+                l["action"].as_str().unwrap_or_default().to_string(),
+                l["reason"]["code"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn t(name: &str, action: &str, code: &str) -> (String, String, String) {
+    (name.into(), action.into(), code.into())
+}
+
+fn location<'a>(plan: &'a Value, name: &str) -> &'a Value {
+    plan["locations"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["name"] == name))
+        .unwrap_or_else(|| panic!("no location {name} in {plan:#}"))
+}
+
+#[test]
+fn shared_library_change_builds_both_dependents_only() {
+    let m = Mono::new();
+    let base = m.git(&["rev-parse", "HEAD"]);
+    m.write("libs/common/common/__init__.py", "X = 1\n");
+    m.commit("lib change");
+    let plan = m.plan(&["--base", &base]);
+    assert_eq!(
+        actions(&plan),
+        vec![t("a", "build", "inputs-changed"), t("b", "build", "inputs-changed"), t("c", "skip", "unchanged")]
+    );
+    let a = location(&plan, "a");
+    assert_eq!(a["changed_paths"], serde_json::json!(["libs/common/common/__init__.py"]));
+    assert_eq!(a["inputs"], serde_json::json!(["a", "libs/common"]));
+    assert_eq!(a["reason"]["message"], "changed: libs/common/common/__init__.py");
+    assert_eq!(plan["matrix"], serde_json::json!({"include": [{"location": "a"}, {"location": "b"}]}));
+    assert_eq!(plan["summary"], serde_json::json!({"build": 2, "redeploy": 0, "skip": 1}));
+    assert_eq!(plan["base"]["source"], "flag");
+    assert_eq!(plan["base"]["commit"], base.as_str());
+}
+
+#[test]
+fn entry_change_is_a_redeploy_and_defaults_change_touches_every_location() {
+    let m = Mono::new();
+    let base = m.git(&["rev-parse", "HEAD"]);
+    m.write("dagster_cloud.yaml", &YAML.replace("MODE=prod", "MODE=staging"));
+    m.commit("container context");
+    let plan = m.plan(&["--base", &base]);
+    assert_eq!(
+        actions(&plan),
+        vec![t("a", "skip", "unchanged"), t("b", "skip", "unchanged"), t("c", "redeploy", "entry-changed")]
+    );
+    assert_eq!(location(&plan, "c")["reason"]["message"], "dagster_cloud.yaml entry changed: container_context");
+
+    let base = m.git(&["rev-parse", "HEAD"]);
+    m.write(
+        "dagster_cloud.yaml",
+        &YAML.replace("defaults:\n", "defaults:\n  agent_queue: special\n"),
+    );
+    m.commit("defaults");
+    let plan = m.plan(&["--base", &base]);
+    assert_eq!(
+        actions(&plan),
+        vec![t("a", "redeploy", "entry-changed"), t("b", "redeploy", "entry-changed"), t("c", "redeploy", "entry-changed")]
+    );
+}
+
+#[test]
+fn registry_change_needs_a_build_and_new_location_is_built() {
+    let m = Mono::new();
+    let base = m.git(&["rev-parse", "HEAD"]);
+    let yaml = YAML.replace("localhost:5000/mono", "localhost:5000/other")
+        + "  - location_name: d\n    code_source:\n      package_name: d\n    build:\n      directory: d\n";
+    m.write("dagster_cloud.yaml", &yaml);
+    m.write("d/pyproject.toml", "[project]\nname = \"d\"\n");
+    m.commit("move registry, add d");
+    let plan = m.plan(&["--base", &base]);
+    assert_eq!(
+        actions(&plan),
+        vec![
+            t("a", "build", "build-settings-changed"),
+            t("b", "build", "build-settings-changed"),
+            t("c", "build", "build-settings-changed"),
+            t("d", "build", "new-location"),
+        ]
+    );
+    assert_eq!(location(&plan, "a")["reason"]["message"], "build settings changed: build.registry");
+    assert_eq!(location(&plan, "d")["reason"]["message"], "new location");
+}
+
+#[test]
+fn removed_location_is_reported_not_planned() {
+    let m = Mono::new();
+    let base = m.git(&["rev-parse", "HEAD"]);
+    let yaml = YAML.split("  - location_name: c").next().unwrap_or_default().to_string();
+    m.write("dagster_cloud.yaml", &yaml);
+    m.commit("drop c");
+    let plan = m.plan(&["--base", &base]);
+    assert_eq!(plan["removed_locations"], serde_json::json!(["c"]));
+    assert_eq!(plan["locations"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn ignored_paths_never_trigger_a_build_and_keep_the_content_key() {
+    let m = Mono::new();
+    let base = m.git(&["rev-parse", "HEAD"]);
+    let before = m.plan(&["--base", &base]);
+    m.write("a/README.md", "# docs only\n");
+    m.commit("docs");
+    let plan = m.plan(&["--base", &base]);
+    assert_eq!(location(&plan, "a")["action"], "skip");
+    assert_eq!(location(&plan, "a")["content_key"], location(&before, "a")["content_key"]);
+
+    m.write("a/a/__init__.py", "changed = True\n");
+    m.commit("code");
+    let plan = m.plan(&["--base", &base]);
+    assert_eq!(location(&plan, "a")["action"], "build");
+    assert_ne!(location(&plan, "a")["content_key"], location(&before, "a")["content_key"]);
+    assert_eq!(location(&plan, "c")["content_key"], location(&before, "c")["content_key"]);
+}
+
+#[test]
+fn forced_locations_and_all() {
+    let m = Mono::new();
+    let plan = m.plan(&["--base", "HEAD", "--location", "c"]);
+    assert_eq!(
+        actions(&plan),
+        vec![t("a", "skip", "unchanged"), t("b", "skip", "unchanged"), t("c", "build", "forced")]
+    );
+    let plan = m.plan(&["--base", "HEAD", "--all"]);
+    assert_eq!(plan["summary"]["build"], 3);
+}
+
+#[test]
+fn unknown_forced_location_is_a_usage_error_naming_the_known_ones() {
+    let m = Mono::new();
+    let out = m.cmd().args(["plan", "--base", "HEAD", "--location", "nope"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--location nope: no such location in dagster_cloud.yaml"), "{err}");
+    assert!(err.contains("known locations: a, b, c"), "{err}");
+}
+
+#[test]
+fn uncommitted_changes_count_on_a_laptop_but_not_when_disabled() {
+    let m = Mono::new();
+    m.write("c/c/defs.py", "dirty = 1\n");
+    let plan = m.plan(&["--base", "HEAD"]);
+    assert_eq!(plan["head"]["dirty"], true);
+    assert_eq!(location(&plan, "c")["action"], "build");
+    assert_eq!(location(&plan, "c")["changed_paths"], serde_json::json!(["c/c/defs.py"]));
+
+    let plan = m.plan(&["--base", "HEAD", "--include-dirty=false"]);
+    assert_eq!(plan["head"]["dirty"], false);
+    assert_eq!(location(&plan, "c")["action"], "skip");
+}
+
+#[test]
+fn in_ci_the_work_tree_is_not_counted_by_default() {
+    let m = Mono::new();
+    m.write("c/c/defs.py", "dirty = 1\n");
+    let out = m.cmd().env("CI", "true").args(["plan", "--json", "--base", "HEAD"]).output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(plan["head"]["dirty"], false);
+    assert_eq!(location(&plan, "c")["action"], "skip");
+}
+
+#[test]
+fn github_push_from_nothing_builds_everything_and_says_why() {
+    let m = Mono::new();
+    let event = m.path().join("event.json");
+    fs::write(
+        &event,
+        r#"{"before": "0000000000000000000000000000000000000000", "after": "abc", "ref": "refs/heads/main"}"#,
+    )
+    .expect("event");
+    let out = m
+        .cmd()
+        .env("CI", "true")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", "push")
+        .env("GITHUB_EVENT_PATH", &event)
+        .args(["plan", "--json"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_schema(&plan);
+    assert_eq!(plan["base"]["status"], "missing");
+    assert_eq!(plan["summary"]["build"], 3);
+    assert_eq!(location(&plan, "a")["reason"]["code"], "no-base");
+}
+
+#[test]
+fn human_plan_lists_actions_and_reasons() {
+    let m = Mono::new();
+    let base = m.git(&["rev-parse", "HEAD"]);
+    m.write("c/c/defs.py", "x = 1\n");
+    m.commit("c");
+    let out = m.cmd().args(["plan", "--base", &base]).output().expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("base  {} ({base}, flag)", &base[..7])), "{text}");
+    assert!(text.contains("skip      a  no changes in its build inputs or entry"), "{text}");
+    assert!(text.contains("build     c  changed: c/c/defs.py"), "{text}");
+    assert!(text.contains("3 locations: 1 to build, 0 to redeploy, 2 unchanged"), "{text}");
+}
+
+#[test]
+fn plan_outside_a_repository_fails_with_a_hint() {
+    let dir = TempDir::new().expect("tempdir");
+    fs::write(dir.path().join("dagster_cloud.yaml"), "locations:\n  - location_name: a\n").expect("write");
+    let out = Command::cargo_bin("dagster-deploy")
+        .expect("binary")
+        .current_dir(dir.path())
+        .args(["plan"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not inside a git repository"), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+}
+
+#[test]
+fn unknown_revision_is_a_usage_error_and_json_errors_have_a_code() {
+    let m = Mono::new();
+    let out = m.cmd().args(["plan", "--json", "--base", "no-such-branch"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err: Value = serde_json::from_slice(&out.stdout).expect("JSON error on stdout");
+    assert_eq!(err["error"]["code"], "unknown-revision");
+    assert!(err["error"]["message"].as_str().unwrap_or_default().contains("no-such-branch"));
+    assert!(!err["error"]["hint"].as_str().unwrap_or_default().is_empty());
+}
+
+#[test]
+fn build_directory_outside_the_repository_is_refused() {
+    let m = Mono::new();
+    m.write("dagster_cloud.yaml", &YAML.replace("directory: c", "directory: ../elsewhere"));
+    let out = m.cmd().args(["plan", "--base", "HEAD"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("../elsewhere is outside the repository"), "{err}");
+}
+
+#[test]
+fn check_reports_valid_and_invalid_files_with_exit_codes() {
+    let m = Mono::new();
+    let out = m.cmd().args(["check"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "dagster_cloud.yaml is valid: 3 locations (a, b, c)\n");
+
+    m.write("dagster_cloud.yaml", &YAML.replace("directory: b", "directory: missing"));
+    let out = m.cmd().args(["check"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dagster_cloud.yaml:14:18: locations[1].build.directory"), "{err}");
+
+    let out = m.cmd().args(["check", "--config", "nope.yaml"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.yaml"));
+
+    let out = m.cmd().args(["check", "--no-such-flag"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}
