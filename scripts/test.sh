@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The project's one test command. Starts the real components the tests use (Docker engine,
+# htpasswd registry, base image, the reference dagster-cloud CLI), runs every test, and stops
+# what it started. Needs root on Debian the first time (it installs packages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh start
+trap 'scripts/services.sh stop' EXIT
+eval "$(scripts/services.sh env)"
+DAGSTER_CLOUD_REFERENCE="$(scripts/reference-cli.sh)"
+export DAGSTER_CLOUD_REFERENCE
+
+cargo test --all-targets --locked "$@"
