@@ -2,6 +2,17 @@
 //! line/column positions, validation exactly as the reference `dagster-cloud` CLI does it,
 //! `defaults` merging and Jinja templating.
 
+mod defaults;
+mod diagnostic;
+mod entry;
+mod load;
+mod scalar;
+mod settings;
+mod template;
+mod to_yaml;
+mod validate;
+mod yaml;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -83,13 +94,6 @@ pub struct LocationSettings {
     pub base_image: Option<String>,
 }
 
-impl Settings {
-    /// The effective settings of one location: its own over `[defaults]`.
-    pub fn for_location(&self, _name: &str) -> LocationSettings {
-        todo!("config helper")
-    }
-}
-
 /// The raw text of the two files, wherever they came from (disk, or a git revision).
 pub struct Source<'a> {
     pub file: &'a Path,
@@ -115,17 +119,17 @@ pub enum ConfigError {
 
 /// Loads and validates `file` and the `dagster-deploy.toml` beside it, reading the environment
 /// through `env` for templates.
-pub fn load(_file: &Path, _env: Env) -> Result<Workspace, ConfigError> {
-    todo!("config helper")
+pub fn load(file: &Path, env: Env) -> Result<Workspace, ConfigError> {
+    load::load(file, env)
 }
 
 /// Same as [`load`], from text already in memory.
-pub fn parse(_source: &Source, _env: Env) -> Result<Workspace, ConfigError> {
-    todo!("config helper")
+pub fn parse(source: &Source, env: Env) -> Result<Workspace, ConfigError> {
+    load::parse(source, env)
 }
 
 /// Checks that every location's build directory exists; `is_dir` gets paths relative to the
 /// yaml's folder.
-pub fn check_directories(_ws: &Workspace, _is_dir: &dyn Fn(&str) -> bool) -> Vec<Diagnostic> {
-    todo!("config helper")
+pub fn check_directories(ws: &Workspace, is_dir: &dyn Fn(&str) -> bool) -> Vec<Diagnostic> {
+    load::check_directories(ws, is_dir)
 }

@@ -1,0 +1,686 @@
+//! A YAML tree with a position on every node, built from `saphyr-parser` events.
+//!
+//! We build the tree ourselves (instead of `saphyr`'s loader) to type scalars as PyYAML does
+//! (YAML 1.1, see `scalar.rs`), to apply `<<` merge keys as PyYAML does, and to report every
+//! duplicate key rather than stopping at the first.
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
+
+use super::scalar::{self, Scalar};
+
+/// 1-based line and column (columns count characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub(crate) struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Pos {
+    fn of(span: &Span) -> Pos {
+        Pos {
+            line: span.start.line(),
+            column: span.start.col() + 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub value: Value,
+    pub pos: Pos,
+    /// The source text of an untagged plain scalar (used in hints such as "quote `on`").
+    pub plain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<Entry>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub key: Node,
+    pub value: Node,
+}
+
+impl Node {
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&[Entry]> {
+        match &self.value {
+            Value::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The value of `key` in a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|e| e.key.as_str() == Some(key))
+            .map(|e| &e.value)
+    }
+
+    /// "a string", "an integer", ... for messages.
+    pub fn kind(&self) -> &'static str {
+        match self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+
+    /// How a key is shown in messages: its text.
+    pub fn key_text(&self) -> String {
+        match (&self.value, &self.plain) {
+            (Value::Str(s), _) => s.clone(),
+            (_, Some(raw)) => raw.clone(),
+            (Value::Null, None) => "null".into(),
+            (Value::Bool(b), None) => b.to_string(),
+            (Value::Int(i), None) => i.to_string(),
+            (Value::Float(f), None) => f.to_string(),
+            (Value::Seq(_), None) => "[...]".into(),
+            (Value::Map(_), None) => "{...}".into(),
+        }
+    }
+
+    /// Python truthiness (the reference's `code_source` check counts truthy values).
+    pub fn is_truthy(&self) -> bool {
+        match &self.value {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::Int(i) => *i != 0,
+            Value::Float(f) => *f != 0.0,
+            Value::Str(s) => !s.is_empty(),
+            Value::Seq(items) => !items.is_empty(),
+            Value::Map(entries) => !entries.is_empty(),
+        }
+    }
+
+    /// Python equality: `1 == 1.0 == True`, mappings compare without order.
+    pub fn py_eq(&self, other: &Node) -> bool {
+        match (&self.value, &other.value) {
+            (Value::Null, Value::Null) => true,
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Seq(a), Value::Seq(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.py_eq(y))
+            }
+            (Value::Map(a), Value::Map(b)) => {
+                a.len() == b.len()
+                    && a.iter().all(|ea| {
+                        b.iter()
+                            .any(|eb| ea.key.py_eq(&eb.key) && ea.value.py_eq(&eb.value))
+                    })
+            }
+            _ => match (self.number(), other.number()) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            },
+        }
+    }
+
+    fn number(&self) -> Option<f64> {
+        match self.value {
+            Value::Bool(b) => Some(if b { 1.0 } else { 0.0 }),
+            Value::Int(i) => Some(i as f64),
+            Value::Float(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Drops null mapping values and null list items, recursively (the reference's
+    /// `remove_none_recursively`).
+    pub fn without_nulls(&self) -> Node {
+        let value = match &self.value {
+            Value::Seq(items) => Value::Seq(
+                items
+                    .iter()
+                    .filter(|n| !matches!(n.value, Value::Null))
+                    .map(Node::without_nulls)
+                    .collect(),
+            ),
+            Value::Map(entries) => Value::Map(
+                entries
+                    .iter()
+                    .filter(|e| {
+                        !matches!(e.value.value, Value::Null) && !matches!(e.key.value, Value::Null)
+                    })
+                    .map(|e| Entry {
+                        key: e.key.clone(),
+                        value: e.value.without_nulls(),
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        };
+        Node {
+            value,
+            pos: self.pos,
+            plain: self.plain.clone(),
+        }
+    }
+}
+
+/// A problem found while building the tree. `path` is the field path of the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct YamlProblem {
+    pub pos: Pos,
+    pub path: String,
+    pub message: String,
+    pub hint: String,
+}
+
+/// The result of reading a YAML text: the document (None when the stream is empty) and the
+/// problems found. A syntax error ends parsing; other problems leave a usable tree.
+pub(crate) struct Parsed {
+    pub root: Option<Node>,
+    pub problems: Vec<YamlProblem>,
+    /// Parsing stopped at a syntax error (the last problem); `root` is then `None`.
+    pub syntax_error: bool,
+}
+
+/// Deeper nesting than this is surely not a dagster_cloud.yaml; it keeps recursion bounded.
+const MAX_DEPTH: usize = 256;
+
+pub(crate) fn parse(text: &str) -> Parsed {
+    let mut builder = Builder {
+        parser: Parser::new_from_str(text),
+        anchors: Vec::new(),
+        problems: Vec::new(),
+    };
+    let (root, syntax_error) = match builder.stream() {
+        Ok(root) => (root, false),
+        Err(problem) => {
+            builder.problems.push(problem);
+            (None, true)
+        }
+    };
+    Parsed {
+        root,
+        problems: builder.problems,
+        syntax_error,
+    }
+}
+
+struct Builder<'a> {
+    parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    anchors: Vec<(usize, Node)>,
+    problems: Vec<YamlProblem>,
+}
+
+type Fatal = YamlProblem;
+
+fn syntax(pos: Pos, info: &str) -> Fatal {
+    YamlProblem {
+        pos,
+        path: String::new(),
+        message: format!("invalid YAML: {info}"),
+        hint: "fix the YAML syntax at this position".into(),
+    }
+}
+
+fn child_path(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+impl<'a> Builder<'a> {
+    fn next(&mut self) -> Result<(Event<'a>, Span), Fatal> {
+        match self.parser.next_event() {
+            Some(Ok(ev)) => Ok(ev),
+            Some(Err(err)) => {
+                let m = err.marker();
+                Err(syntax(
+                    Pos {
+                        line: m.line(),
+                        column: m.col() + 1,
+                    },
+                    err.info(),
+                ))
+            }
+            None => Err(syntax(Pos::default(), "unexpected end of the stream")),
+        }
+    }
+
+    fn problem(&mut self, pos: Pos, path: &str, message: String, hint: &str) {
+        self.problems.push(YamlProblem {
+            pos,
+            path: path.to_string(),
+            message,
+            hint: hint.to_string(),
+        });
+    }
+
+    fn stream(&mut self) -> Result<Option<Node>, Fatal> {
+        let mut root = None;
+        let mut documents = 0;
+        loop {
+            let (event, span) = self.next()?;
+            match event {
+                Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+                Event::StreamEnd => return Ok(root),
+                Event::DocumentStart(_) => {
+                    documents += 1;
+                    if documents == 2 {
+                        // PyYAML's `load` wants exactly one document.
+                        self.problem(
+                            Pos::of(&span),
+                            "",
+                            "the file holds more than one YAML document".into(),
+                            "keep a single document: remove this `---` and what follows, or \
+                             merge it into the first document",
+                        );
+                    }
+                }
+                other => {
+                    let node = self.node(other, span, "", 0)?;
+                    if documents <= 1 {
+                        root = Some(node);
+                    }
+                }
+            }
+        }
+    }
+
+    fn node(
+        &mut self,
+        event: Event<'a>,
+        span: Span,
+        path: &str,
+        depth: usize,
+    ) -> Result<Node, Fatal> {
+        let pos = Pos::of(&span);
+        if depth > MAX_DEPTH {
+            return Err(YamlProblem {
+                pos,
+                path: path.to_string(),
+                message: format!("nesting deeper than {MAX_DEPTH} levels"),
+                hint: "flatten the structure".into(),
+            });
+        }
+        match event {
+            Event::Alias(id) => {
+                let found = self.anchors.iter().rev().find(|(a, _)| *a == id);
+                match found {
+                    Some((_, node)) => {
+                        let mut node = node.clone();
+                        node.pos = pos;
+                        Ok(node)
+                    }
+                    None => Err(syntax(pos, "unknown anchor")),
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let node = self.scalar(&text, style, tag.as_deref(), pos, path);
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::SequenceStart(anchor, tag) => {
+                self.check_collection_tag(tag.as_deref(), "seq", pos, path);
+                let mut items = Vec::new();
+                loop {
+                    let (ev, sp) = self.next()?;
+                    if matches!(ev, Event::SequenceEnd) {
+                        break;
+                    }
+                    let item_path = format!("{path}[{}]", items.len());
+                    items.push(self.node(ev, sp, &item_path, depth + 1)?);
+                }
+                let node = Node {
+                    value: Value::Seq(items),
+                    pos,
+                    plain: None,
+                };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::MappingStart(anchor, tag) => {
+                self.check_collection_tag(tag.as_deref(), "map", pos, path);
+                let node = self.mapping(pos, path, depth)?;
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            _ => Err(syntax(pos, "unexpected YAML event")),
+        }
+    }
+
+    fn remember(&mut self, anchor: usize, node: &Node) {
+        if anchor > 0 {
+            self.anchors.push((anchor, node.clone()));
+        }
+    }
+
+    fn mapping(&mut self, pos: Pos, path: &str, depth: usize) -> Result<Node, Fatal> {
+        let mut explicit: Vec<Entry> = Vec::new();
+        let mut merged: Vec<Entry> = Vec::new();
+        loop {
+            let (ev, sp) = self.next()?;
+            if matches!(ev, Event::MappingEnd) {
+                break;
+            }
+            if matches!(&ev, Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<") {
+                let key_path = child_path(path, "<<");
+                let (vev, vsp) = self.next()?;
+                let value = self.node(vev, vsp, &key_path, depth + 1)?;
+                self.merge_into(&mut merged, value, &key_path);
+                continue;
+            }
+            let key = self.node(ev, sp, path, depth + 1)?;
+            let key_path = child_path(path, &key.key_text());
+            let (vev, vsp) = self.next()?;
+            let value = self.node(vev, vsp, &key_path, depth + 1)?;
+            if matches!(key.value, Value::Seq(_) | Value::Map(_)) {
+                self.problem(
+                    key.pos,
+                    path,
+                    "a list or mapping cannot be a mapping key".into(),
+                    "use a plain string as the key",
+                );
+                continue;
+            }
+            if let Some(first) = explicit.iter().find(|e| e.key.py_eq(&key)) {
+                let message = format!(
+                    "duplicate key `{}` (first defined at line {})",
+                    key.key_text(),
+                    first.key.pos.line
+                );
+                self.problem(
+                    key.pos,
+                    &key_path,
+                    message,
+                    "remove one of them (dagster-cloud would silently keep the last one)",
+                );
+                continue;
+            }
+            explicit.push(Entry { key, value });
+        }
+        // As PyYAML: merged keys come first, explicit keys override them.
+        let mut entries: Vec<Entry> = Vec::new();
+        for entry in merged.into_iter().chain(explicit) {
+            match entries.iter_mut().find(|e| e.key.py_eq(&entry.key)) {
+                Some(existing) => existing.value = entry.value,
+                None => entries.push(entry),
+            }
+        }
+        Ok(Node {
+            value: Value::Map(entries),
+            pos,
+            plain: None,
+        })
+    }
+
+    /// Applies a `<<` value: a mapping, or a list of mappings where earlier ones win.
+    fn merge_into(&mut self, merged: &mut Vec<Entry>, value: Node, path: &str) {
+        let sources: Vec<Node> = match value.value {
+            Value::Map(_) => vec![value],
+            Value::Seq(items) => items.into_iter().rev().collect(),
+            _ => vec![value],
+        };
+        for source in sources {
+            match source.value {
+                Value::Map(entries) => merged.extend(entries),
+                _ => self.problem(
+                    source.pos,
+                    path,
+                    format!("`<<` needs a mapping to merge, found {}", source.kind()),
+                    "merge a mapping (e.g. `<<: *anchor`) or a list of mappings",
+                ),
+            }
+        }
+    }
+
+    fn check_collection_tag(&mut self, tag: Option<&Tag>, expected: &str, pos: Pos, path: &str) {
+        let Some(tag) = tag else { return };
+        let ok = (tag.is_yaml_core_schema() && tag.suffix == expected)
+            || (tag.handle == "!" && tag.suffix.is_empty());
+        if !ok {
+            self.unsupported_tag(tag, pos, path);
+        }
+    }
+
+    fn unsupported_tag(&mut self, tag: &Tag, pos: Pos, path: &str) {
+        let shown = if tag.is_yaml_core_schema() {
+            format!("!!{}", tag.suffix)
+        } else {
+            tag.to_string()
+        };
+        self.problem(
+            pos,
+            path,
+            format!("unsupported YAML tag `{shown}`"),
+            "remove the tag: values here are strings, numbers, booleans, lists or mappings",
+        );
+    }
+
+    fn scalar(
+        &mut self,
+        text: &str,
+        style: ScalarStyle,
+        tag: Option<&Tag>,
+        pos: Pos,
+        path: &str,
+    ) -> Node {
+        let node = |value| Node {
+            value,
+            pos,
+            plain: None,
+        };
+        if let Some(tag) = tag {
+            return match tagged_scalar(text, tag) {
+                Tagged::Value(value) => node(value),
+                Tagged::Invalid(suffix) => {
+                    self.problem(
+                        pos,
+                        path,
+                        format!("`{text}` is not a valid `!!{suffix}` value"),
+                        "fix the value or remove the tag",
+                    );
+                    node(Value::Str(text.to_string()))
+                }
+                Tagged::Unsupported => {
+                    self.unsupported_tag(tag, pos, path);
+                    node(Value::Str(text.to_string()))
+                }
+            };
+        }
+        if style != ScalarStyle::Plain {
+            return node(Value::Str(text.to_string()));
+        }
+        let value = match scalar::resolve_plain(text) {
+            Scalar::Null => Value::Null,
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::Int(i) => Value::Int(i),
+            Scalar::Float(f) => Value::Float(f),
+            Scalar::Str(s) => Value::Str(s),
+            // A merge key outside key position is just the text `<<` for our purposes;
+            // PyYAML fails to construct it, so report it like `=`.
+            Scalar::Merge | Scalar::ValueTag => {
+                self.problem(
+                    pos,
+                    path,
+                    format!("`{text}` is not a valid plain value in YAML 1.1"),
+                    &format!("quote it: `\"{text}\"`"),
+                );
+                Value::Str(text.to_string())
+            }
+        };
+        Node {
+            value,
+            pos,
+            plain: Some(text.to_string()),
+        }
+    }
+}
+
+enum Tagged {
+    Value(Value),
+    /// A core tag whose text PyYAML cannot construct (e.g. `!!int abc`).
+    Invalid(String),
+    Unsupported,
+}
+
+/// Explicitly tagged scalars: the core tags that PyYAML's safe loader constructs into plain
+/// values. Other tags (`!!binary`, `!!timestamp`, custom `!foo`, ...) are unsupported.
+fn tagged_scalar(text: &str, tag: &Tag) -> Tagged {
+    if tag.handle == "!" && tag.suffix.is_empty() {
+        return Tagged::Value(Value::Str(text.to_string()));
+    }
+    if !tag.is_yaml_core_schema() {
+        return Tagged::Unsupported;
+    }
+    let value = match tag.suffix.as_str() {
+        "str" => Some(Value::Str(text.to_string())),
+        "null" => Some(Value::Null),
+        "bool" => scalar::parse_bool_any_case(text).map(Value::Bool),
+        "int" if scalar::is_int(text) => match scalar::int_value(text) {
+            Scalar::Int(i) => Some(Value::Int(i)),
+            Scalar::Float(f) => Some(Value::Float(f)),
+            _ => None,
+        },
+        "int" => None,
+        "float" => scalar::tagged_float(text).map(Value::Float),
+        _ => return Tagged::Unsupported,
+    };
+    match value {
+        Some(value) => Tagged::Value(value),
+        None => Tagged::Invalid(tag.suffix.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(text: &str) -> Node {
+        let parsed = parse(text);
+        assert_eq!(parsed.problems, vec![], "{text}");
+        parsed.root.expect("a document")
+    }
+
+    #[test]
+    fn positions_are_one_based() {
+        let node = root("locations:\n  - location_name: a\n    image: x\n");
+        assert_eq!(node.pos, Pos { line: 1, column: 1 });
+        let locations = node.get("locations").unwrap();
+        assert_eq!(locations.pos, Pos { line: 2, column: 3 });
+        let Value::Seq(items) = &locations.value else {
+            panic!("not a list")
+        };
+        assert_eq!(items[0].pos, Pos { line: 2, column: 5 });
+        let image = items[0].get("image").unwrap();
+        assert_eq!(
+            image.pos,
+            Pos {
+                line: 3,
+                column: 12
+            }
+        );
+        assert_eq!(image.as_str(), Some("x"));
+    }
+
+    #[test]
+    fn scalars_typed_as_pyyaml() {
+        let node =
+            root("a: on\nb: '5'\nc: 5\nd: 1.0\ne: ~\nf:\ng: !!str 5\nh: \"yes\"\ni: |\n  x\n");
+        let kind = |k: &str| node.get(k).unwrap().kind();
+        assert_eq!(kind("a"), "a boolean");
+        assert_eq!(kind("b"), "a string");
+        assert_eq!(kind("c"), "an integer");
+        assert_eq!(kind("d"), "a float");
+        assert_eq!(kind("e"), "null");
+        assert_eq!(kind("f"), "null");
+        assert_eq!(kind("g"), "a string");
+        assert_eq!(kind("h"), "a string");
+        assert_eq!(node.get("i").unwrap().as_str(), Some("x\n"));
+    }
+
+    #[test]
+    fn every_duplicate_key_is_reported() {
+        let parsed = parse("a: 1\nb: 2\na: 3\nb: 4\n");
+        let messages: Vec<_> = parsed
+            .problems
+            .iter()
+            .map(|p| (p.pos.line, p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            vec![
+                (3, "a", "duplicate key `a` (first defined at line 1)"),
+                (4, "b", "duplicate key `b` (first defined at line 2)"),
+            ]
+        );
+    }
+
+    #[test]
+    fn merge_keys_and_aliases() {
+        let node = root("base: &b {image: i, agent_queue: q}\nloc:\n  <<: *b\n  image: own\n");
+        let loc = node.get("loc").unwrap();
+        assert_eq!(loc.get("image").unwrap().as_str(), Some("own"));
+        assert_eq!(loc.get("agent_queue").unwrap().as_str(), Some("q"));
+        // Earlier mappings in a merge list win over later ones.
+        let node = root("x: &x {a: 1}\ny: &y {a: 2, b: 3}\nz:\n  <<: [*x, *y]\n");
+        let z = node.get("z").unwrap();
+        assert!(matches!(z.get("a").unwrap().value, Value::Int(1)));
+        assert!(matches!(z.get("b").unwrap().value, Value::Int(3)));
+    }
+
+    #[test]
+    fn syntax_error_has_a_position() {
+        let parsed = parse("locations:\n  - a: [1, 2\n");
+        assert!(parsed.root.is_none());
+        assert_eq!(parsed.problems.len(), 1);
+        assert!(parsed.problems[0].message.starts_with("invalid YAML: "));
+        assert!(parsed.problems[0].pos.line >= 2);
+    }
+
+    #[test]
+    fn unsupported_tags_and_second_documents() {
+        let parsed = parse("a: !foo x\nb: !!set {x}\n---\nc: 1\n");
+        let messages: Vec<_> = parsed.problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            vec![
+                "unsupported YAML tag `!foo`",
+                "unsupported YAML tag `!!set`",
+                "the file holds more than one YAML document",
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_stream_has_no_document() {
+        let parsed = parse("# only a comment\n");
+        assert!(parsed.root.is_none());
+        assert!(parsed.problems.is_empty());
+    }
+
+    #[test]
+    fn python_equality() {
+        let node = root("a: [1, 1.0, true, '1', {x: 1, y: 2}, {y: 2, x: 1}]\n");
+        let Value::Seq(items) = &node.get("a").unwrap().value else {
+            panic!()
+        };
+        assert!(items[0].py_eq(&items[1]));
+        assert!(items[0].py_eq(&items[2]));
+        assert!(!items[0].py_eq(&items[3]));
+        assert!(items[4].py_eq(&items[5]));
+    }
+}
