@@ -86,7 +86,7 @@ pub(crate) fn check<'a>(root: Option<&'a Node>, sink: &mut Sink) -> Checked<'a> 
     };
     for entry in entries {
         match key_of(entry, "", TOP_KEYS, sink) {
-            Some("locations") => check_locations(&entry.value, &mut checked, sink),
+            Some("locations") => check_locations(entry, &mut checked, sink),
             Some("defaults") => {
                 check_defaults(entry, sink);
                 if entry.value.as_map().is_some() {
@@ -114,11 +114,29 @@ fn key_of<'n>(entry: &'n Entry, path: &str, allowed: &[&str], sink: &mut Sink) -
     match entry.key.as_str() {
         Some(key) if allowed.contains(&key) => Some(key),
         _ => {
+            // Keys of `build` or `code_source` written one level too high (as in the old
+            // workspace.yaml format) get a pointer to where they belong.
+            let parent = if !allowed.contains(&"build") {
+                None
+            } else if BUILD_KEYS.contains(&text.as_str()) {
+                Some("build")
+            } else if CODE_SOURCE_KEYS.contains(&text.as_str()) && allowed.contains(&"code_source")
+            {
+                Some("code_source")
+            } else {
+                None
+            };
+            let hint = match parent {
+                Some(parent) => {
+                    format!("`{text}` belongs under `{parent}:`, e.g. `{parent}: {{{text}: ...}}`")
+                }
+                None => unknown_key_hint(&text, allowed),
+            };
             sink.push(
                 entry.key.pos,
                 &join(path, &text),
                 format!("unknown key `{text}`"),
-                unknown_key_hint(&text, allowed),
+                hint,
             );
             None
         }
@@ -133,11 +151,12 @@ fn value_pos(entry: &Entry) -> Pos {
     }
 }
 
-fn check_locations<'a>(value: &'a Node, checked: &mut Checked<'a>, sink: &mut Sink) {
+fn check_locations<'a>(entry: &'a Entry, checked: &mut Checked<'a>, sink: &mut Sink) {
+    let value = &entry.value;
     let Value::Seq(items) = &value.value else {
         checked.names_complete = false;
         sink.push(
-            value.pos,
+            value_pos(entry),
             "locations",
             format!("`locations` must be a list, found {}", value.kind()),
             "list the code locations under it, each starting with `- location_name: ...`",
@@ -323,14 +342,22 @@ fn check_code_source(entry: &Entry, path: &str, sink: &mut Sink) {
         }
     };
     let mut set: Vec<&str> = Vec::new();
+    let mut unknown = false;
     for inner in entries {
-        if let Some(key) = key_of(inner, path, CODE_SOURCE_KEYS, sink) {
-            check_string(inner, &join(path, key), false, sink);
-            // The reference counts truthy values: `module_name: ""` is not set.
-            if inner.value.is_truthy() {
-                set.push(key);
+        match key_of(inner, path, CODE_SOURCE_KEYS, sink) {
+            Some(key) => {
+                check_string(inner, &join(path, key), false, sink);
+                // The reference counts truthy values: `module_name: ""` is not set.
+                if inner.value.is_truthy() {
+                    set.push(key);
+                }
             }
+            None => unknown = true,
         }
+    }
+    // An unknown key is most likely a misspelt source: its own diagnostic says enough.
+    if unknown && set.is_empty() {
+        return;
     }
     let rule = format!(
         "`code_source` must set exactly one of {}",

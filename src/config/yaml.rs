@@ -202,6 +202,7 @@ pub(crate) fn parse(text: &str) -> Parsed {
         parser: Parser::new_from_str(text),
         anchors: Vec::new(),
         problems: Vec::new(),
+        quoted: Vec::new(),
     };
     let (root, syntax_error) = match builder.stream() {
         Ok(root) => (root, false),
@@ -210,17 +211,60 @@ pub(crate) fn parse(text: &str) -> Parsed {
             (None, true)
         }
     };
+    let mut problems = builder.problems;
+    if !syntax_error && text.contains('\t') {
+        problems.extend(tab_problems(text, &builder.quoted));
+    }
     Parsed {
         root,
-        problems: builder.problems,
+        problems,
         syntax_error,
     }
+}
+
+/// PyYAML allows tabs only inside quoted scalars, block scalars and comments; YAML 1.2 (and
+/// saphyr) also allows them as separation space. `quoted` holds the character ranges of the
+/// quoted and block scalars.
+fn tab_problems(text: &str, quoted: &[std::ops::Range<usize>]) -> Vec<YamlProblem> {
+    let mut problems = Vec::new();
+    let (mut line, mut column) = (1, 1);
+    let mut in_comment = false;
+    let mut previous = '\n';
+    for (index, c) in text.chars().enumerate() {
+        let inside = quoted.iter().any(|r| r.contains(&index));
+        if c == '\n' {
+            in_comment = false;
+        } else if c == '#' && !inside && previous.is_whitespace() {
+            in_comment = true;
+        } else if c == '\t' && !inside && !in_comment {
+            problems.push(YamlProblem {
+                pos: Pos { line, column },
+                path: String::new(),
+                message: "tab character outside a quoted value".into(),
+                hint: "replace the tab with spaces (dagster-cloud reads the file with PyYAML, \
+                       which rejects tabs here)"
+                    .into(),
+            });
+            // One per line is enough.
+            in_comment = true;
+        }
+        previous = c;
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    problems
 }
 
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
     anchors: Vec<(usize, Node)>,
     problems: Vec<YamlProblem>,
+    /// Character ranges of quoted and block scalars (where tabs are fine).
+    quoted: Vec<std::ops::Range<usize>>,
 }
 
 type Fatal = YamlProblem;
@@ -329,6 +373,9 @@ impl<'a> Builder<'a> {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
+                if style != ScalarStyle::Plain {
+                    self.quoted.push(span.start.index()..span.end.index());
+                }
                 let node = self.scalar(&text, style, tag.as_deref(), pos, path);
                 self.remember(anchor, &node);
                 Ok(node)
@@ -663,6 +710,43 @@ mod tests {
                 "the file holds more than one YAML document",
             ]
         );
+    }
+
+    #[test]
+    fn tabs_only_where_pyyaml_allows_them() {
+        // Accepted and rejected by PyYAML 6 exactly like this.
+        let accepted = [
+            "a: 'x\ty'\n",
+            "a: |\n  x\ty\n",
+            "a: |\n  \tx\n",
+            "a: |\n  x\n  \t\n  y\n",
+            "a: b # c\td\n",
+            "a: 1\n# \tc\n",
+        ];
+        // Known difference: saphyr rejects a tab-indented continuation line of a multi-line
+        // quoted scalar (`a: "x\n\ty"`), which PyYAML accepts.
+        for text in accepted {
+            assert_eq!(parse(text).problems, vec![], "{text:?}");
+        }
+        let rejected = [
+            "a:\tb\n",
+            "a: b\t# c\n",
+            "-\ta\n",
+            "- \ta\n",
+            "a: [b,\tc]\n",
+            "a: b\t\n",
+            "a: x\ty\n",
+            "a: x\n  \ty\n",
+            "a: b\n\t\n",
+            "- a:\tb\n",
+        ];
+        for text in rejected {
+            let problems = parse(text).problems;
+            assert_eq!(problems.len(), 1, "{text:?}: {problems:?}");
+        }
+        let problems = parse("a: 1\nb: 2\t\n").problems;
+        assert_eq!(problems[0].pos, Pos { line: 2, column: 5 });
+        assert_eq!(problems[0].message, "tab character outside a quoted value");
     }
 
     #[test]
