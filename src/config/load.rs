@@ -40,19 +40,23 @@ pub(crate) fn load(file: &Path, env: Env) -> Result<Workspace, ConfigError> {
             });
         }
     };
-    let root = match file.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
     parse(
         &Source {
             file,
-            root,
+            root: root_of(file),
             yaml: &yaml,
             settings_toml: settings_toml.as_deref(),
         },
         env,
     )
+}
+
+/// The folder holding `file`; `.` for a bare file name.
+fn root_of(file: &Path) -> &Path {
+    match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }
 
 pub(crate) fn parse(source: &Source, env: Env) -> Result<Workspace, ConfigError> {
@@ -166,4 +170,27 @@ pub(crate) fn check_directories(ws: &Workspace, is_dir: &dyn Fn(&str) -> bool) -
         .collect();
     diagnostic::sort(&mut diagnostics);
     diagnostics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_and_settings_paths() {
+        assert_eq!(root_of(Path::new("dagster_cloud.yaml")), Path::new("."));
+        assert_eq!(
+            root_of(Path::new("a/b/dagster_cloud.yaml")),
+            Path::new("a/b")
+        );
+        assert_eq!(root_of(Path::new("/repo/x.yaml")), Path::new("/repo"));
+        assert_eq!(
+            settings_path(Path::new("dagster_cloud.yaml")),
+            Path::new("dagster-deploy.toml")
+        );
+        assert_eq!(
+            settings_path(Path::new("a/custom.yaml")),
+            Path::new("a/dagster-deploy.toml")
+        );
+    }
 }

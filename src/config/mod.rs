@@ -1,6 +1,25 @@
 //! `dagster_cloud.yaml` (and the optional `dagster-deploy.toml` beside it): loading with
 //! line/column positions, validation exactly as the reference `dagster-cloud` CLI does it,
 //! `defaults` merging and Jinja templating.
+//!
+//! Loading runs, in order: template rendering (`template.rs`, only for files with Jinja
+//! syntax), the YAML tree (`yaml.rs`, typed by PyYAML's YAML 1.1 rules in `scalar.rs`), the
+//! schema (`validate.rs`, the reference's pydantic models), `defaults` merging (`defaults.rs`,
+//! the reference's merger) and the settings file (`settings.rs`). Every problem of both files
+//! is collected before deciding; `tests/fixtures/config/reference_check.py` checks the fixture
+//! corpus against the reference CLI itself.
+//!
+//! Where we differ from the reference on purpose: duplicate mapping keys are errors (PyYAML
+//! keeps the last one silently); the tags `!!binary`, `!!timestamp`, `!!set`, `!!omap` and
+//! `!!pairs` are not supported; a defaults `env_vars` entry holding two `=` merges by its key
+//! (the reference's `ci template` crashes on it); templates are rendered on every load (the
+//! reference renders only in `ci template`).
+//!
+//! Positions: 1-based lines, columns in characters. For a file without Jinja syntax they are
+//! exact. A rendered template keeps its line numbers as long as it renders to as many lines
+//! (Jinja keeps the newline after block tags, so `{% if %}` lines become empty lines), though
+//! columns after a substituted expression shift; when rendering changes the line count,
+//! positions refer to the rendered text and the hint says so.
 
 mod defaults;
 mod diagnostic;

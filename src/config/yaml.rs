@@ -197,12 +197,16 @@ pub(crate) struct Parsed {
 /// Deeper nesting than this is surely not a dagster_cloud.yaml; it keeps recursion bounded.
 const MAX_DEPTH: usize = 256;
 
+/// Aliases are copied into the tree; this caps what nested aliases can expand to.
+const MAX_ALIAS_NODES: usize = 1_000_000;
+
 pub(crate) fn parse(text: &str) -> Parsed {
     let mut builder = Builder {
         parser: Parser::new_from_str(text),
         anchors: Vec::new(),
         problems: Vec::new(),
         quoted: Vec::new(),
+        alias_nodes: 0,
     };
     let (root, syntax_error) = match builder.stream() {
         Ok(root) => (root, false),
@@ -261,10 +265,13 @@ fn tab_problems(text: &str, quoted: &[std::ops::Range<usize>]) -> Vec<YamlProble
 
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
-    anchors: Vec<(usize, Node)>,
+    /// Anchored nodes with their size in nodes.
+    anchors: Vec<(usize, Node, usize)>,
     problems: Vec<YamlProblem>,
     /// Character ranges of quoted and block scalars (where tabs are fine).
     quoted: Vec<std::ops::Range<usize>>,
+    /// Nodes copied by alias expansion so far.
+    alias_nodes: usize,
 }
 
 type Fatal = YamlProblem;
@@ -362,15 +369,22 @@ impl<'a> Builder<'a> {
         }
         match event {
             Event::Alias(id) => {
-                let found = self.anchors.iter().rev().find(|(a, _)| *a == id);
-                match found {
-                    Some((_, node)) => {
-                        let mut node = node.clone();
-                        node.pos = pos;
-                        Ok(node)
-                    }
-                    None => Err(syntax(pos, "unknown anchor")),
+                let Some((_, node, size)) = self.anchors.iter().rev().find(|(a, _, _)| *a == id)
+                else {
+                    return Err(syntax(pos, "unknown anchor"));
+                };
+                self.alias_nodes += size;
+                if self.alias_nodes > MAX_ALIAS_NODES {
+                    return Err(YamlProblem {
+                        pos,
+                        path: path.to_string(),
+                        message: format!("aliases expand to more than {MAX_ALIAS_NODES} values"),
+                        hint: "use fewer nested aliases".into(),
+                    });
                 }
+                let mut node = node.clone();
+                node.pos = pos;
+                Ok(node)
             }
             Event::Scalar(text, style, anchor, tag) => {
                 if style != ScalarStyle::Plain {
@@ -411,7 +425,7 @@ impl<'a> Builder<'a> {
 
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            self.anchors.push((anchor, node.clone(), size(node)));
         }
     }
 
@@ -574,6 +588,15 @@ impl<'a> Builder<'a> {
             pos,
             plain: Some(text.to_string()),
         }
+    }
+}
+
+/// The number of nodes in a tree.
+fn size(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Seq(items) => items.iter().map(size).sum(),
+        Value::Map(entries) => entries.iter().map(|e| size(&e.key) + size(&e.value)).sum(),
+        _ => 0,
     }
 }
 
@@ -747,6 +770,29 @@ mod tests {
         let problems = parse("a: 1\nb: 2\t\n").problems;
         assert_eq!(problems[0].pos, Pos { line: 2, column: 5 });
         assert_eq!(problems[0].message, "tab character outside a quoted value");
+    }
+
+    #[test]
+    fn nesting_and_alias_expansion_are_bounded() {
+        // saphyr caps flow nesting itself; block nesting is capped by us.
+        let parsed = parse(&("[".repeat(10_000) + &"]".repeat(10_000)));
+        assert!(parsed.syntax_error);
+        let parsed = parse(&("- ".repeat(5_000) + "x\n"));
+        assert!(parsed.syntax_error);
+        assert_eq!(parsed.problems[0].message, "nesting deeper than 256 levels");
+
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (i, name) in ["b", "c", "d", "e", "f", "g", "h"].iter().enumerate() {
+            let previous = ["a", "b", "c", "d", "e", "f", "g"][i];
+            let items = vec![format!("*{previous}"); 10].join(", ");
+            bomb.push_str(&format!("{name}: &{name} [{items}]\n"));
+        }
+        let parsed = parse(&bomb);
+        assert!(parsed.syntax_error);
+        assert_eq!(
+            parsed.problems[0].message,
+            "aliases expand to more than 1000000 values"
+        );
     }
 
     #[test]
