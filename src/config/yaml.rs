@@ -203,6 +203,12 @@ const MAX_ALIAS_NODES: usize = 1_000_000;
 pub(crate) fn parse(text: &str) -> Parsed {
     let mut builder = Builder {
         parser: Parser::new_from_str(text),
+        chars: if text.contains(['[', '{']) {
+            text.chars().collect()
+        } else {
+            Vec::new()
+        },
+        flow_depth: 0,
         anchors: Vec::new(),
         problems: Vec::new(),
         quoted: Vec::new(),
@@ -265,6 +271,10 @@ fn tab_problems(text: &str, quoted: &[std::ops::Range<usize>]) -> Vec<YamlProble
 
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    /// The text as characters (spans index characters), when it has flow collections.
+    chars: Vec<char>,
+    /// How many flow collections (`[...]`, `{...}`) enclose the current node.
+    flow_depth: usize,
     /// Anchored nodes with their size in nodes.
     anchors: Vec<(usize, Node, usize)>,
     problems: Vec<YamlProblem>,
@@ -396,6 +406,8 @@ impl<'a> Builder<'a> {
             }
             Event::SequenceStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "seq", pos, path);
+                let flow = self.starts_flow(&span);
+                self.flow_depth += usize::from(flow);
                 let mut items = Vec::new();
                 loop {
                     let (ev, sp) = self.next()?;
@@ -405,6 +417,7 @@ impl<'a> Builder<'a> {
                     let item_path = format!("{path}[{}]", items.len());
                     items.push(self.node(ev, sp, &item_path, depth + 1)?);
                 }
+                self.flow_depth -= usize::from(flow);
                 let node = Node {
                     value: Value::Seq(items),
                     pos,
@@ -415,11 +428,44 @@ impl<'a> Builder<'a> {
             }
             Event::MappingStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "map", pos, path);
+                let flow = self.starts_flow(&span);
+                self.flow_depth += usize::from(flow);
                 let node = self.mapping(pos, path, depth)?;
+                self.flow_depth -= usize::from(flow);
                 self.remember(anchor, &node);
                 Ok(node)
             }
             _ => Err(syntax(pos, "unexpected YAML event")),
+        }
+    }
+
+    /// Whether a collection starting at `span` is written in flow style.
+    fn starts_flow(&self, span: &Span) -> bool {
+        // The span may start at a tag or an anchor (`!!seq [a]`, `&x {a: 1}`): skip them.
+        let mut rest = self.chars.iter().skip(span.start.index()).peekable();
+        while let Some(&&c) = rest.peek() {
+            match c {
+                '!' | '&' => while rest.next_if(|c| !c.is_whitespace()).is_some() {},
+                c if c.is_whitespace() => {
+                    rest.next();
+                }
+                _ => break,
+            }
+        }
+        matches!(rest.peek(), Some('[' | '{'))
+    }
+
+    /// PyYAML (YAML 1.1) ends an unquoted scalar at `?` inside `[...]`/`{...}` and cannot
+    /// start one with `:`, `>` or `|` there; YAML 1.2 allows these (e.g.
+    /// `{url: https://x/a?b=c}`).
+    fn check_flow_plain(&mut self, text: &str, pos: Pos, path: &str) {
+        if self.flow_depth > 0 && (text.contains('?') || text.starts_with([':', '>', '|'])) {
+            self.problem(
+                pos,
+                path,
+                format!("`{text}` must be quoted inside `[...]` or `{{...}}`"),
+                &format!("quote it: `\"{text}\"` (YAML 1.1, as dagster-cloud reads it, does not allow `?` or a leading `:`, `>` or `|` in unquoted values there)"),
+            );
         }
     }
 
@@ -444,7 +490,16 @@ impl<'a> Builder<'a> {
                 self.merge_into(&mut merged, value, &key_path);
                 continue;
             }
-            let key = self.node(ev, sp, path, depth + 1)?;
+            // PyYAML turns a plain `=` key into the string "=" (it is an error only as a value).
+            let key = if matches!(&ev, Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "=") {
+                Node {
+                    value: Value::Str("=".into()),
+                    pos: Pos::of(&sp),
+                    plain: Some("=".into()),
+                }
+            } else {
+                self.node(ev, sp, path, depth + 1)?
+            };
             let key_path = child_path(path, &key.key_text());
             let (vev, vsp) = self.next()?;
             let value = self.node(vev, vsp, &key_path, depth + 1)?;
@@ -510,8 +565,7 @@ impl<'a> Builder<'a> {
 
     fn check_collection_tag(&mut self, tag: Option<&Tag>, expected: &str, pos: Pos, path: &str) {
         let Some(tag) = tag else { return };
-        let ok = (tag.is_yaml_core_schema() && tag.suffix == expected)
-            || (tag.handle == "!" && tag.suffix.is_empty());
+        let ok = (tag.is_yaml_core_schema() && tag.suffix == expected) || (is_non_specific(tag));
         if !ok {
             self.unsupported_tag(tag, pos, path);
         }
@@ -544,7 +598,8 @@ impl<'a> Builder<'a> {
             pos,
             plain: None,
         };
-        if let Some(tag) = tag {
+        // PyYAML resolves a scalar tagged `!` as if it had no tag.
+        if let Some(tag) = tag.filter(|t| !is_non_specific(t)) {
             return match tagged_scalar(text, tag) {
                 Tagged::Value(value) => node(value),
                 Tagged::Invalid(suffix) => {
@@ -565,6 +620,7 @@ impl<'a> Builder<'a> {
         if style != ScalarStyle::Plain {
             return node(Value::Str(text.to_string()));
         }
+        self.check_flow_plain(text, pos, path);
         let value = match scalar::resolve_plain(text) {
             Scalar::Null => Value::Null,
             Scalar::Bool(b) => Value::Bool(b),
@@ -591,6 +647,12 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The non-specific tag `!` (saphyr gives it an empty handle and the suffix `!`): PyYAML
+/// resolves what carries it as if it had no tag.
+fn is_non_specific(tag: &Tag) -> bool {
+    tag.handle.is_empty() && tag.suffix == "!"
+}
+
 /// The number of nodes in a tree.
 fn size(node: &Node) -> usize {
     1 + match &node.value {
@@ -610,9 +672,6 @@ enum Tagged {
 /// Explicitly tagged scalars: the core tags that PyYAML's safe loader constructs into plain
 /// values. Other tags (`!!binary`, `!!timestamp`, custom `!foo`, ...) are unsupported.
 fn tagged_scalar(text: &str, tag: &Tag) -> Tagged {
-    if tag.handle == "!" && tag.suffix.is_empty() {
-        return Tagged::Value(Value::Str(text.to_string()));
-    }
     if !tag.is_yaml_core_schema() {
         return Tagged::Unsupported;
     }
@@ -668,8 +727,9 @@ mod tests {
 
     #[test]
     fn scalars_typed_as_pyyaml() {
-        let node =
-            root("a: on\nb: '5'\nc: 5\nd: 1.0\ne: ~\nf:\ng: !!str 5\nh: \"yes\"\ni: |\n  x\n");
+        let node = root(
+            "a: on\nb: '5'\nc: 5\nd: 1.0\ne: ~\nf:\ng: !!str 5\nh: \"yes\"\ni: |\n  x\nj: ! 5\nk: ! [1]\n",
+        );
         let kind = |k: &str| node.get(k).unwrap().kind();
         assert_eq!(kind("a"), "a boolean");
         assert_eq!(kind("b"), "a string");
@@ -680,6 +740,8 @@ mod tests {
         assert_eq!(kind("g"), "a string");
         assert_eq!(kind("h"), "a string");
         assert_eq!(node.get("i").unwrap().as_str(), Some("x\n"));
+        assert_eq!(kind("j"), "an integer");
+        assert_eq!(kind("k"), "a list");
     }
 
     #[test]
@@ -793,6 +855,54 @@ mod tests {
             parsed.problems[0].message,
             "aliases expand to more than 1000000 values"
         );
+    }
+
+    #[test]
+    fn plain_equals_is_a_string_key_but_no_value() {
+        let parsed = parse("=: x\n");
+        assert_eq!(parsed.problems, vec![]);
+        assert_eq!(parsed.root.unwrap().get("=").unwrap().as_str(), Some("x"));
+        let parsed = parse("x: =\n");
+        assert_eq!(
+            parsed.problems[0].message,
+            "`=` is not a valid plain value in YAML 1.1"
+        );
+    }
+
+    #[test]
+    fn flow_plain_scalars_follow_yaml_1_1() {
+        for text in [
+            "a: {url: https://x/a?b=c}\n",
+            "a: [x?]\n",
+            "a: [:x]\n",
+            "a: [>x]\n",
+            "a: [|x]\n",
+        ] {
+            let problems = parse(text).problems;
+            assert_eq!(problems.len(), 1, "{text:?}");
+        }
+        let problems = parse("a: {url: https://x/a?b=c}\n").problems;
+        assert_eq!(
+            problems[0].pos,
+            Pos {
+                line: 1,
+                column: 10
+            }
+        );
+        assert_eq!(problems[0].path, "a.url");
+        assert_eq!(
+            problems[0].message,
+            "`https://x/a?b=c` must be quoted inside `[...]` or `{...}`"
+        );
+        for text in [
+            "a: [x:y]\n",
+            "a: {k: a:b}\n",
+            "a: x?y\n",
+            "a: [\"x?\"]\n",
+            "a:\n  - x?\n",
+        ] {
+            assert_eq!(parse(text).problems, vec![], "{text:?}");
+        }
     }
 
     #[test]
