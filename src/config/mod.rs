@@ -3,7 +3,8 @@
 //! `defaults` merging and Jinja templating.
 //!
 //! Loading runs, in order: template rendering (`template.rs`, only for files with Jinja
-//! syntax), the YAML tree (`yaml.rs`, typed by PyYAML's YAML 1.1 rules in `scalar.rs`), the
+//! syntax), the YAML tree (`yaml.rs` builds `node.rs` trees from saphyr-parser events, typed
+//! by PyYAML's YAML 1.1 rules in `scalar.rs`, with PyYAML's syntax rules in `pyyaml.rs`), the
 //! schema (`validate.rs`, the reference's pydantic models), `defaults` merging (`defaults.rs`,
 //! the reference's merger) and the settings file (`settings.rs`). Every problem of both files
 //! is collected before deciding; `tests/fixtures/config/reference_check.py` checks the fixture
@@ -15,6 +16,12 @@
 //! (the reference's `ci template` crashes on it); templates are rendered on every load (the
 //! reference renders only in `ci template`).
 //!
+//! Known YAML syntax corners where saphyr (YAML 1.2) and PyYAML (1.1) still disagree, all of
+//! them malformed or unusual: saphyr rejects flow or quoted continuation lines indented less
+//! than their parent block and tab-indented continuation lines of quoted scalars; it accepts
+//! unknown or malformed `%` directives, a `...` before the document, and a line starting
+//! with `: ` as a null key.
+//!
 //! Positions: 1-based lines, columns in characters. For a file without Jinja syntax they are
 //! exact. A rendered template keeps its line numbers as long as it renders to as many lines
 //! (Jinja keeps the newline after block tags, so `{% if %}` lines become empty lines), though
@@ -25,6 +32,8 @@ mod defaults;
 mod diagnostic;
 mod entry;
 mod load;
+mod node;
+mod pyyaml;
 mod scalar;
 mod settings;
 mod template;

@@ -6,175 +6,10 @@
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
+use super::node::size;
+pub(crate) use super::node::{Entry, Node, Pos, Value};
+use super::pyyaml::{Tagged, is_non_specific, tab_problems, tagged_scalar};
 use super::scalar::{self, Scalar};
-
-/// 1-based line and column (columns count characters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub(crate) struct Pos {
-    pub line: usize,
-    pub column: usize,
-}
-
-impl Pos {
-    fn of(span: &Span) -> Pos {
-        Pos {
-            line: span.start.line(),
-            column: span.start.col() + 1,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Node {
-    pub value: Value,
-    pub pos: Pos,
-    /// The source text of an untagged plain scalar (used in hints such as "quote `on`").
-    pub plain: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum Value {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Seq(Vec<Node>),
-    Map(Vec<Entry>),
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub key: Node,
-    pub value: Node,
-}
-
-impl Node {
-    pub fn as_str(&self) -> Option<&str> {
-        match &self.value {
-            Value::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn as_map(&self) -> Option<&[Entry]> {
-        match &self.value {
-            Value::Map(entries) => Some(entries),
-            _ => None,
-        }
-    }
-
-    /// The value of `key` in a mapping.
-    pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|e| e.key.as_str() == Some(key))
-            .map(|e| &e.value)
-    }
-
-    /// "a string", "an integer", ... for messages.
-    pub fn kind(&self) -> &'static str {
-        match self.value {
-            Value::Null => "null",
-            Value::Bool(_) => "a boolean",
-            Value::Int(_) => "an integer",
-            Value::Float(_) => "a float",
-            Value::Str(_) => "a string",
-            Value::Seq(_) => "a list",
-            Value::Map(_) => "a mapping",
-        }
-    }
-
-    /// How a key is shown in messages: its text.
-    pub fn key_text(&self) -> String {
-        match (&self.value, &self.plain) {
-            (Value::Str(s), _) => s.clone(),
-            (_, Some(raw)) => raw.clone(),
-            (Value::Null, None) => "null".into(),
-            (Value::Bool(b), None) => b.to_string(),
-            (Value::Int(i), None) => i.to_string(),
-            (Value::Float(f), None) => f.to_string(),
-            (Value::Seq(_), None) => "[...]".into(),
-            (Value::Map(_), None) => "{...}".into(),
-        }
-    }
-
-    /// Python truthiness (the reference's `code_source` check counts truthy values).
-    pub fn is_truthy(&self) -> bool {
-        match &self.value {
-            Value::Null => false,
-            Value::Bool(b) => *b,
-            Value::Int(i) => *i != 0,
-            Value::Float(f) => *f != 0.0,
-            Value::Str(s) => !s.is_empty(),
-            Value::Seq(items) => !items.is_empty(),
-            Value::Map(entries) => !entries.is_empty(),
-        }
-    }
-
-    /// Python equality: `1 == 1.0 == True`, mappings compare without order.
-    pub fn py_eq(&self, other: &Node) -> bool {
-        match (&self.value, &other.value) {
-            (Value::Null, Value::Null) => true,
-            (Value::Str(a), Value::Str(b)) => a == b,
-            (Value::Seq(a), Value::Seq(b)) => {
-                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.py_eq(y))
-            }
-            (Value::Map(a), Value::Map(b)) => {
-                a.len() == b.len()
-                    && a.iter().all(|ea| {
-                        b.iter()
-                            .any(|eb| ea.key.py_eq(&eb.key) && ea.value.py_eq(&eb.value))
-                    })
-            }
-            _ => match (self.number(), other.number()) {
-                (Some(a), Some(b)) => a == b,
-                _ => false,
-            },
-        }
-    }
-
-    fn number(&self) -> Option<f64> {
-        match self.value {
-            Value::Bool(b) => Some(if b { 1.0 } else { 0.0 }),
-            Value::Int(i) => Some(i as f64),
-            Value::Float(f) => Some(f),
-            _ => None,
-        }
-    }
-
-    /// Drops null mapping values and null list items, recursively (the reference's
-    /// `remove_none_recursively`).
-    pub fn without_nulls(&self) -> Node {
-        let value = match &self.value {
-            Value::Seq(items) => Value::Seq(
-                items
-                    .iter()
-                    .filter(|n| !matches!(n.value, Value::Null))
-                    .map(Node::without_nulls)
-                    .collect(),
-            ),
-            Value::Map(entries) => Value::Map(
-                entries
-                    .iter()
-                    .filter(|e| {
-                        !matches!(e.value.value, Value::Null) && !matches!(e.key.value, Value::Null)
-                    })
-                    .map(|e| Entry {
-                        key: e.key.clone(),
-                        value: e.value.without_nulls(),
-                    })
-                    .collect(),
-            ),
-            other => other.clone(),
-        };
-        Node {
-            value,
-            pos: self.pos,
-            plain: self.plain.clone(),
-        }
-    }
-}
 
 /// A problem found while building the tree. `path` is the field path of the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,43 +65,6 @@ pub(crate) fn parse(text: &str) -> Parsed {
         problems,
         syntax_error,
     }
-}
-
-/// PyYAML allows tabs only inside quoted scalars, block scalars and comments; YAML 1.2 (and
-/// saphyr) also allows them as separation space. `quoted` holds the character ranges of the
-/// quoted and block scalars.
-fn tab_problems(text: &str, quoted: &[std::ops::Range<usize>]) -> Vec<YamlProblem> {
-    let mut problems = Vec::new();
-    let (mut line, mut column) = (1, 1);
-    let mut in_comment = false;
-    let mut previous = '\n';
-    for (index, c) in text.chars().enumerate() {
-        let inside = quoted.iter().any(|r| r.contains(&index));
-        if c == '\n' {
-            in_comment = false;
-        } else if c == '#' && !inside && previous.is_whitespace() {
-            in_comment = true;
-        } else if c == '\t' && !inside && !in_comment {
-            problems.push(YamlProblem {
-                pos: Pos { line, column },
-                path: String::new(),
-                message: "tab character outside a quoted value".into(),
-                hint: "replace the tab with spaces (dagster-cloud reads the file with PyYAML, \
-                       which rejects tabs here)"
-                    .into(),
-            });
-            // One per line is enough.
-            in_comment = true;
-        }
-        previous = c;
-        if c == '\n' {
-            line += 1;
-            column = 1;
-        } else {
-            column += 1;
-        }
-    }
-    problems
 }
 
 struct Builder<'a> {
@@ -343,7 +141,7 @@ impl<'a> Builder<'a> {
                     if documents == 2 {
                         // PyYAML's `load` wants exactly one document.
                         self.problem(
-                            Pos::of(&span),
+                            pos_of(&span),
                             "",
                             "the file holds more than one YAML document".into(),
                             "keep a single document: remove this `---` and what follows, or \
@@ -368,7 +166,7 @@ impl<'a> Builder<'a> {
         path: &str,
         depth: usize,
     ) -> Result<Node, Fatal> {
-        let pos = Pos::of(&span);
+        let pos = pos_of(&span);
         if depth > MAX_DEPTH {
             return Err(YamlProblem {
                 pos,
@@ -494,7 +292,7 @@ impl<'a> Builder<'a> {
             let key = if matches!(&ev, Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "=") {
                 Node {
                     value: Value::Str("=".into()),
-                    pos: Pos::of(&sp),
+                    pos: pos_of(&sp),
                     plain: Some("=".into()),
                 }
             } else {
@@ -647,50 +445,10 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// The non-specific tag `!` (saphyr gives it an empty handle and the suffix `!`): PyYAML
-/// resolves what carries it as if it had no tag.
-fn is_non_specific(tag: &Tag) -> bool {
-    tag.handle.is_empty() && tag.suffix == "!"
-}
-
-/// The number of nodes in a tree.
-fn size(node: &Node) -> usize {
-    1 + match &node.value {
-        Value::Seq(items) => items.iter().map(size).sum(),
-        Value::Map(entries) => entries.iter().map(|e| size(&e.key) + size(&e.value)).sum(),
-        _ => 0,
-    }
-}
-
-enum Tagged {
-    Value(Value),
-    /// A core tag whose text PyYAML cannot construct (e.g. `!!int abc`).
-    Invalid(String),
-    Unsupported,
-}
-
-/// Explicitly tagged scalars: the core tags that PyYAML's safe loader constructs into plain
-/// values. Other tags (`!!binary`, `!!timestamp`, custom `!foo`, ...) are unsupported.
-fn tagged_scalar(text: &str, tag: &Tag) -> Tagged {
-    if !tag.is_yaml_core_schema() {
-        return Tagged::Unsupported;
-    }
-    let value = match tag.suffix.as_str() {
-        "str" => Some(Value::Str(text.to_string())),
-        "null" => Some(Value::Null),
-        "bool" => scalar::parse_bool_any_case(text).map(Value::Bool),
-        "int" if scalar::is_int(text) => match scalar::int_value(text) {
-            Scalar::Int(i) => Some(Value::Int(i)),
-            Scalar::Float(f) => Some(Value::Float(f)),
-            _ => None,
-        },
-        "int" => None,
-        "float" => scalar::tagged_float(text).map(Value::Float),
-        _ => return Tagged::Unsupported,
-    };
-    match value {
-        Some(value) => Tagged::Value(value),
-        None => Tagged::Invalid(tag.suffix.clone()),
+fn pos_of(span: &Span) -> Pos {
+    Pos {
+        line: span.start.line(),
+        column: span.start.col() + 1,
     }
 }
 
@@ -798,43 +556,6 @@ mod tests {
     }
 
     #[test]
-    fn tabs_only_where_pyyaml_allows_them() {
-        // Accepted and rejected by PyYAML 6 exactly like this.
-        let accepted = [
-            "a: 'x\ty'\n",
-            "a: |\n  x\ty\n",
-            "a: |\n  \tx\n",
-            "a: |\n  x\n  \t\n  y\n",
-            "a: b # c\td\n",
-            "a: 1\n# \tc\n",
-        ];
-        // Known difference: saphyr rejects a tab-indented continuation line of a multi-line
-        // quoted scalar (`a: "x\n\ty"`), which PyYAML accepts.
-        for text in accepted {
-            assert_eq!(parse(text).problems, vec![], "{text:?}");
-        }
-        let rejected = [
-            "a:\tb\n",
-            "a: b\t# c\n",
-            "-\ta\n",
-            "- \ta\n",
-            "a: [b,\tc]\n",
-            "a: b\t\n",
-            "a: x\ty\n",
-            "a: x\n  \ty\n",
-            "a: b\n\t\n",
-            "- a:\tb\n",
-        ];
-        for text in rejected {
-            let problems = parse(text).problems;
-            assert_eq!(problems.len(), 1, "{text:?}: {problems:?}");
-        }
-        let problems = parse("a: 1\nb: 2\t\n").problems;
-        assert_eq!(problems[0].pos, Pos { line: 2, column: 5 });
-        assert_eq!(problems[0].message, "tab character outside a quoted value");
-    }
-
-    #[test]
     fn nesting_and_alias_expansion_are_bounded() {
         // saphyr caps flow nesting itself; block nesting is capped by us.
         let parsed = parse(&("[".repeat(10_000) + &"]".repeat(10_000)));
@@ -910,17 +631,5 @@ mod tests {
         let parsed = parse("# only a comment\n");
         assert!(parsed.root.is_none());
         assert!(parsed.problems.is_empty());
-    }
-
-    #[test]
-    fn python_equality() {
-        let node = root("a: [1, 1.0, true, '1', {x: 1, y: 2}, {y: 2, x: 1}]\n");
-        let Value::Seq(items) = &node.get("a").unwrap().value else {
-            panic!()
-        };
-        assert!(items[0].py_eq(&items[1]));
-        assert!(items[0].py_eq(&items[2]));
-        assert!(!items[0].py_eq(&items[3]));
-        assert!(items[4].py_eq(&items[5]));
     }
 }
