@@ -1,6 +1,45 @@
 //! `dagster_cloud.yaml` (and the optional `dagster-deploy.toml` beside it): loading with
 //! line/column positions, validation exactly as the reference `dagster-cloud` CLI does it,
 //! `defaults` merging and Jinja templating.
+//!
+//! Loading runs, in order: template rendering (`template.rs`, only for files with Jinja
+//! syntax), the YAML tree (`yaml.rs` builds `node.rs` trees from saphyr-parser events, typed
+//! by PyYAML's YAML 1.1 rules in `scalar.rs`, with PyYAML's syntax rules in `pyyaml.rs`), the
+//! schema (`validate.rs`, the reference's pydantic models), `defaults` merging (`defaults.rs`,
+//! the reference's merger) and the settings file (`settings.rs`). Every problem of both files
+//! is collected before deciding; `tests/fixtures/config/reference_check.py` checks the fixture
+//! corpus against the reference CLI itself.
+//!
+//! Where we differ from the reference on purpose: duplicate mapping keys are errors (PyYAML
+//! keeps the last one silently); the tags `!!binary`, `!!timestamp`, `!!set`, `!!omap` and
+//! `!!pairs` are not supported; a defaults `env_vars` entry holding two `=` merges by its key
+//! (the reference's `ci template` crashes on it); templates are rendered on every load (the
+//! reference renders only in `ci template`).
+//!
+//! Known YAML syntax corners where saphyr (YAML 1.2) and PyYAML (1.1) still disagree, all of
+//! them malformed or unusual: saphyr rejects flow or quoted continuation lines indented less
+//! than their parent block and tab-indented continuation lines of quoted scalars; it accepts
+//! unknown or malformed `%` directives, a `...` before the document, and a line starting
+//! with `: ` as a null key.
+//!
+//! Positions: 1-based lines, columns in characters. For a file without Jinja syntax they are
+//! exact. A rendered template keeps its line numbers as long as it renders to as many lines
+//! (Jinja keeps the newline after block tags, so `{% if %}` lines become empty lines), though
+//! columns after a substituted expression shift; when rendering changes the line count,
+//! positions refer to the rendered text and the hint says so.
+
+mod defaults;
+mod diagnostic;
+mod entry;
+mod load;
+mod node;
+mod pyyaml;
+mod scalar;
+mod settings;
+mod template;
+mod to_yaml;
+mod validate;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,13 +122,6 @@ pub struct LocationSettings {
     pub base_image: Option<String>,
 }
 
-impl Settings {
-    /// The effective settings of one location: its own over `[defaults]`.
-    pub fn for_location(&self, _name: &str) -> LocationSettings {
-        todo!("config helper")
-    }
-}
-
 /// The raw text of the two files, wherever they came from (disk, or a git revision).
 pub struct Source<'a> {
     pub file: &'a Path,
@@ -115,17 +147,17 @@ pub enum ConfigError {
 
 /// Loads and validates `file` and the `dagster-deploy.toml` beside it, reading the environment
 /// through `env` for templates.
-pub fn load(_file: &Path, _env: Env) -> Result<Workspace, ConfigError> {
-    todo!("config helper")
+pub fn load(file: &Path, env: Env) -> Result<Workspace, ConfigError> {
+    load::load(file, env)
 }
 
 /// Same as [`load`], from text already in memory.
-pub fn parse(_source: &Source, _env: Env) -> Result<Workspace, ConfigError> {
-    todo!("config helper")
+pub fn parse(source: &Source, env: Env) -> Result<Workspace, ConfigError> {
+    load::parse(source, env)
 }
 
 /// Checks that every location's build directory exists; `is_dir` gets paths relative to the
 /// yaml's folder.
-pub fn check_directories(_ws: &Workspace, _is_dir: &dyn Fn(&str) -> bool) -> Vec<Diagnostic> {
-    todo!("config helper")
+pub fn check_directories(ws: &Workspace, is_dir: &dyn Fn(&str) -> bool) -> Vec<Diagnostic> {
+    load::check_directories(ws, is_dir)
 }
