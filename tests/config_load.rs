@@ -253,7 +253,8 @@ fn check_directories_reports_each_missing_build_directory() {
     assert_eq!(found.len(), 1);
     let d = &found[0];
     assert_eq!(d.file, PathBuf::from("dagster_cloud.yaml"));
-    assert_eq!((d.line, d.column), (4, 5));
+    // Points at the `directory` value itself.
+    assert_eq!((d.line, d.column), (5, 24));
     assert_eq!(d.field, "locations[1].build.directory");
     assert_eq!(
         d.message,

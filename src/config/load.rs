@@ -126,6 +126,7 @@ fn parse_yaml(source: &Source, env: Env) -> (Vec<Location>, Option<Vec<String>>,
 
 fn location(merged: &Node, original: &Node) -> Location {
     let build = merged.get("build");
+    let directory = build.and_then(|b| b.get("directory"));
     let text = |node: Option<&Node>, key: &str| {
         node.and_then(|n| n.get(key))
             .and_then(Node::as_str)
@@ -142,6 +143,8 @@ fn location(merged: &Node, original: &Node) -> Location {
         registry: text(build, "registry"),
         line: original.pos.line,
         column: original.pos.column,
+        directory_line: directory.map_or(original.pos.line, |d| d.pos.line),
+        directory_column: directory.map_or(original.pos.column, |d| d.pos.column),
     }
 }
 
@@ -159,8 +162,8 @@ pub(crate) fn check_directories(ws: &Workspace, is_dir: &dyn Fn(&str) -> bool) -
             };
             Diagnostic {
                 file: ws.file.clone(),
-                line: loc.line,
-                column: loc.column,
+                line: loc.directory_line,
+                column: loc.directory_column,
                 field: format!("locations[{index}].build.directory"),
                 message: format!("build directory `{shown}` of location `{}` does not exist", loc.name),
                 hint: "create the directory or fix `build.directory` (it is relative to the folder of dagster_cloud.yaml)"

@@ -81,6 +81,9 @@ pub struct Location {
     /// 1-based position of the entry in the yaml file (for annotations).
     pub line: usize,
     pub column: usize,
+    /// 1-based position of the `build.directory` value (the entry's when it is defaulted).
+    pub directory_line: usize,
+    pub directory_column: usize,
 }
 
 /// One problem found in a config file.
