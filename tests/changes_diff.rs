@@ -232,3 +232,18 @@ fn agrees_with_git_diff_name_only_over_a_history() {
         );
     }
 }
+
+#[test]
+fn the_work_tree_is_scanned_once_per_repo() {
+    let t = TestRepo::new();
+    t.write("a.txt", "1\n");
+    let head = t.commit("one");
+    let repo = t.open();
+    let wt = Head::WorkTree(oid(&head));
+    assert!(repo.changed_paths(oid(&head), &wt).unwrap().is_empty());
+    t.write("a.txt", "2\n");
+    // Same Repo: the snapshot taken by the first call stands.
+    assert!(repo.changed_paths(oid(&head), &wt).unwrap().is_empty());
+    // Opened again: the edit is seen.
+    assert_eq!(changed(&t, &head, &wt), vec!["a.txt"]);
+}

@@ -5,6 +5,7 @@
 //! both sides, so the cost is proportional to what changed, not to the repository's size.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use git2::{DiffOptions, ObjectType, Oid, Tree, TreeEntry};
 
@@ -28,34 +29,41 @@ impl Repo {
         let new = self.repo.find_commit(head_commit)?.tree()?;
         let mut out = Vec::new();
         diff_trees(&self.repo, Some(&old), Some(&new), "", &mut out)?;
-        if let Head::WorkTree(_) = head {
-            out.extend(self.worktree_changes(&new, &[])?);
+        if let Head::WorkTree(commit) = head {
+            out.extend(self.uncommitted(*commit)?.iter().cloned());
         }
         out.sort_unstable();
         out.dedup();
         Ok(out)
     }
 
-    /// Uncommitted changes relative to `tree` (index and work tree together), limited to
-    /// `under` (repo-relative prefixes; empty means everything): the paths on either side.
-    pub(crate) fn worktree_changes(
-        &self,
-        tree: &Tree,
-        under: &[&str],
-    ) -> Result<Vec<String>, ChangesError> {
+    /// The paths (sorted) that differ between `commit` and the work tree, staged or not,
+    /// untracked included; scanned once per commit and `Repo` (see [`Repo`]).
+    pub(crate) fn uncommitted(&self, commit: Oid) -> Result<Arc<[String]>, ChangesError> {
+        if let Some((oid, paths)) = &*self.uncommitted.borrow()
+            && *oid == commit
+        {
+            return Ok(paths.clone());
+        }
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let mut paths = self.worktree_changes(&tree)?;
+        paths.sort_unstable();
+        paths.dedup();
+        let paths: Arc<[String]> = paths.into();
+        *self.uncommitted.borrow_mut() = Some((commit, paths.clone()));
+        Ok(paths)
+    }
+
+    /// Uncommitted changes relative to `tree` (index and work tree together): the paths on
+    /// either side. libgit2 compares index stat data first and hashes only files whose stat
+    /// data differs, as `git status` does.
+    fn worktree_changes(&self, tree: &Tree) -> Result<Vec<String>, ChangesError> {
         let mut opts = DiffOptions::new();
         opts.include_untracked(true)
             .recurse_untracked_dirs(true)
             .include_typechange(true)
             .ignore_submodules(true)
-            .skip_binary_check(true)
-            // Pathspecs are literal prefixes, not globs (names may contain `*` or `[`).
-            .disable_pathspec_match(true);
-        if !under.iter().any(|p| p.is_empty()) {
-            for prefix in under {
-                opts.pathspec(*prefix);
-            }
-        }
+            .skip_binary_check(true);
         let diff = self
             .repo
             .diff_tree_to_workdir_with_index(Some(tree), Some(&mut opts))?;

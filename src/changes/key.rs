@@ -71,10 +71,7 @@ pub fn content_key(
     let (Head::Commit(commit) | Head::WorkTree(commit)) = head;
     let tree = repo.repo.find_commit(*commit)?.tree()?;
     let dirty = match head {
-        Head::WorkTree(_) => {
-            let under: Vec<&str> = paths.iter().map(String::as_str).collect();
-            dirty_states(repo, &repo.worktree_changes(&tree, &under)?)?
-        }
+        Head::WorkTree(_) => dirty_states(repo, &repo.uncommitted(*commit)?, &paths)?,
         Head::Commit(_) => BTreeMap::new(),
     };
 
@@ -104,12 +101,26 @@ pub fn content_key(
     Ok(format!("{CONTENT_KEY_PREFIX}{}", &hex[..KEY_HEX_LEN]))
 }
 
-/// The on-disk state of each uncommitted path.
-fn dirty_states(repo: &Repo, paths: &[String]) -> Result<BTreeMap<String, State>, ChangesError> {
-    paths
-        .iter()
-        .map(|p| Ok((p.clone(), disk_state(&repo.workdir.join(p))?)))
-        .collect()
+/// The on-disk state of each uncommitted path (`uncommitted` is sorted) under one of `inputs`.
+fn dirty_states(
+    repo: &Repo,
+    uncommitted: &[String],
+    inputs: &[String],
+) -> Result<BTreeMap<String, State>, ChangesError> {
+    let mut states = BTreeMap::new();
+    for input in inputs {
+        let start = uncommitted.partition_point(|p| p.as_str() < input.as_str());
+        let under = uncommitted[start..]
+            .iter()
+            .take_while(|p| p.starts_with(input.as_str()))
+            .filter(|p| is_within(p, input));
+        for path in under {
+            if !states.contains_key(path) {
+                states.insert(path.clone(), disk_state(&repo.workdir.join(path))?);
+            }
+        }
+    }
+    Ok(states)
 }
 
 /// A file as git would record it now; `None` when gone (or a folder: its files are listed

@@ -20,10 +20,17 @@ pub use files::{TreeSource, WorkTreeSource};
 pub use key::{CONTENT_KEY_PREFIX, content_key};
 
 /// A repository opened with git2.
+///
+/// The work tree is scanned at most once per `Repo` and commit: the list of uncommitted paths
+/// is taken the first time [`Head::WorkTree`] needs it and reused by later calls (a plan is one
+/// snapshot, and a scan of a large work tree costs as much as `git status`). Open the
+/// repository again to see files edited since.
 pub struct Repo {
     pub repo: git2::Repository,
     /// Absolute path of the work tree.
     pub workdir: PathBuf,
+    /// Uncommitted paths relative to a commit, sorted (see above).
+    uncommitted: std::cell::RefCell<Option<(git2::Oid, std::sync::Arc<[String]>)>>,
 }
 
 /// What the plan compares against.

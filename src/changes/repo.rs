@@ -10,6 +10,9 @@ use super::{ChangesError, Repo};
 impl Repo {
     /// Opens the repository containing `path` (which may be any folder inside the work tree).
     pub fn discover(path: &Path) -> Result<Repo, ChangesError> {
+        // libgit2 re-hashes every object it reads by default (git does not); that doubles
+        // the cost of walking trees. Process-wide, and we only read.
+        git2::opts::strict_hash_verification(false);
         let repo = git2::Repository::discover(path).map_err(|e| match e.code() {
             ErrorCode::NotFound => ChangesError::NotARepository {
                 path: path.to_path_buf(),
@@ -24,7 +27,11 @@ impl Repo {
             .to_path_buf();
         // Canonical, so paths given by users (possibly through symlinks) can be related to it.
         let workdir = workdir.canonicalize().unwrap_or(workdir);
-        Ok(Repo { repo, workdir })
+        Ok(Repo {
+            repo,
+            workdir,
+            uncommitted: Default::default(),
+        })
     }
 
     /// Resolves any revspec git understands (`main`, `origin/main`, `HEAD~2`, `v1.0`, a full or
