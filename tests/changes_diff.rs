@@ -247,3 +247,41 @@ fn the_work_tree_is_scanned_once_per_repo() {
     // Opened again: the edit is seen.
     assert_eq!(changed(&t, &head, &wt), vec!["a.txt"]);
 }
+
+#[test]
+fn a_submodule_counts_as_its_recorded_commit() {
+    let t = TestRepo::new();
+    t.write("a.txt", "1\n");
+    let first = t.commit("one");
+    // A gitlink entry, as `git submodule add` records it (no .gitmodules needed here).
+    let link = |sha: &str| {
+        t.git(&[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{sha},vendor/sub"),
+        ]);
+        t.git(&["commit", "-q", "-m", "gitlink"]);
+        t.git(&["rev-parse", "HEAD"])
+    };
+    let with_sub = link(&first);
+    t.write("a.txt", "2\n");
+    let second = t.commit("two");
+    assert_eq!(
+        changed(&t, &first, &commit_head(&with_sub)),
+        vec!["vendor/sub"]
+    );
+    let moved = link(&second);
+    assert_eq!(
+        changed(&t, &second, &commit_head(&moved)),
+        vec!["vendor/sub"]
+    );
+    // An uninitialised submodule is an empty folder, as a clone leaves it: not a change.
+    std::fs::create_dir_all(t.abs("vendor/sub")).unwrap();
+    let wt = changed(&t, &moved, &Head::WorkTree(oid(&moved)));
+    assert!(
+        wt.is_empty(),
+        "{wt:?} {}",
+        t.git(&["status", "--porcelain"])
+    );
+}

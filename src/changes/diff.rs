@@ -19,8 +19,8 @@ impl Repo {
     /// content and mode changes count; a symlink is compared as the link itself (its target
     /// string), never followed; a submodule as its recorded commit. With
     /// [`Head::WorkTree`] the uncommitted changes (staged, unstaged, untracked but not
-    /// ignored, deleted) relative to that commit are added; dirty submodule work trees are not
-    /// looked into.
+    /// ignored, deleted) relative to that commit are added; submodules are not looked into
+    /// there (neither their work trees nor an uncommitted change of their recorded commit).
     pub fn changed_paths(&self, base: Oid, head: &Head) -> Result<Vec<String>, ChangesError> {
         let head_commit = match head {
             Head::Commit(oid) | Head::WorkTree(oid) => *oid,
