@@ -1,13 +1,36 @@
 //! git2: resolve revisions, list changed paths, find each location's build inputs (its build
 //! directory plus local path dependencies), and compute content keys.
+//!
+//! All paths crossing this module's boundary are relative to the work tree, use `/` and have
+//! no `.`/`..` segments; `""` is the repository root.
 
 use std::path::{Path, PathBuf};
 
+mod base;
+mod deps;
+mod diff;
+mod files;
+mod key;
+mod paths;
+mod repo;
+
+pub use base::choose_base;
+pub use deps::local_dependencies;
+pub use files::{TreeSource, WorkTreeSource};
+pub use key::{CONTENT_KEY_PREFIX, content_key};
+
 /// A repository opened with git2.
+///
+/// The work tree is scanned at most once per `Repo` and commit: the list of uncommitted paths
+/// is taken the first time [`Head::WorkTree`] needs it and reused by later calls (a plan is one
+/// snapshot, and a scan of a large work tree costs as much as `git status`). Open the
+/// repository again to see files edited since.
 pub struct Repo {
     pub repo: git2::Repository,
     /// Absolute path of the work tree.
     pub workdir: PathBuf,
+    /// Uncommitted paths relative to a commit, sorted (see above).
+    uncommitted: std::cell::RefCell<Option<(git2::Oid, std::sync::Arc<[String]>)>>,
 }
 
 /// What the plan compares against.
@@ -30,6 +53,9 @@ pub enum BaseSource {
     GitlabMergeRequest,
     GitlabPush,
     MergeBase,
+    /// HEAD is the default branch (or no branch point differs from it): its first parent,
+    /// i.e. "what the last commit changed".
+    FirstParent,
 }
 
 /// The base revision, or why there is none (then everything is built).
@@ -53,25 +79,45 @@ pub trait FileSource {
     /// Names of the entries of a directory (files and folders), empty if it is not one.
     fn list(&self, dir: &str) -> Vec<String>;
     fn is_dir(&self, path: &str) -> bool;
+    /// The absolute work-tree path these repo-relative paths hang from, when known: lets
+    /// absolute `file:///...` references be mapped back into the repository.
+    fn root(&self) -> Option<&Path> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangesError {
     #[error("{} is not inside a git repository", path.display())]
     NotARepository { path: PathBuf },
+    #[error("{} is a bare repository (no work tree)", path.display())]
+    BareRepository { path: PathBuf },
+    #[error("the repository has no commits yet (HEAD is unborn)")]
+    NoCommits,
     #[error("unknown revision `{rev}`")]
     UnknownRevision { rev: String },
+    /// `--base`/`--head` SHA that a shallow clone did not fetch.
+    #[error(
+        "revision `{rev}` is not in this shallow clone; fetch full history \
+         (actions/checkout `fetch-depth: 0`, GitLab `GIT_DEPTH: 0`, or `git fetch --unshallow`)"
+    )]
+    NotInShallowClone { rev: String },
+    #[error("revision `{rev}` is not a commit")]
+    NotACommit { rev: String },
     #[error("local dependency cycle: {}", cycle.join(" -> "))]
     DependencyCycle { cycle: Vec<String> },
     #[error("{path} is outside the repository")]
     OutsideRepository { path: String },
+    #[error("cannot parse {path}: {message}")]
+    InvalidPyproject { path: String, message: String },
+    #[error("cannot read the CI event payload {}: {message}", path.display())]
+    CiEventPayload { path: PathBuf, message: String },
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("git: {0}")]
     Git(#[from] git2::Error),
-}
-
-impl Repo {
-    /// Opens the repository containing `path`.
-    pub fn discover(_path: &Path) -> Result<Repo, ChangesError> {
-        todo!("changes helper")
-    }
 }

@@ -1,0 +1,115 @@
+//! Local path dependencies of a Python project folder, followed transitively.
+//!
+//! Read from the folder's `pyproject.toml` (`[tool.uv.sources]` and poetry `{ path = ... }`
+//! tables, `file:` URLs in `[project]` dependencies, optional dependencies and
+//! `[dependency-groups]`) and its `requirements*.txt` files (`-e PATH`, bare `./`/`../` paths,
+//! `name @ file:...`, `file:...`, `-r`/`-c` includes, local `--find-links` folders).
+//! Relative paths are taken relative to the file that names them. uv `workspace = true`
+//! sources are not resolved (they name workspace members, not paths).
+
+mod pyproject;
+mod reference;
+mod requirements;
+
+use std::collections::BTreeSet;
+
+use super::paths::{is_within, join};
+use super::{ChangesError, FileSource};
+
+/// What a reference names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A Python project (folder) or archive: a build input, and followed when a folder.
+    Package,
+    /// Any other file or folder the build reads (included requirement files, wheel folders).
+    Input,
+}
+
+/// One path a project file refers to, repo-relative.
+#[derive(Debug, Clone)]
+pub(crate) struct Ref {
+    pub path: String,
+    pub kind: Kind,
+}
+
+/// The repo-relative paths (sorted) that the project in `dir` depends on locally: local
+/// packages (transitively) and requirement files it includes, minus anything inside `dir`
+/// itself (already an input). A cycle between local packages is an error, as is a path
+/// leaving the repository or a `pyproject.toml` that does not parse.
+pub fn local_dependencies(src: &dyn FileSource, dir: &str) -> Result<Vec<String>, ChangesError> {
+    let root =
+        super::paths::join_normalized("", dir).ok_or_else(|| ChangesError::OutsideRepository {
+            path: dir.to_string(),
+        })?;
+    let mut walk = Walk {
+        src,
+        stack: Vec::new(),
+        done: BTreeSet::new(),
+        found: BTreeSet::new(),
+    };
+    walk.visit(&root)?;
+    Ok(walk
+        .found
+        .into_iter()
+        .filter(|p| !is_within(p, &root))
+        .collect())
+}
+
+struct Walk<'a> {
+    src: &'a dyn FileSource,
+    /// Packages being visited, outermost first (for cycle reports).
+    stack: Vec<String>,
+    done: BTreeSet<String>,
+    found: BTreeSet<String>,
+}
+
+impl Walk<'_> {
+    fn visit(&mut self, dir: &str) -> Result<(), ChangesError> {
+        self.stack.push(dir.to_string());
+        for r in references(self.src, dir)? {
+            if r.path == dir {
+                continue; // `-e .`: the project itself
+            }
+            self.found.insert(r.path.clone());
+            if r.kind != Kind::Package || !self.src.is_dir(&r.path) {
+                continue;
+            }
+            if let Some(pos) = self.stack.iter().position(|d| *d == r.path) {
+                let mut cycle: Vec<String> = self.stack[pos..].iter().map(|d| shown(d)).collect();
+                cycle.push(shown(&r.path));
+                return Err(ChangesError::DependencyCycle { cycle });
+            }
+            if !self.done.contains(&r.path) {
+                self.visit(&r.path)?;
+            }
+        }
+        self.stack.pop();
+        self.done.insert(dir.to_string());
+        Ok(())
+    }
+}
+
+/// Everything the project files in `dir` refer to.
+fn references(src: &dyn FileSource, dir: &str) -> Result<Vec<Ref>, ChangesError> {
+    let mut refs = Vec::new();
+    let pyproject = join(dir, "pyproject.toml");
+    if let Some(bytes) = src.read(&pyproject) {
+        refs.extend(pyproject::references(src, &pyproject, &bytes)?);
+    }
+    let mut seen = BTreeSet::new();
+    for name in src.list(dir) {
+        if name.starts_with("requirements") && name.ends_with(".txt") {
+            requirements::references(src, &join(dir, &name), &mut seen, &mut refs)?;
+        }
+    }
+    Ok(refs)
+}
+
+/// The repository root reads better as `.` in messages.
+fn shown(dir: &str) -> String {
+    if dir.is_empty() {
+        ".".into()
+    } else {
+        dir.to_string()
+    }
+}

@@ -1,0 +1,145 @@
+//! Turning a path or `file:` URL written in a project file into a repo-relative path.
+
+use std::path::{Component, Path};
+
+use super::super::paths::join_normalized;
+use super::super::{ChangesError, FileSource};
+
+/// pdm writes paths as `file:///${PROJECT_ROOT}/../lib`: the folder of the pyproject.toml.
+const PROJECT_ROOT: &str = "${PROJECT_ROOT}";
+
+/// The local path a `file:` URL points to (`file:../lib`, `file:///abs`,
+/// `file://localhost/abs`), percent-decoded, with a `#subdirectory=` fragment applied and
+/// other fragments dropped. `None` for anything that is not a `file:` URL.
+pub(super) fn file_url_path(url: &str) -> Option<String> {
+    let rest = strip_prefix_ignore_case(url.trim(), "file:")?;
+    let rest = match rest.strip_prefix("//") {
+        Some(after) if after.starts_with('/') => after,
+        Some(after) => match after.strip_prefix("localhost") {
+            Some(abs) if abs.starts_with('/') => abs,
+            // `file://${PROJECT_ROOT}/..` and the invalid but seen `file://../lib`.
+            _ => after,
+        },
+        None => rest,
+    };
+    let (path, fragment) = rest.split_once('#').unwrap_or((rest, ""));
+    let path = path.split_once('?').map(|(p, _)| p).unwrap_or(path);
+    let mut path = percent_decode(path);
+    if let Some(sub) = fragment
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("subdirectory="))
+    {
+        path = format!("{}/{}", path.trim_end_matches('/'), percent_decode(sub));
+    }
+    Some(path)
+}
+
+/// Resolves `path` (relative to the repo folder `base_dir`, or absolute inside the work tree)
+/// to a repo-relative path. `file` is the project file that names it (for the error).
+pub(super) fn repo_path(
+    src: &dyn FileSource,
+    base_dir: &str,
+    path: &str,
+    file: &str,
+) -> Result<String, ChangesError> {
+    let outside = || ChangesError::OutsideRepository {
+        path: format!("{path} (in {file})"),
+    };
+    let cleaned = path.trim().replace('\\', "/");
+    let cleaned = strip_extras(&cleaned);
+    let project_relative = cleaned
+        .strip_prefix('/')
+        .unwrap_or(cleaned)
+        .strip_prefix(PROJECT_ROOT);
+    if let Some(rest) = project_relative {
+        return join_normalized(base_dir, rest).ok_or_else(outside);
+    }
+    if cleaned.starts_with('/') {
+        let root = src.root().ok_or_else(outside)?;
+        let rel = Path::new(cleaned)
+            .strip_prefix(root)
+            .map_err(|_| outside())?;
+        let mut parts = Vec::new();
+        for c in rel.components() {
+            match c {
+                Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+                Component::CurDir => {}
+                _ => parts.push("..".into()),
+            }
+        }
+        return join_normalized("", &parts.join("/")).ok_or_else(outside);
+    }
+    join_normalized(base_dir, cleaned).ok_or_else(outside)
+}
+
+/// `./lib[extra1,extra2]` names the folder `./lib`.
+fn strip_extras(path: &str) -> &str {
+    match path
+        .strip_suffix(']')
+        .and_then(|p| p.rfind('[').map(|i| &path[..i]))
+    {
+        Some(p) => p.trim_end(),
+        None => path,
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_urls_in_their_usual_spellings() {
+        assert_eq!(file_url_path("file:../lib").as_deref(), Some("../lib"));
+        assert_eq!(
+            file_url_path("file:///abs/lib").as_deref(),
+            Some("/abs/lib")
+        );
+        assert_eq!(
+            file_url_path("FILE://localhost/abs/my%20lib").as_deref(),
+            Some("/abs/my lib")
+        );
+        assert_eq!(
+            file_url_path("file:///${PROJECT_ROOT}/../lib").as_deref(),
+            Some("/${PROJECT_ROOT}/../lib")
+        );
+        assert_eq!(
+            file_url_path("file:../mono#egg=x&subdirectory=pkg").as_deref(),
+            Some("../mono/pkg")
+        );
+        assert_eq!(file_url_path("https://example.com/x.whl"), None);
+    }
+
+    #[test]
+    fn extras_are_not_part_of_the_path() {
+        assert_eq!(strip_extras("./lib[dev, test]"), "./lib");
+        assert_eq!(strip_extras("./lib"), "./lib");
+    }
+}

@@ -1,0 +1,98 @@
+//! Temporary git repositories driven by the `git` CLI, isolated from the user's config.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dagster_deploy::changes::Repo;
+use tempfile::TempDir;
+
+pub struct TestRepo {
+    pub dir: TempDir,
+}
+
+/// A `git` command that ignores global/system config and has a fixed identity.
+pub fn git_cmd(cwd: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(cwd)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE");
+    cmd
+}
+
+/// Runs git in `cwd`, panics on failure, returns trimmed stdout.
+pub fn git_in(cwd: &Path, args: &[&str]) -> String {
+    let out = git_cmd(cwd).args(args).output().expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+impl TestRepo {
+    /// An empty repository on branch `main`.
+    pub fn new() -> TestRepo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git_in(dir.path(), &["init", "-q", "-b", "main"]);
+        TestRepo { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn abs(&self, rel: &str) -> PathBuf {
+        self.path().join(rel)
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        git_in(self.path(), args)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.abs(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write");
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.abs(rel)).expect("remove");
+    }
+
+    pub fn symlink(&self, target: &str, rel: &str) {
+        let p = self.abs(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(target, p).expect("symlink");
+    }
+
+    pub fn chmod(&self, rel: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.abs(rel), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    }
+
+    /// Stages everything and commits; returns the new commit's SHA.
+    pub fn commit(&self, msg: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    pub fn open(&self) -> Repo {
+        Repo::discover(self.path()).expect("open repo")
+    }
+}
+
+pub fn oid(sha: &str) -> git2::Oid {
+    git2::Oid::from_str(sha).expect("sha")
+}
