@@ -28,13 +28,7 @@ impl Error {
         match self {
             Error::Config(ConfigError::Read { .. }) => "config-unreadable",
             Error::Config(ConfigError::Invalid { .. }) => "config-invalid",
-            Error::Changes(e) => match e {
-                ChangesError::NotARepository { .. } => "not-a-repository",
-                ChangesError::UnknownRevision { .. } => "unknown-revision",
-                ChangesError::DependencyCycle { .. } => "dependency-cycle",
-                ChangesError::OutsideRepository { .. } => "outside-repository",
-                _ => "git",
-            },
+            Error::Changes(e) => e.code(),
             Error::Usage { .. } => "usage",
             Error::Failed { .. } => "failed",
         }
@@ -42,9 +36,8 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage { .. }
-            | Error::Config(ConfigError::Read { .. })
-            | Error::Changes(ChangesError::UnknownRevision { .. }) => EXIT_USAGE,
+            Error::Usage { .. } | Error::Config(ConfigError::Read { .. }) => EXIT_USAGE,
+            Error::Changes(e) if e.is_usage() => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }
@@ -58,27 +51,7 @@ impl Error {
             Error::Config(ConfigError::Invalid { .. }) => {
                 "fix the problems listed above, then run `dagster-deploy check`".into()
             }
-            Error::Changes(e) => match e {
-                ChangesError::NotARepository { .. } => {
-                    "run inside the monorepo's git checkout (or `git init` it first)".into()
-                }
-                ChangesError::UnknownRevision { .. } => {
-                    "check the spelling, or fetch it first (`git fetch origin <rev>`); \
-                     in CI, check out the full history (actions/checkout `fetch-depth: 0`)"
-                        .into()
-                }
-                ChangesError::DependencyCycle { .. } => {
-                    "local libraries must not depend on each other in a circle; remove one of \
-                     the path dependencies"
-                        .into()
-                }
-                ChangesError::OutsideRepository { .. } => {
-                    "build directories and local dependencies must be inside the git \
-                     repository; move them in or fix the path"
-                        .into()
-                }
-                _ => "check that the repository is not corrupt (`git fsck`)".into(),
-            },
+            Error::Changes(e) => e.hint().into(),
             Error::Usage { hint, .. } | Error::Failed { hint, .. } => hint.clone(),
         }
     }

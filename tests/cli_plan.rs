@@ -40,10 +40,15 @@ locations:
 
 impl Mono {
     fn new() -> Mono {
-        let m = Mono { dir: TempDir::new().expect("tempdir") };
+        let m = Mono {
+            dir: TempDir::new().expect("tempdir"),
+        };
         m.git(&["init", "-q", "-b", "main"]);
         m.write("dagster_cloud.yaml", YAML);
-        m.write("dagster-deploy.toml", "[defaults]\nignore = [\"**/*.md\"]\n");
+        m.write(
+            "dagster-deploy.toml",
+            "[defaults]\nignore = [\"**/*.md\"]\n",
+        );
         m.write(
             "a/pyproject.toml",
             "[project]\nname = \"a\"\ndependencies = [\"dagster\", \"common\"]\n\n\
@@ -54,10 +59,16 @@ impl Mono {
         m.write("b/requirements.txt", "dagster\n-e ../libs/common\n");
         m.write("b/b/__init__.py", "");
         m.write("b/Dockerfile", "FROM scratch\n");
-        m.write("c/pyproject.toml", "[project]\nname = \"c\"\ndependencies = [\"dagster\"]\n");
+        m.write(
+            "c/pyproject.toml",
+            "[project]\nname = \"c\"\ndependencies = [\"dagster\"]\n",
+        );
         m.write("c/c/defs.py", "");
         m.write("c/Dockerfile", "FROM scratch\n");
-        m.write("libs/common/pyproject.toml", "[project]\nname = \"common\"\n");
+        m.write(
+            "libs/common/pyproject.toml",
+            "[project]\nname = \"common\"\n",
+        );
         m.write("libs/common/common/__init__.py", "");
         m.commit("initial");
         m
@@ -75,12 +86,23 @@ impl Mono {
 
     fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "-c",
+                "commit.gpgsign=false",
+            ])
             .args(args)
             .current_dir(self.path())
             .output()
             .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -115,7 +137,12 @@ impl Mono {
 
     /// Runs `plan --json` with extra args and returns the parsed plan (asserting success).
     fn plan(&self, args: &[&str]) -> Value {
-        let out = self.cmd().args(["plan", "--json"]).args(args).output().expect("runs");
+        let out = self
+            .cmd()
+            .args(["plan", "--json"])
+            .args(args)
+            .output()
+            .expect("runs");
         assert!(
             out.status.success(),
             "plan failed: {}{}",
@@ -131,10 +158,17 @@ impl Mono {
 fn assert_schema(plan: &Value) {
     let schema_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/plan.schema.json");
     let schema: Value =
-        serde_json::from_str(&fs::read_to_string(schema_path).expect("schema file")).expect("schema JSON");
+        serde_json::from_str(&fs::read_to_string(schema_path).expect("schema file"))
+            .expect("schema JSON");
     let validator = jsonschema::validator_for(&schema).expect("valid schema");
-    let errors: Vec<String> = validator.iter_errors(plan).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-    assert!(errors.is_empty(), "plan does not match schemas/plan.schema.json: {errors:#?}\n{plan:#}");
+    let errors: Vec<String> = validator
+        .iter_errors(plan)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "plan does not match schemas/plan.schema.json: {errors:#?}\n{plan:#}"
+    );
 }
 
 /// `{name: (action, reason code)}` for compact assertions.
@@ -173,14 +207,30 @@ fn shared_library_change_builds_both_dependents_only() {
     let plan = m.plan(&["--base", &base]);
     assert_eq!(
         actions(&plan),
-        vec![t("a", "build", "inputs-changed"), t("b", "build", "inputs-changed"), t("c", "skip", "unchanged")]
+        vec![
+            t("a", "build", "inputs-changed"),
+            t("b", "build", "inputs-changed"),
+            t("c", "skip", "unchanged")
+        ]
     );
     let a = location(&plan, "a");
-    assert_eq!(a["changed_paths"], serde_json::json!(["libs/common/common/__init__.py"]));
+    assert_eq!(
+        a["changed_paths"],
+        serde_json::json!(["libs/common/common/__init__.py"])
+    );
     assert_eq!(a["inputs"], serde_json::json!(["a", "libs/common"]));
-    assert_eq!(a["reason"]["message"], "changed: libs/common/common/__init__.py");
-    assert_eq!(plan["matrix"], serde_json::json!({"include": [{"location": "a"}, {"location": "b"}]}));
-    assert_eq!(plan["summary"], serde_json::json!({"build": 2, "redeploy": 0, "skip": 1}));
+    assert_eq!(
+        a["reason"]["message"],
+        "changed: libs/common/common/__init__.py"
+    );
+    assert_eq!(
+        plan["matrix"],
+        serde_json::json!({"include": [{"location": "a"}, {"location": "b"}]})
+    );
+    assert_eq!(
+        plan["summary"],
+        serde_json::json!({"build": 2, "redeploy": 0, "skip": 1})
+    );
     assert_eq!(plan["base"]["source"], "flag");
     assert_eq!(plan["base"]["commit"], base.as_str());
 }
@@ -189,14 +239,24 @@ fn shared_library_change_builds_both_dependents_only() {
 fn entry_change_is_a_redeploy_and_defaults_change_touches_every_location() {
     let m = Mono::new();
     let base = m.git(&["rev-parse", "HEAD"]);
-    m.write("dagster_cloud.yaml", &YAML.replace("MODE=prod", "MODE=staging"));
+    m.write(
+        "dagster_cloud.yaml",
+        &YAML.replace("MODE=prod", "MODE=staging"),
+    );
     m.commit("container context");
     let plan = m.plan(&["--base", &base]);
     assert_eq!(
         actions(&plan),
-        vec![t("a", "skip", "unchanged"), t("b", "skip", "unchanged"), t("c", "redeploy", "entry-changed")]
+        vec![
+            t("a", "skip", "unchanged"),
+            t("b", "skip", "unchanged"),
+            t("c", "redeploy", "entry-changed")
+        ]
     );
-    assert_eq!(location(&plan, "c")["reason"]["message"], "dagster_cloud.yaml entry changed: container_context");
+    assert_eq!(
+        location(&plan, "c")["reason"]["message"],
+        "dagster_cloud.yaml entry changed: container_context"
+    );
 
     let base = m.git(&["rev-parse", "HEAD"]);
     m.write(
@@ -207,7 +267,11 @@ fn entry_change_is_a_redeploy_and_defaults_change_touches_every_location() {
     let plan = m.plan(&["--base", &base]);
     assert_eq!(
         actions(&plan),
-        vec![t("a", "redeploy", "entry-changed"), t("b", "redeploy", "entry-changed"), t("c", "redeploy", "entry-changed")]
+        vec![
+            t("a", "redeploy", "entry-changed"),
+            t("b", "redeploy", "entry-changed"),
+            t("c", "redeploy", "entry-changed")
+        ]
     );
 }
 
@@ -230,7 +294,10 @@ fn registry_change_needs_a_build_and_new_location_is_built() {
             t("d", "build", "new-location"),
         ]
     );
-    assert_eq!(location(&plan, "a")["reason"]["message"], "build settings changed: build.registry");
+    assert_eq!(
+        location(&plan, "a")["reason"]["message"],
+        "build settings changed: build.registry"
+    );
     assert_eq!(location(&plan, "d")["reason"]["message"], "new location");
 }
 
@@ -238,7 +305,11 @@ fn registry_change_needs_a_build_and_new_location_is_built() {
 fn removed_location_is_reported_not_planned() {
     let m = Mono::new();
     let base = m.git(&["rev-parse", "HEAD"]);
-    let yaml = YAML.split("  - location_name: c").next().unwrap_or_default().to_string();
+    let yaml = YAML
+        .split("  - location_name: c")
+        .next()
+        .unwrap_or_default()
+        .to_string();
     m.write("dagster_cloud.yaml", &yaml);
     m.commit("drop c");
     let plan = m.plan(&["--base", &base]);
@@ -255,14 +326,23 @@ fn ignored_paths_never_trigger_a_build_and_keep_the_content_key() {
     m.commit("docs");
     let plan = m.plan(&["--base", &base]);
     assert_eq!(location(&plan, "a")["action"], "skip");
-    assert_eq!(location(&plan, "a")["content_key"], location(&before, "a")["content_key"]);
+    assert_eq!(
+        location(&plan, "a")["content_key"],
+        location(&before, "a")["content_key"]
+    );
 
     m.write("a/a/__init__.py", "changed = True\n");
     m.commit("code");
     let plan = m.plan(&["--base", &base]);
     assert_eq!(location(&plan, "a")["action"], "build");
-    assert_ne!(location(&plan, "a")["content_key"], location(&before, "a")["content_key"]);
-    assert_eq!(location(&plan, "c")["content_key"], location(&before, "c")["content_key"]);
+    assert_ne!(
+        location(&plan, "a")["content_key"],
+        location(&before, "a")["content_key"]
+    );
+    assert_eq!(
+        location(&plan, "c")["content_key"],
+        location(&before, "c")["content_key"]
+    );
 }
 
 #[test]
@@ -271,7 +351,11 @@ fn forced_locations_and_all() {
     let plan = m.plan(&["--base", "HEAD", "--location", "c"]);
     assert_eq!(
         actions(&plan),
-        vec![t("a", "skip", "unchanged"), t("b", "skip", "unchanged"), t("c", "build", "forced")]
+        vec![
+            t("a", "skip", "unchanged"),
+            t("b", "skip", "unchanged"),
+            t("c", "build", "forced")
+        ]
     );
     let plan = m.plan(&["--base", "HEAD", "--all"]);
     assert_eq!(plan["summary"]["build"], 3);
@@ -280,10 +364,17 @@ fn forced_locations_and_all() {
 #[test]
 fn unknown_forced_location_is_a_usage_error_naming_the_known_ones() {
     let m = Mono::new();
-    let out = m.cmd().args(["plan", "--base", "HEAD", "--location", "nope"]).output().expect("runs");
+    let out = m
+        .cmd()
+        .args(["plan", "--base", "HEAD", "--location", "nope"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--location nope: no such location in dagster_cloud.yaml"), "{err}");
+    assert!(
+        err.contains("--location nope: no such location in dagster_cloud.yaml"),
+        "{err}"
+    );
     assert!(err.contains("known locations: a, b, c"), "{err}");
 }
 
@@ -294,7 +385,10 @@ fn uncommitted_changes_count_on_a_laptop_but_not_when_disabled() {
     let plan = m.plan(&["--base", "HEAD"]);
     assert_eq!(plan["head"]["dirty"], true);
     assert_eq!(location(&plan, "c")["action"], "build");
-    assert_eq!(location(&plan, "c")["changed_paths"], serde_json::json!(["c/c/defs.py"]));
+    assert_eq!(
+        location(&plan, "c")["changed_paths"],
+        serde_json::json!(["c/c/defs.py"])
+    );
 
     let plan = m.plan(&["--base", "HEAD", "--include-dirty=false"]);
     assert_eq!(plan["head"]["dirty"], false);
@@ -305,8 +399,17 @@ fn uncommitted_changes_count_on_a_laptop_but_not_when_disabled() {
 fn in_ci_the_work_tree_is_not_counted_by_default() {
     let m = Mono::new();
     m.write("c/c/defs.py", "dirty = 1\n");
-    let out = m.cmd().env("CI", "true").args(["plan", "--json", "--base", "HEAD"]).output().expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = m
+        .cmd()
+        .env("CI", "true")
+        .args(["plan", "--json", "--base", "HEAD"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plan: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(plan["head"]["dirty"], false);
     assert_eq!(location(&plan, "c")["action"], "skip");
@@ -330,7 +433,11 @@ fn github_push_from_nothing_builds_everything_and_says_why() {
         .args(["plan", "--json"])
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plan: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_schema(&plan);
     assert_eq!(plan["base"]["status"], "missing");
@@ -344,19 +451,36 @@ fn human_plan_lists_actions_and_reasons() {
     let base = m.git(&["rev-parse", "HEAD"]);
     m.write("c/c/defs.py", "x = 1\n");
     m.commit("c");
-    let out = m.cmd().args(["plan", "--base", &base]).output().expect("runs");
+    let out = m
+        .cmd()
+        .args(["plan", "--base", &base])
+        .output()
+        .expect("runs");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("base  {} ({base}, flag)", &base[..7])), "{text}");
-    assert!(text.contains("skip      a  no changes in its build inputs or entry"), "{text}");
+    assert!(
+        text.contains(&format!("base  {} ({base}, flag)", &base[..7])),
+        "{text}"
+    );
+    assert!(
+        text.contains("skip      a  no changes in its build inputs or entry"),
+        "{text}"
+    );
     assert!(text.contains("build     c  changed: c/c/defs.py"), "{text}");
-    assert!(text.contains("3 locations: 1 to build, 0 to redeploy, 2 unchanged"), "{text}");
+    assert!(
+        text.contains("3 locations: 1 to build, 0 to redeploy, 2 unchanged"),
+        "{text}"
+    );
 }
 
 #[test]
 fn plan_outside_a_repository_fails_with_a_hint() {
     let dir = TempDir::new().expect("tempdir");
-    fs::write(dir.path().join("dagster_cloud.yaml"), "locations:\n  - location_name: a\n").expect("write");
+    fs::write(
+        dir.path().join("dagster_cloud.yaml"),
+        "locations:\n  - location_name: a\n",
+    )
+    .expect("write");
     let out = Command::cargo_bin("dagster-deploy")
         .expect("binary")
         .current_dir(dir.path())
@@ -372,41 +496,82 @@ fn plan_outside_a_repository_fails_with_a_hint() {
 #[test]
 fn unknown_revision_is_a_usage_error_and_json_errors_have_a_code() {
     let m = Mono::new();
-    let out = m.cmd().args(["plan", "--json", "--base", "no-such-branch"]).output().expect("runs");
+    let out = m
+        .cmd()
+        .args(["plan", "--json", "--base", "no-such-branch"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err: Value = serde_json::from_slice(&out.stdout).expect("JSON error on stdout");
     assert_eq!(err["error"]["code"], "unknown-revision");
-    assert!(err["error"]["message"].as_str().unwrap_or_default().contains("no-such-branch"));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no-such-branch")
+    );
     assert!(!err["error"]["hint"].as_str().unwrap_or_default().is_empty());
 }
 
 #[test]
 fn build_directory_outside_the_repository_is_refused() {
     let m = Mono::new();
-    m.write("dagster_cloud.yaml", &YAML.replace("directory: c", "directory: ../elsewhere"));
-    let out = m.cmd().args(["plan", "--base", "HEAD"]).output().expect("runs");
+    m.write(
+        "dagster_cloud.yaml",
+        &YAML.replace("directory: c", "directory: ../elsewhere"),
+    );
+    let out = m
+        .cmd()
+        .args(["plan", "--base", "HEAD"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("../elsewhere is outside the repository"), "{err}");
+    assert!(
+        err.contains("../elsewhere is outside the repository"),
+        "{err}"
+    );
 }
 
 #[test]
 fn check_reports_valid_and_invalid_files_with_exit_codes() {
     let m = Mono::new();
     let out = m.cmd().args(["check"]).output().expect("runs");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "dagster_cloud.yaml is valid: 3 locations (a, b, c)\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "dagster_cloud.yaml is valid: 3 locations (a, b, c)\n"
+    );
 
-    m.write("dagster_cloud.yaml", &YAML.replace("directory: b", "directory: missing"));
+    m.write(
+        "dagster_cloud.yaml",
+        &YAML.replace("directory: b", "directory: missing"),
+    );
     let out = m.cmd().args(["check"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("dagster_cloud.yaml:14:18: locations[1].build.directory"), "{err}");
+    assert!(
+        err.contains("dagster_cloud.yaml:14:18: locations[1].build.directory"),
+        "{err}"
+    );
 
-    let out = m.cmd().args(["check", "--config", "nope.yaml"]).output().expect("runs");
+    let out = m
+        .cmd()
+        .args(["check", "--config", "nope.yaml"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.yaml"));
 
-    let out = m.cmd().args(["check", "--no-such-flag"]).output().expect("runs");
+    let out = m
+        .cmd()
+        .args(["check", "--no-such-flag"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }

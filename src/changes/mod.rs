@@ -121,3 +121,63 @@ pub enum ChangesError {
     #[error("git: {0}")]
     Git(#[from] git2::Error),
 }
+
+impl ChangesError {
+    /// A stable code for `--json` errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChangesError::NotARepository { .. } => "not-a-repository",
+            ChangesError::BareRepository { .. } => "bare-repository",
+            ChangesError::NoCommits => "no-commits",
+            ChangesError::UnknownRevision { .. } => "unknown-revision",
+            ChangesError::NotInShallowClone { .. } => "not-in-shallow-clone",
+            ChangesError::NotACommit { .. } => "not-a-commit",
+            ChangesError::DependencyCycle { .. } => "dependency-cycle",
+            ChangesError::OutsideRepository { .. } => "outside-repository",
+            ChangesError::InvalidPyproject { .. } => "invalid-pyproject",
+            ChangesError::CiEventPayload { .. } => "ci-event-payload",
+            ChangesError::Io { .. } => "io",
+            ChangesError::Git(_) => "git",
+        }
+    }
+
+    /// A revision named on the command line that cannot be used is a usage error.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            ChangesError::UnknownRevision { .. }
+                | ChangesError::NotACommit { .. }
+                | ChangesError::NotInShallowClone { .. }
+        )
+    }
+
+    /// What the user can do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ChangesError::NotARepository { .. } => {
+                "run inside the monorepo's git checkout (or `git init` it first)"
+            }
+            ChangesError::BareRepository { .. } => "run in a clone with a work tree",
+            ChangesError::NoCommits => "commit something first, or pass --all to build everything",
+            ChangesError::UnknownRevision { .. } => {
+                "check the spelling, or fetch it first (`git fetch origin <rev>`)"
+            }
+            ChangesError::NotInShallowClone { .. } => {
+                "fetch more history, or drop --base to build what the CI event says"
+            }
+            ChangesError::NotACommit { .. } => "name a commit, branch or tag",
+            ChangesError::DependencyCycle { .. } => {
+                "local libraries must not depend on each other in a circle; remove one of the path dependencies"
+            }
+            ChangesError::OutsideRepository { .. } => {
+                "build directories and local dependencies must be inside the git repository; move them in or fix the path"
+            }
+            ChangesError::InvalidPyproject { .. } => "fix the TOML syntax of that file",
+            ChangesError::CiEventPayload { .. } => {
+                "the CI runner's event file is missing or broken; pass --base REV to choose the base yourself"
+            }
+            ChangesError::Io { .. } => "check that the file exists and is readable",
+            ChangesError::Git(_) => "check that the repository is not corrupt (`git fsck`)",
+        }
+    }
+}
