@@ -575,3 +575,89 @@ fn check_reports_valid_and_invalid_files_with_exit_codes() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Copies `examples/monorepo` into a fresh repository (with one commit).
+fn example_repo() -> Mono {
+    let m = Mono {
+        dir: TempDir::new().expect("tempdir"),
+    };
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/monorepo");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", src.display()))
+        .arg(m.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    m.git(&["init", "-q", "-b", "main"]);
+    m.commit("example");
+    m
+}
+
+#[test]
+fn example_root_contexts_only_react_to_what_their_dockerignore_sends() {
+    let m = example_repo();
+    let base = m.git(&["rev-parse", "HEAD"]);
+    // ingest's code is outside the other locations' contexts (their ignore files send only
+    // their own folder and libs/common), although their build directory is the repo root.
+    m.write("ingest/ingest/assets.py", "# changed\n");
+    m.commit("ingest only");
+    let plan = m.plan(&["--base", &base]);
+    assert_eq!(
+        actions(&plan),
+        vec![
+            t("ingest", "build", "inputs-changed"),
+            t("analytics", "skip", "unchanged"),
+            t("ml", "skip", "unchanged"),
+            t("reporting", "skip", "unchanged"),
+        ]
+    );
+    assert_eq!(location(&plan, "analytics")["build_directory"], ".");
+
+    // The shared library is sent by every context that uses it.
+    let base = m.git(&["rev-parse", "HEAD"]);
+    m.write("libs/common/common/extra.py", "X = 1\n");
+    m.commit("lib");
+    let plan = m.plan(&["--base", &base]);
+    let building: Vec<String> = plan["matrix"]["include"]
+        .as_array()
+        .expect("matrix")
+        .iter()
+        .map(|e| e["location"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(building, vec!["analytics", "ml", "reporting"]);
+
+    // Editing a location's ignore file changes what its build sends.
+    let base = m.git(&["rev-parse", "HEAD"]);
+    let ignore =
+        fs::read_to_string(m.path().join("analytics/Dockerfile.dockerignore")).expect("read");
+    m.write(
+        "analytics/Dockerfile.dockerignore",
+        &format!("{ignore}**/*.csv\n"),
+    );
+    m.commit("ignore csv");
+    let plan = m.plan(&["--base", &base]);
+    assert_eq!(location(&plan, "analytics")["action"], "build");
+    assert_eq!(
+        location(&plan, "analytics")["changed_paths"],
+        serde_json::json!(["analytics/Dockerfile.dockerignore"])
+    );
+}
+
+#[test]
+fn files_the_docker_context_leaves_out_do_not_change_the_content_key() {
+    let m = example_repo();
+    let before = m.plan(&["--base", "HEAD"]);
+    // Outside analytics' context (root, narrowed to analytics/ and libs/common).
+    m.write("ingest/notes.txt", "x\n");
+    m.commit("unrelated");
+    let after = m.plan(&["--base", "HEAD~1"]);
+    assert_eq!(
+        location(&after, "analytics")["content_key"],
+        location(&before, "analytics")["content_key"]
+    );
+    assert_ne!(
+        location(&after, "ingest")["content_key"],
+        location(&before, "ingest")["content_key"]
+    );
+}

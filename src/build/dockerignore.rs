@@ -16,6 +16,18 @@ use super::pattern::Pattern;
 /// The file name Docker reads at the root of the build context.
 pub const DOCKERIGNORE: &str = ".dockerignore";
 
+/// The ignore files that may apply to a build, most specific first: `<Dockerfile>.dockerignore`
+/// beside the Dockerfile (BuildKit's per-Dockerfile file), then `.dockerignore` at the context
+/// root. The first that exists wins. Paths are joined with `/` onto the given folders.
+pub fn ignore_file_candidates(context_dir: &str, dockerfile: &str) -> [String; 2] {
+    let root = if context_dir.is_empty() {
+        DOCKERIGNORE.to_string()
+    } else {
+        format!("{context_dir}/{DOCKERIGNORE}")
+    };
+    [format!("{dockerfile}{DOCKERIGNORE}"), root]
+}
+
 /// A problem in a `.dockerignore` file; `line` is 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: invalid pattern `{pattern}`: {reason}")]

@@ -13,9 +13,9 @@
 //! The git id in step 2 is the one the input has at head, *as git would compute it* after two
 //! adjustments, each applied only where needed (elsewhere the recorded ids are reused, so a
 //! key costs one tree lookup per input):
-//! - files matching `ignore` (a glob set over repo-relative file paths) are left out, folders
-//!   that end up empty disappear: ignored files never change the key, and an ignore pattern
-//!   that matches nothing changes nothing;
+//! - files the `filter` excludes (repo-relative file paths: ignore globs, files outside the
+//!   Docker build context) are left out, folders that end up empty disappear: excluded files
+//!   never change the key, and a filter that excludes nothing changes nothing;
 //! - with [`Head::WorkTree`], uncommitted files (staged, unstaged, untracked but not ignored,
 //!   deleted) count as they are on disk: content hashed as a git blob (no clean filters), the
 //!   executable bit as the mode, symlinks by their target string.
@@ -28,12 +28,11 @@ use std::ops::Bound;
 use std::path::Path;
 
 use git2::{ObjectType, Oid};
-use globset::GlobSet;
 use sha2::{Digest, Sha256};
 
 use super::diff::name_order;
 use super::paths::{from_bytes, is_within, join, join_normalized};
-use super::{ChangesError, Head, Repo};
+use super::{ChangesError, Head, PathFilter, Repo};
 
 /// Every content key starts with this: tells a key from a commit SHA in image tags.
 pub const CONTENT_KEY_PREFIX: &str = "ck-";
@@ -54,7 +53,7 @@ pub fn content_key(
     repo: &Repo,
     head: &Head,
     inputs: &[String],
-    ignore: &GlobSet,
+    filter: &dyn PathFilter,
     salt: &[u8],
 ) -> Result<String, ChangesError> {
     let mut paths = Vec::with_capacity(inputs.len());
@@ -77,7 +76,7 @@ pub fn content_key(
 
     let keyer = Keyer {
         repo: &repo.repo,
-        ignore,
+        filter,
     };
     let mut hasher = Sha256::new();
     hasher.update(FORMAT_LINE);
@@ -168,7 +167,7 @@ fn is_executable(_meta: &std::fs::Metadata) -> bool {
 
 struct Keyer<'a> {
     repo: &'a git2::Repository,
-    ignore: &'a GlobSet,
+    filter: &'a dyn PathFilter,
 }
 
 impl Keyer<'_> {
@@ -200,7 +199,7 @@ impl Keyer<'_> {
         if let Some((_, state)) = below.iter().find(|(rel, _)| rel.is_empty()) {
             // The input itself is an uncommitted file, or a deleted one (maybe now a folder).
             return match state {
-                Some(leaf) => Ok((!self.ignore.is_match(input)).then_some(*leaf)),
+                Some(leaf) => Ok((!self.filter.excludes(input)).then_some(*leaf)),
                 None => {
                     let rest: Vec<_> = below.into_iter().filter(|(r, _)| !r.is_empty()).collect();
                     self.dir_state(None, input, rest)
@@ -213,7 +212,7 @@ impl Keyer<'_> {
                 self.dir_state(Some(e.id()), input, below)
             }
             Some(e) if below.is_empty() => {
-                Ok((!self.ignore.is_match(input)).then_some((e.filemode(), e.id())))
+                Ok((!self.filter.excludes(input)).then_some((e.filemode(), e.id())))
             }
             // Not a folder at head, but uncommitted files below it.
             _ => self.dir_state(None, input, below),
@@ -228,7 +227,7 @@ impl Keyer<'_> {
         path: &str,
         dirty: Vec<(String, State)>,
     ) -> Result<State, ChangesError> {
-        if dirty.is_empty() && self.ignore.is_empty() {
+        if dirty.is_empty() && self.filter.excludes_nothing() {
             return Ok(tree.map(|id| (TREE_MODE, id)));
         }
         let mut original: Vec<(Vec<u8>, i32, Oid)> = Vec::new();
@@ -255,7 +254,7 @@ impl Keyer<'_> {
         for (name, node) in nodes {
             let child = join(path, &from_bytes(&name));
             let state = match node {
-                Node::Leaf(mode, id) => (!self.ignore.is_match(&child)).then_some((mode, id)),
+                Node::Leaf(mode, id) => (!self.filter.excludes(&child)).then_some((mode, id)),
                 Node::Dir(id, sub) => self.dir_state(id, &child, sub)?,
             };
             if let Some((mode, id)) = state {

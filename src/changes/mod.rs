@@ -11,13 +11,14 @@ mod deps;
 mod diff;
 mod files;
 mod key;
-mod paths;
+pub mod paths;
 mod repo;
 
 pub use base::choose_base;
 pub use deps::local_dependencies;
 pub use files::{TreeSource, WorkTreeSource};
 pub use key::{CONTENT_KEY_PREFIX, content_key};
+pub use paths::{is_within, normalize};
 
 /// A repository opened with git2.
 ///
@@ -83,6 +84,23 @@ pub trait FileSource {
     /// absolute `file:///...` references be mapped back into the repository.
     fn root(&self) -> Option<&Path> {
         None
+    }
+}
+
+/// Which repo-relative file paths are left out of a location's build inputs (ignore globs,
+/// files outside its Docker build context). Used alike for changed paths and content keys.
+pub trait PathFilter {
+    fn excludes(&self, path: &str) -> bool;
+    /// True when nothing is excluded: content keys then reuse recorded tree ids, no walk.
+    fn excludes_nothing(&self) -> bool;
+}
+
+impl PathFilter for globset::GlobSet {
+    fn excludes(&self, path: &str) -> bool {
+        self.is_match(path)
+    }
+    fn excludes_nothing(&self) -> bool {
+        self.is_empty()
     }
 }
 

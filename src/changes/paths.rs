@@ -2,7 +2,7 @@
 
 /// Joins `rel` onto the repo-relative folder `base`, resolving `.` and `..` lexically.
 /// `None` when the result would climb above the repository root.
-pub(crate) fn join_normalized(base: &str, rel: &str) -> Option<String> {
+pub fn join_normalized(base: &str, rel: &str) -> Option<String> {
     let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
     for seg in rel.split('/') {
         match seg {
@@ -16,8 +16,15 @@ pub(crate) fn join_normalized(base: &str, rel: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// [`join_normalized`], or the error naming the path that leaves the repository.
+pub fn normalize(base: &str, rel: &str) -> Result<String, super::ChangesError> {
+    join_normalized(base, rel).ok_or_else(|| super::ChangesError::OutsideRepository {
+        path: join(base, rel),
+    })
+}
+
 /// `dir` joined with `name` (no normalisation).
-pub(crate) fn join(dir: &str, name: &str) -> String {
+pub fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
         name.to_string()
     } else {
@@ -26,12 +33,12 @@ pub(crate) fn join(dir: &str, name: &str) -> String {
 }
 
 /// The folder holding `path` (`""` for top-level paths).
-pub(crate) fn parent(path: &str) -> &str {
+pub fn parent(path: &str) -> &str {
     path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
 }
 
 /// `path` is `prefix` itself or below it; `""` contains everything.
-pub(crate) fn is_within(path: &str, prefix: &str) -> bool {
+pub fn is_within(path: &str, prefix: &str) -> bool {
     prefix.is_empty()
         || path == prefix
         || (path.len() > prefix.len()
@@ -40,7 +47,7 @@ pub(crate) fn is_within(path: &str, prefix: &str) -> bool {
 }
 
 /// Repo-relative paths from git are bytes; non-UTF-8 names are shown lossily.
-pub(crate) fn from_bytes(bytes: &[u8]) -> String {
+pub fn from_bytes(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

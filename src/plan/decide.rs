@@ -1,0 +1,187 @@
+//! The decision table: from the facts gathered about one location, its action and why.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use super::{Action, Reason, ReasonCode};
+use crate::config::{self, Location, LocationSettings};
+
+/// How many changed paths a reason lists.
+const MAX_PATHS_SHOWN: usize = 3;
+
+/// What the base revision says about one location.
+pub(super) enum BaseEntry<'a> {
+    /// There is no base revision (the reason says why): everything is built.
+    NoBase(&'a str),
+    /// The location is not in the base's dagster_cloud.yaml (or there is no such file).
+    Absent,
+    /// The base's dagster_cloud.yaml does not load: entries cannot be compared.
+    Unknown,
+    Known {
+        location: &'a Location,
+        settings: LocationSettings,
+    },
+}
+
+pub(super) struct Facts<'a> {
+    pub(super) forced: bool,
+    pub(super) base: BaseEntry<'a>,
+    pub(super) location: &'a Location,
+    pub(super) settings: &'a LocationSettings,
+    /// Changed paths that count as build inputs of this location.
+    pub(super) changed: &'a [&'a String],
+}
+
+/// The decision table, first match wins.
+pub(super) fn decide(f: &Facts) -> (Action, Reason) {
+    let (action, code, message) = match &f.base {
+        _ if f.forced => (Action::Build, ReasonCode::Forced, "forced".to_string()),
+        BaseEntry::NoBase(why) => (
+            Action::Build,
+            ReasonCode::NoBase,
+            format!("no base revision: {why}"),
+        ),
+        BaseEntry::Absent => (
+            Action::Build,
+            ReasonCode::NewLocation,
+            "new location".into(),
+        ),
+        _ if !f.changed.is_empty() => (
+            Action::Build,
+            ReasonCode::InputsChanged,
+            describe_paths(f.changed),
+        ),
+        // Registering again is cheap; missing a change is not.
+        BaseEntry::Unknown => (
+            Action::Redeploy,
+            ReasonCode::BaseConfigUnreadable,
+            "dagster_cloud.yaml at the base revision does not load; registering again".into(),
+        ),
+        BaseEntry::Known { location, settings } => {
+            let build_keys = build_setting_changes(location, settings, f.location, f.settings);
+            let entry_keys = changed_keys(
+                &without_build(&location.entry),
+                &without_build(&f.location.entry),
+            );
+            if !build_keys.is_empty() {
+                (
+                    Action::Build,
+                    ReasonCode::BuildSettingsChanged,
+                    format!("build settings changed: {}", build_keys.join(", ")),
+                )
+            } else if !entry_keys.is_empty() {
+                (
+                    Action::Redeploy,
+                    ReasonCode::EntryChanged,
+                    format!(
+                        "dagster_cloud.yaml entry changed: {}",
+                        entry_keys.join(", ")
+                    ),
+                )
+            } else {
+                (
+                    Action::Skip,
+                    ReasonCode::Unchanged,
+                    "no changes in its build inputs or entry".into(),
+                )
+            }
+        }
+    };
+    (action, Reason { code, message })
+}
+
+fn describe_paths(paths: &[&String]) -> String {
+    let shown: Vec<&str> = paths
+        .iter()
+        .take(MAX_PATHS_SHOWN)
+        .map(|p| p.as_str())
+        .collect();
+    let mut s = format!("changed: {}", shown.join(", "));
+    if paths.len() > MAX_PATHS_SHOWN {
+        s.push_str(&format!(" (+{} more)", paths.len() - MAX_PATHS_SHOWN));
+    }
+    s
+}
+
+/// Names of the build settings that differ (`build.registry`, `dockerfile`, ...).
+fn build_setting_changes(
+    base: &Location,
+    base_settings: &LocationSettings,
+    head: &Location,
+    settings: &LocationSettings,
+) -> Vec<String> {
+    let build = |l: &Location| l.entry.get("build").cloned().unwrap_or(Value::Null);
+    let mut keys: Vec<String> = match (build(base), build(head)) {
+        (Value::Object(a), Value::Object(b)) => changed_keys(&a, &b)
+            .into_iter()
+            .map(|k| format!("build.{k}"))
+            .collect(),
+        (a, b) if a != b => vec!["build".into()],
+        _ => Vec::new(),
+    };
+    let a = image_settings(base_settings);
+    let b = image_settings(settings);
+    keys.extend(
+        changed_keys(&a, &b)
+            .into_iter()
+            .map(|k| format!("{}:{k}", config::SETTINGS_FILE_NAME)),
+    );
+    if base_settings.watch != settings.watch || base_settings.ignore != settings.ignore {
+        keys.push(format!("{}:watch/ignore", config::SETTINGS_FILE_NAME));
+    }
+    keys
+}
+
+/// Top-level keys whose values differ between two maps, sorted.
+fn changed_keys(a: &Map<String, Value>, b: &Map<String, Value>) -> Vec<String> {
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}
+
+fn without_build(entry: &Map<String, Value>) -> Map<String, Value> {
+    let mut e = entry.clone();
+    e.remove("build");
+    e
+}
+
+/// The settings that change what image is built (not where it goes): part of the content key.
+fn image_settings(s: &LocationSettings) -> Map<String, Value> {
+    let v = serde_json::json!({
+        "dockerfile": s.dockerfile,
+        "build_args": s.build_args,
+        "target": s.target,
+        "platform": s.platform,
+        "python_version": s.python_version,
+        "base_image": s.base_image,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// Bytes mixed into the content key besides the input trees: the image-shaping settings.
+/// The registry is left out on purpose: the same content pushed elsewhere keeps its tag.
+pub(super) fn content_salt(settings: &LocationSettings) -> Vec<u8> {
+    // serde_json keeps insertion order and `image_settings` builds a fixed order: stable bytes.
+    serde_json::to_vec(&Value::Object(image_settings(settings))).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_summarised_after_three() {
+        let paths: Vec<String> = (1..=5).map(|i| format!("etl/f{i}.py")).collect();
+        let refs: Vec<&String> = paths.iter().collect();
+        assert_eq!(
+            describe_paths(&refs),
+            "changed: etl/f1.py, etl/f2.py, etl/f3.py (+2 more)"
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! The Plan: each location, its action (build / redeploy / skip) and why.
+//!
+//! One pass: load the config at head (and at base, to compare entries), pick the base, list the
+//! changed paths once, then decide every location from those facts. `plan`, `deploy --dry-run`
+//! and `deploy` all start here; nothing in this module has a side effect.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::changes::{self, Base, BaseSource, FileSource, Head, PathFilter, Repo, paths};
+use crate::ci::context::CiContext;
+use crate::config::{self, Env, LocationSettings, Workspace};
+use crate::error::Error;
+
+mod decide;
+pub mod inputs;
+
+use decide::{BaseEntry, Facts, content_salt, decide};
+
+/// Version of the JSON document printed by `plan --json`; bumped on any breaking change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How many changed paths a location's reason lists (the JSON keeps up to [`MAX_PATHS_JSON`]).
+const MAX_PATHS_JSON: usize = 20;
+
+/// What the caller asks for (built from `plan`'s or `deploy`'s flags).
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    /// Path to dagster_cloud.yaml.
+    pub config: PathBuf,
+    pub base: Option<String>,
+    pub head: Option<String>,
+    /// `None`: on outside CI, off in CI.
+    pub include_dirty: Option<bool>,
+    /// Locations to build whatever changed.
+    pub force: Vec<String>,
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Its build inputs changed (or it is new, or forced): build a new image and register it.
+    Build,
+    /// Only its dagster_cloud.yaml entry changed: register it again with the current image.
+    Redeploy,
+    Skip,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Build => "build",
+            Action::Redeploy => "redeploy",
+            Action::Skip => "skip",
+        }
+    }
+}
+
+/// Why a location got its action; `code` is stable, `message` is for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReasonCode {
+    Forced,
+    NoBase,
+    NewLocation,
+    InputsChanged,
+    BuildSettingsChanged,
+    EntryChanged,
+    BaseConfigUnreadable,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedLocation {
+    pub name: String,
+    pub action: Action,
+    pub reason: Reason,
+    /// Changed paths among its build inputs (repo-relative, at most [`MAX_PATHS_JSON`]).
+    pub changed_paths: Vec<String>,
+    pub changed_paths_count: usize,
+    /// Repo-relative folders (and files) whose content makes the image.
+    pub inputs: Vec<String>,
+    /// Repo-relative build directory (`.` for the repository root).
+    pub build_directory: String,
+    pub registry: Option<String>,
+    /// Hash of the build inputs and build settings: the image tag that makes identical inputs
+    /// never build twice.
+    pub content_key: String,
+    /// The merged dagster_cloud.yaml entry (what the location document is built from).
+    #[serde(skip)]
+    pub entry: serde_json::Map<String, Value>,
+    #[serde(skip)]
+    pub settings: LocationSettings,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum PlanBase {
+    Found {
+        commit: String,
+        rev: String,
+        source: BaseSource,
+    },
+    Missing {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanHead {
+    pub commit: String,
+    /// Uncommitted work-tree changes were counted.
+    pub dirty: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub build: usize,
+    pub redeploy: usize,
+    pub skip: usize,
+}
+
+/// `{"include": [{"location": ...}, ...]}` for the locations to build: drop it straight into a
+/// GitHub Actions `strategy.matrix` with `fromJSON`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Matrix {
+    pub include: Vec<MatrixEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixEntry {
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub schema_version: u32,
+    /// The work tree root (absolute).
+    pub repository: PathBuf,
+    /// dagster_cloud.yaml, repo-relative.
+    pub config: String,
+    pub base: PlanBase,
+    pub head: PlanHead,
+    pub locations: Vec<PlannedLocation>,
+    /// In the base's dagster_cloud.yaml but not in head's (not deleted by `deploy`).
+    pub removed_locations: Vec<String>,
+    pub summary: Summary,
+    pub matrix: Matrix,
+}
+
+impl Plan {
+    pub fn location(&self, name: &str) -> Option<&PlannedLocation> {
+        self.locations.iter().find(|l| l.name == name)
+    }
+}
+
+/// Computes the plan. Reads git and files only.
+pub fn plan(req: &PlanRequest, ci: &CiContext, env: Env) -> Result<Plan, Error> {
+    let repo = Repo::discover(config_dir(&req.config))?;
+    let config_rel = repo.relative_path(&absolute(&req.config)?)?;
+    let yaml_dir = paths::parent(&config_rel).to_string();
+    let settings_rel = paths::join(&yaml_dir, config::SETTINGS_FILE_NAME);
+
+    // Head: a commit, or HEAD plus the work tree (the default on a laptop).
+    let include_dirty = req.include_dirty.unwrap_or(!ci.is_ci());
+    let head = match &req.head {
+        Some(rev) => Head::Commit(repo.resolve(rev)?),
+        None if include_dirty => Head::WorkTree(repo.head_commit()?),
+        None => Head::Commit(repo.head_commit()?),
+    };
+    let head_files = head_source(&repo, &head)?;
+    let workspace = load_at(&*head_files, &repo, &config_rel, env)?
+        .ok_or_else(|| missing_config(&req.config, &head))?;
+    check_forced(&workspace, &req.force)?;
+
+    let base = changes::choose_base(&repo, req.base.as_deref(), ci)?;
+    let (changed, base_config) = match &base {
+        Base::Commit { oid, .. } => {
+            let base_files = repo.tree_source(*oid)?;
+            let config = match load_at(&base_files, &repo, &config_rel, env) {
+                Ok(Some(ws)) => BaseConfig::Loaded(Box::new(ws)),
+                Ok(None) => BaseConfig::Absent,
+                Err(_) => BaseConfig::Unreadable,
+            };
+            (repo.changed_paths(*oid, &head)?, config)
+        }
+        Base::Missing { reason } => (Vec::new(), BaseConfig::NoBase(reason.clone())),
+    };
+    // dagster_cloud.yaml and dagster-deploy.toml are compared entry by entry, not as files.
+    let changed: Vec<&String> = changed
+        .iter()
+        .filter(|p| **p != config_rel && **p != settings_rel)
+        .collect();
+
+    let mut locations = Vec::with_capacity(workspace.locations.len());
+    for loc in &workspace.locations {
+        let settings = workspace.settings.for_location(&loc.name);
+        let inputs = inputs::resolve(&*head_files, &yaml_dir, loc, &settings)?;
+        let relevant: Vec<&String> = changed
+            .iter()
+            .filter(|p| inputs.paths.iter().any(|i| changes::is_within(p, i)))
+            .filter(|p| !inputs.filter.excludes(p))
+            .copied()
+            .collect();
+        let (action, reason) = decide(&Facts {
+            forced: req.all || req.force.contains(&loc.name),
+            base: base_config.entry(&loc.name),
+            location: loc,
+            settings: &settings,
+            changed: &relevant,
+        });
+        let content_key = changes::content_key(
+            &repo,
+            &head,
+            &inputs.paths,
+            &inputs.filter,
+            &content_salt(&settings),
+        )?;
+        locations.push(PlannedLocation {
+            name: loc.name.clone(),
+            action,
+            reason,
+            changed_paths_count: relevant.len(),
+            changed_paths: relevant
+                .iter()
+                .take(MAX_PATHS_JSON)
+                .map(|p| p.to_string())
+                .collect(),
+            build_directory: display_dir(&inputs.context_dir),
+            inputs: inputs.paths,
+            registry: loc.registry.clone(),
+            content_key,
+            entry: loc.entry.clone(),
+            settings,
+        });
+    }
+
+    let removed_locations = match &base_config {
+        BaseConfig::Loaded(ws) => ws
+            .locations
+            .iter()
+            .filter(|b| !workspace.locations.iter().any(|l| l.name == b.name))
+            .map(|b| b.name.clone())
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Plan {
+        schema_version: SCHEMA_VERSION,
+        repository: repo.workdir.clone(),
+        config: config_rel,
+        base: match base {
+            Base::Commit { oid, rev, source } => PlanBase::Found {
+                commit: oid.to_string(),
+                rev,
+                source,
+            },
+            Base::Missing { reason } => PlanBase::Missing { reason },
+        },
+        head: PlanHead {
+            commit: match head {
+                Head::Commit(oid) | Head::WorkTree(oid) => oid.to_string(),
+            },
+            dirty: matches!(head, Head::WorkTree(_)),
+        },
+        summary: Summary::of(&locations),
+        matrix: Matrix::of(&locations),
+        locations,
+        removed_locations,
+    })
+}
+
+/// The config at the base revision, as far as it could be read.
+enum BaseConfig {
+    NoBase(String),
+    /// No dagster_cloud.yaml at that path: every location is new.
+    Absent,
+    Unreadable,
+    Loaded(Box<Workspace>),
+}
+
+impl BaseConfig {
+    fn entry(&self, name: &str) -> BaseEntry<'_> {
+        match self {
+            BaseConfig::NoBase(why) => BaseEntry::NoBase(why),
+            BaseConfig::Absent => BaseEntry::Absent,
+            BaseConfig::Unreadable => BaseEntry::Unknown,
+            BaseConfig::Loaded(ws) => match ws.locations.iter().find(|l| l.name == name) {
+                Some(location) => BaseEntry::Known {
+                    location,
+                    settings: ws.settings.for_location(name),
+                },
+                None => BaseEntry::Absent,
+            },
+        }
+    }
+}
+
+impl Summary {
+    fn of(locations: &[PlannedLocation]) -> Summary {
+        let count = |a| locations.iter().filter(|l| l.action == a).count();
+        Summary {
+            build: count(Action::Build),
+            redeploy: count(Action::Redeploy),
+            skip: count(Action::Skip),
+        }
+    }
+}
+
+impl Matrix {
+    fn of(locations: &[PlannedLocation]) -> Matrix {
+        Matrix {
+            include: locations
+                .iter()
+                .filter(|l| l.action == Action::Build)
+                .map(|l| MatrixEntry {
+                    location: l.name.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, Error> {
+    std::path::absolute(path).map_err(|source| {
+        Error::Config(config::ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+    })
+}
+
+fn check_forced(ws: &Workspace, force: &[String]) -> Result<(), Error> {
+    for name in force {
+        if !ws.locations.iter().any(|l| l.name == *name) {
+            let known: Vec<&str> = ws.locations.iter().map(|l| l.name.as_str()).collect();
+            return Err(Error::Usage {
+                message: format!(
+                    "--location {name}: no such location in {}",
+                    ws.file.display()
+                ),
+                hint: format!("known locations: {}", known.join(", ")),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Loads dagster_cloud.yaml (and dagster-deploy.toml) as they are in `files`; `Ok(None)` when
+/// the yaml does not exist there.
+fn load_at(
+    files: &dyn FileSource,
+    repo: &Repo,
+    config_rel: &str,
+    env: Env,
+) -> Result<Option<Workspace>, Error> {
+    let Some(yaml) = files.read(config_rel) else {
+        return Ok(None);
+    };
+    let yaml_dir = paths::parent(config_rel);
+    let toml = files.read(&paths::join(yaml_dir, config::SETTINGS_FILE_NAME));
+    let to_text = |bytes: Vec<u8>, path: &str| {
+        String::from_utf8(bytes).map_err(|_| Error::Failed {
+            message: format!("{path} is not valid UTF-8"),
+            hint: "save the file as UTF-8".into(),
+        })
+    };
+    let yaml = to_text(yaml, config_rel)?;
+    let toml = toml
+        .map(|t| to_text(t, config::SETTINGS_FILE_NAME))
+        .transpose()?;
+    let file = Path::new(config_rel);
+    let root = repo.workdir.join(yaml_dir);
+    let ws = config::parse(
+        &config::Source {
+            file,
+            root: &root,
+            yaml: &yaml,
+            settings_toml: toml.as_deref(),
+        },
+        env,
+    )?;
+    Ok(Some(ws))
+}
+
+fn head_source<'r>(repo: &'r Repo, head: &Head) -> Result<Box<dyn FileSource + 'r>, Error> {
+    Ok(match head {
+        Head::Commit(oid) => Box::new(repo.tree_source(*oid)?),
+        Head::WorkTree(_) => Box::new(repo.worktree_source()),
+    })
+}
+
+fn missing_config(config: &Path, head: &Head) -> Error {
+    match head {
+        Head::Commit(oid) => Error::Failed {
+            message: format!(
+                "{} does not exist at revision {:.7}",
+                config.display(),
+                oid.to_string()
+            ),
+            hint: "pick a --head revision that has the file, or pass --config".into(),
+        },
+        Head::WorkTree(_) => Error::Config(config::ConfigError::Read {
+            path: config.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        }),
+    }
+}
+
+fn config_dir(config: &Path) -> &Path {
+    match config.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `.` for the repository root.
+fn display_dir(dir: &str) -> String {
+    if dir.is_empty() {
+        ".".into()
+    } else {
+        dir.to_string()
+    }
+}
