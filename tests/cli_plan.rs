@@ -318,30 +318,35 @@ fn removed_location_is_reported_not_planned() {
 }
 
 #[test]
-fn ignored_paths_never_trigger_a_build_and_keep_the_content_key() {
+fn ignored_paths_never_trigger_a_build_but_stay_in_the_content_key() {
     let m = Mono::new();
     let base = m.git(&["rev-parse", "HEAD"]);
-    let before = m.plan(&["--base", &base]);
+    let before = m.plan(&["--base", &base, "--all"]);
     m.write("a/README.md", "# docs only\n");
     m.commit("docs");
     let plan = m.plan(&["--base", &base]);
     assert_eq!(location(&plan, "a")["action"], "skip");
-    assert_eq!(
-        location(&plan, "a")["content_key"],
+    // Keys are computed for what is built only.
+    assert_eq!(location(&plan, "a")["content_key"], Value::Null);
+    // `ignore` is a trigger policy: the file is still in the Docker context, so in the image.
+    let forced = m.plan(&["--base", &base, "--all"]);
+    assert_ne!(
+        location(&forced, "a")["content_key"],
         location(&before, "a")["content_key"]
+    );
+    assert_eq!(
+        location(&forced, "c")["content_key"],
+        location(&before, "c")["content_key"]
     );
 
     m.write("a/a/__init__.py", "changed = True\n");
     m.commit("code");
     let plan = m.plan(&["--base", &base]);
     assert_eq!(location(&plan, "a")["action"], "build");
-    assert_ne!(
-        location(&plan, "a")["content_key"],
-        location(&before, "a")["content_key"]
-    );
-    assert_eq!(
-        location(&plan, "c")["content_key"],
-        location(&before, "c")["content_key"]
+    assert!(
+        location(&plan, "a")["content_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("ck-"))
     );
 }
 
@@ -647,11 +652,11 @@ fn example_root_contexts_only_react_to_what_their_dockerignore_sends() {
 #[test]
 fn files_the_docker_context_leaves_out_do_not_change_the_content_key() {
     let m = example_repo();
-    let before = m.plan(&["--base", "HEAD"]);
+    let before = m.plan(&["--base", "HEAD", "--all"]);
     // Outside analytics' context (root, narrowed to analytics/ and libs/common).
     m.write("ingest/notes.txt", "x\n");
     m.commit("unrelated");
-    let after = m.plan(&["--base", "HEAD~1"]);
+    let after = m.plan(&["--base", "HEAD~1", "--all"]);
     assert_eq!(
         location(&after, "analytics")["content_key"],
         location(&before, "analytics")["content_key"]

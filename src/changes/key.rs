@@ -255,6 +255,8 @@ impl Keyer<'_> {
             let child = join(path, &from_bytes(&name));
             let state = match node {
                 Node::Leaf(mode, id) => (!self.filter.excludes(&child)).then_some((mode, id)),
+                // A folder excluded with everything below it is never read.
+                Node::Dir(..) if self.filter.excludes_dir(&child) => None,
                 Node::Dir(id, sub) => self.dir_state(id, &child, sub)?,
             };
             if let Some((mode, id)) = state {

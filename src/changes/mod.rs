@@ -91,6 +91,11 @@ pub trait FileSource {
 /// files outside its Docker build context). Used alike for changed paths and content keys.
 pub trait PathFilter {
     fn excludes(&self, path: &str) -> bool;
+    /// The folder `dir` and everything below it are excluded (lets walks skip it). Saying
+    /// `false` is always correct, only slower.
+    fn excludes_dir(&self, _dir: &str) -> bool {
+        false
+    }
     /// True when nothing is excluded: content keys then reuse recorded tree ids, no walk.
     fn excludes_nothing(&self) -> bool;
 }

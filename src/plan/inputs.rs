@@ -2,10 +2,13 @@
 //! below them do not count.
 //!
 //! Inputs are the build directory (the Docker context), the Dockerfile when it lives elsewhere,
-//! paths watched in dagster-deploy.toml and local path dependencies (transitively). Below them,
-//! a file does not count when an `ignore` glob matches it, or when it is in the Docker context
-//! but the context's ignore file leaves it out (so a context of `.` narrowed by
-//! `.dockerignore` only reacts to what the build really sends).
+//! paths watched in dagster-deploy.toml and local path dependencies (transitively). Two rules
+//! take files below them out, for different reasons:
+//! - the Docker context's ignore file: the build never sends those files, so they are not part
+//!   of the image (nor of its content key), and a context of `.` narrowed by `.dockerignore`
+//!   only reacts to what the build really sends;
+//! - `ignore` globs from dagster-deploy.toml: a trigger policy. A change there never causes a
+//!   build, but the files may still be copied into the image, so they stay in the content key.
 
 use std::collections::BTreeSet;
 
@@ -22,46 +25,67 @@ pub const DOCKERFILE: &str = "Dockerfile";
 pub struct BuildInputs {
     /// Non-overlapping, sorted, repo-relative paths (`""` is the whole repository).
     pub paths: Vec<String>,
-    pub filter: InputFilter,
+    /// dagster-deploy.toml `ignore` globs, repo-relative.
+    pub ignore: GlobSet,
+    /// What the Docker context leaves out; the content key's filter.
+    pub context: ContextFilter,
     /// Repo-relative build directory.
     pub context_dir: String,
 }
 
-/// Files below the input paths that do not count.
-pub struct InputFilter {
-    /// dagster-deploy.toml `ignore` globs, repo-relative.
-    ignore: GlobSet,
-    context: Option<ContextFilter>,
+impl BuildInputs {
+    /// Whether a changed (repo-relative) path is a change of these inputs.
+    pub fn counts(&self, path: &str) -> bool {
+        self.paths.iter().any(|i| changes::is_within(path, i))
+            && !self.ignore.is_match(path)
+            && !self.context.excludes(path)
+    }
 }
 
-/// What the Docker context's ignore file leaves out.
-struct ContextFilter {
+/// The files of the Docker context that its ignore file leaves out (none without one).
+pub struct ContextFilter(Option<DockerContext>);
+
+struct DockerContext {
     dir: String,
     dockerignore: DockerIgnore,
     /// Sent whatever the patterns say (as Docker does): the Dockerfile and the ignore file.
     always: [String; 2],
 }
 
-impl PathFilter for InputFilter {
+impl DockerContext {
+    /// `path` relative to the context, when it is inside it and not always sent.
+    fn relative<'p>(&self, path: &'p str) -> Option<&'p str> {
+        if !changes::is_within(path, &self.dir) || self.always.iter().any(|a| a == path) {
+            return None;
+        }
+        Some(if self.dir.is_empty() {
+            path
+        } else {
+            &path[self.dir.len() + 1..]
+        })
+    }
+}
+
+impl PathFilter for ContextFilter {
     fn excludes(&self, path: &str) -> bool {
-        if self.ignore.is_match(path) {
-            return true;
+        let Some(c) = &self.0 else { return false };
+        c.relative(path)
+            .is_some_and(|rel| c.dockerignore.matches_or_parent_matches(rel))
+    }
+
+    fn excludes_dir(&self, dir: &str) -> bool {
+        let Some(c) = &self.0 else { return false };
+        // An always-sent file may live below the folder (e.g. the Dockerfile).
+        if c.always.iter().any(|a| changes::is_within(a, dir)) {
+            return false;
         }
-        match &self.context {
-            Some(c) if changes::is_within(path, &c.dir) && !c.always.iter().any(|a| a == path) => {
-                let rel = if c.dir.is_empty() {
-                    path
-                } else {
-                    &path[c.dir.len() + 1..]
-                };
-                c.dockerignore.matches_or_parent_matches(rel)
-            }
-            _ => false,
-        }
+        c.relative(dir).is_some_and(|rel| {
+            c.dockerignore.matches_or_parent_matches(rel) && !c.dockerignore.exception_below(rel)
+        })
     }
 
     fn excludes_nothing(&self) -> bool {
-        self.ignore.is_empty() && self.context.is_none()
+        self.0.is_none()
     }
 }
 
@@ -93,20 +117,18 @@ pub fn resolve(
 
     Ok(BuildInputs {
         paths,
-        filter: InputFilter {
-            ignore: ignore_globs(yaml_dir, settings)?,
-            context: context_filter(files, &context_dir, &dockerfile)?,
-        },
+        ignore: ignore_globs(yaml_dir, settings)?,
+        context: ContextFilter(docker_context(files, &context_dir, &dockerfile)?),
         context_dir,
     })
 }
 
 /// The first ignore file that exists for this build, parsed; `None` when there is none.
-fn context_filter(
+fn docker_context(
     files: &dyn FileSource,
     context_dir: &str,
     dockerfile: &str,
-) -> Result<Option<ContextFilter>, Error> {
+) -> Result<Option<DockerContext>, Error> {
     for candidate in ignore_file_candidates(context_dir, dockerfile) {
         let Some(bytes) = files.read(&candidate) else {
             continue;
@@ -122,7 +144,7 @@ fn context_filter(
         if dockerignore.is_empty() {
             return Ok(None);
         }
-        return Ok(Some(ContextFilter {
+        return Ok(Some(DockerContext {
             dir: context_dir.to_string(),
             dockerignore,
             always: [dockerfile.to_string(), candidate],

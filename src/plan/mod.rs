@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::changes::{self, Base, BaseSource, FileSource, Head, PathFilter, Repo, paths};
+use crate::changes::{self, Base, BaseSource, FileSource, Head, Repo, paths};
 use crate::ci::context::CiContext;
 use crate::config::{self, Env, LocationSettings, Workspace};
 use crate::error::Error;
@@ -93,8 +93,8 @@ pub struct PlannedLocation {
     pub build_directory: String,
     pub registry: Option<String>,
     /// Hash of the build inputs and build settings: the image tag that makes identical inputs
-    /// never build twice.
-    pub content_key: String,
+    /// never build twice. Computed for locations to build; `None` for the others.
+    pub content_key: Option<String>,
     /// The merged dagster_cloud.yaml entry (what the location document is built from).
     #[serde(skip)]
     pub entry: serde_json::Map<String, Value>,
@@ -207,8 +207,7 @@ pub fn plan(req: &PlanRequest, ci: &CiContext, env: Env) -> Result<Plan, Error> 
         let inputs = inputs::resolve(&*head_files, &yaml_dir, loc, &settings)?;
         let relevant: Vec<&String> = changed
             .iter()
-            .filter(|p| inputs.paths.iter().any(|i| changes::is_within(p, i)))
-            .filter(|p| !inputs.filter.excludes(p))
+            .filter(|p| inputs.counts(p))
             .copied()
             .collect();
         let (action, reason) = decide(&Facts {
@@ -218,13 +217,18 @@ pub fn plan(req: &PlanRequest, ci: &CiContext, env: Env) -> Result<Plan, Error> 
             settings: &settings,
             changed: &relevant,
         });
-        let content_key = changes::content_key(
-            &repo,
-            &head,
-            &inputs.paths,
-            &inputs.filter,
-            &content_salt(&settings),
-        )?;
+        // Only an image about to be built needs its key; with a .dockerignore a key walks the
+        // files of the context, so skipped locations are not charged for one.
+        let content_key = match action {
+            Action::Build => Some(changes::content_key(
+                &repo,
+                &head,
+                &inputs.paths,
+                &inputs.context,
+                &content_salt(&settings),
+            )?),
+            Action::Redeploy | Action::Skip => None,
+        };
         locations.push(PlannedLocation {
             name: loc.name.clone(),
             action,
