@@ -197,3 +197,137 @@ pub fn doc(name: &str, image: &str) -> Value {
         "git": {"commit_hash": "abc"},
     })
 }
+
+/// A fake registry (Docker Registry HTTP API v2, manifests only) with the bearer-token flow
+/// (`bearer: true`) or basic auth, accepting `user:secret`. It has the images in `present`.
+pub struct FakeRegistry {
+    pub addr: SocketAddr,
+    /// `(Accept header, authorised)` of every manifest HEAD.
+    pub heads: Arc<Mutex<Vec<(String, bool)>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FakeRegistry {
+    pub async fn start(bearer: bool, present: &[&str]) -> FakeRegistry {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let present: Vec<String> = present.iter().map(|s| s.to_string()).collect();
+        let seen = heads.clone();
+        // base64("user:secret")
+        let basic = "Basic dXNlcjpzZWNyZXQ=";
+        let manifests = move |axum::extract::Path((name, reference)): axum::extract::Path<(
+            String,
+            String,
+        )>,
+                              headers: HeaderMap| {
+            let seen = seen.clone();
+            let present = present.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let ok = if bearer {
+                    auth == "Bearer good-token"
+                } else {
+                    auth == basic
+                };
+                let accept = headers
+                    .get("accept")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                seen.lock().unwrap().push((accept, ok));
+                if !ok {
+                    let challenge = if bearer {
+                        format!(
+                            "Bearer realm=\"http://{addr}/token\",service=\"fake\",scope=\"repository:{name}:pull\""
+                        )
+                    } else {
+                        "Basic realm=\"fake\"".to_string()
+                    };
+                    return (StatusCode::UNAUTHORIZED, [("www-authenticate", challenge)])
+                        .into_response();
+                }
+                if present.contains(&format!("{name}:{reference}")) {
+                    StatusCode::OK.into_response()
+                } else {
+                    StatusCode::NOT_FOUND.into_response()
+                }
+            }
+        };
+        let token = move |headers: HeaderMap| async move {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+            if auth == Some(basic) {
+                axum::Json(json!({"token": "good-token"})).into_response()
+            } else {
+                StatusCode::UNAUTHORIZED.into_response()
+            }
+        };
+        let app = axum::Router::new()
+            .route(
+                "/v2/{name}/manifests/{reference}",
+                axum::routing::head(manifests),
+            )
+            .route("/token", axum::routing::get(token));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        FakeRegistry {
+            addr,
+            heads,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn access(&self, password: &str) -> RegistryAccess {
+        RegistryAccess {
+            credentials: vec![dagster_deploy::server::RegistryCredentials {
+                registry: self.addr.to_string(),
+                username: "user".into(),
+                password: password.into(),
+            }],
+            insecure_registries: vec![],
+        }
+    }
+
+    pub fn image(&self, name_tag: &str) -> String {
+        format!("{}/{name_tag}", self.addr)
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Polls `workspaceOrError` until `location` is no longer LOADING; returns its entry.
+pub async fn wait_loaded(client: &Client, location: &str) -> Value {
+    for _ in 0..200 {
+        let data = client.data(WORKSPACE_OR_ERROR, json!({})).await;
+        let entries = data["workspaceOrError"]["locationEntries"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if let Some(e) = entries.into_iter().find(|e| e["name"] == location)
+            && e["loadStatus"] == "LOADED"
+        {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("location {location} never finished loading");
+}

@@ -625,3 +625,59 @@ async fn bad_tokens_get_a_clear_message() {
     assert_eq!(stored(&server), json!({"locations": []}));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_is_reported_as_a_load_failure() {
+    let Some(cli) = reference_cli() else { return };
+    let registry = common::FakeRegistry::start(true, &["app:1"]).await;
+    let server = TestServer::start_with(Some(registry.access("secret"))).await;
+    let home = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let env = [
+        ("DAGSTER_CLOUD_URL", url.as_str()),
+        ("DAGSTER_CLOUD_DEPLOYMENT", "prod"),
+        ("DAGSTER_CLOUD_API_TOKEN", server.token.as_str()),
+    ];
+    let good = registry.image("app:1");
+    let out = run(
+        &cli,
+        home.path(),
+        &[
+            "deployment",
+            "add-location",
+            "ok",
+            "--module-name",
+            "ok",
+            "--image",
+            &good,
+        ],
+        &env,
+    )
+    .await;
+    assert!(out.status.success());
+
+    let missing = registry.image("app:2");
+    let out = run(
+        &cli,
+        home.path(),
+        &[
+            "deployment",
+            "add-location",
+            "bad",
+            "--module-name",
+            "bad",
+            "--image",
+            &missing,
+        ],
+        &env,
+    )
+    .await;
+    assert!(!out.status.success());
+    let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        all.contains("Some locations failed to load after being synced by the agent:")
+            && all.contains(&format!("image '{missing}' was not found in registry")),
+        "{all}"
+    );
+    server.stop().await;
+}

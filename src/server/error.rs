@@ -17,8 +17,8 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error(
-        "the data directory {path} is read-only; the server must be able to write its database \
-         there, so choose a writable directory"
+        "the data directory {path} is not writable (read-only or no permission); the server \
+         must write its database there, so choose a writable directory"
     )]
     ReadOnlyDataDir { path: PathBuf },
     #[error(
