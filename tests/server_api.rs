@@ -289,6 +289,19 @@ async fn agents_deployments_and_settings() {
         json!([{"deploymentName": "prod", "deploymentType": "PRODUCTION"}])
     );
 
+    // Organisation-level fields work on a deployment's path too.
+    let (_, body) = c
+        .post(
+            "/prod/graphql",
+            "query { fullDeployments { deploymentName } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["fullDeployments"],
+        json!([{"deploymentName": "prod"}])
+    );
+
     let by_name = "query($deploymentName: String!) { deploymentByName(name: $deploymentName) {
         __typename ... on DagsterCloudDeployment { deploymentName deploymentId deploymentType } } }";
     let data = org.data(by_name, json!({"deploymentName": "feat-x"})).await;

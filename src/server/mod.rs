@@ -4,6 +4,9 @@
 //!
 //! Two front doors, one mechanism: the HTTP/GraphQL server (`serve`, `start`) and the plain
 //! Rust API (`Deployments`) that the CLI uses directly for the local store.
+//!
+//! Not yet: Serverless (`serverless`, `generateServerlessPexUrl`). They fit as a blob store
+//! under `data_dir/blobs/` with pre-signed (HMAC) `PUT`/`GET` URLs served by this router.
 
 mod deployments;
 mod document;

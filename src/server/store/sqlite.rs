@@ -16,6 +16,9 @@ use crate::server::document;
 use crate::server::error::StoreError;
 use crate::server::tokens::{Actor, TokenInfo, TokenScope};
 
+/// Bumped with every schema change; later versions migrate from `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -80,7 +83,15 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Corrupt(format!(
+                "{} was written by a newer dagster-deploy (schema {version}, this one knows {SCHEMA_VERSION}); upgrade dagster-deploy",
+                path.display()
+            )));
+        }
         conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
