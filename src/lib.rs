@@ -12,3 +12,4 @@ pub mod config;
 pub mod error;
 pub mod output;
 pub mod plan;
+pub mod server;

@@ -1,0 +1,284 @@
+//! Mutation root fields. Each registration starts the image check of what it registered.
+
+use async_graphql::{Context, Object};
+
+use super::types::{
+    AddOrUpdateLocationResult, CliEventType, CreateOrUpdateBranchDeploymentInput,
+    DagsterCloudDeploymentOrError, DeleteLocationResult, DeleteLocationSuccess,
+    DeployLocationsResult, DeployLocationsSuccess, DeploymentCommitInput, DeploymentSettings,
+    DeploymentSettingsInput, DeploymentSettingsResult, OrganizationSettings,
+    OrganizationSettingsInput, OrganizationSettingsResult, ReconcileLocationsResult,
+    ReconcileLocationsSuccess, SnapshotBaseDeploymentCondition, WorkspaceEntry,
+};
+use super::{
+    GenericScalar, actor, blocking, may_access, require_organization, state, target_deployment,
+};
+use crate::server::error::DeployError;
+use crate::server::store::{Revision, RevisionAction};
+
+pub(crate) struct MutationRoot;
+
+/// Starts image checks for what was registered and logs the change (never the token).
+fn registered(ctx: &Context<'_>, deployment: &str, revisions: &[Revision]) {
+    let checker = &state(ctx).checker;
+    for r in revisions {
+        match &r.document {
+            Some(doc) => {
+                checker.registered(doc);
+                tracing::info!(
+                    deployment,
+                    location = %r.location,
+                    revision = r.id,
+                    by = %r.actor,
+                    "registered location"
+                );
+            }
+            None => tracing::info!(
+                deployment,
+                location = %r.location,
+                revision = r.id,
+                by = %r.actor,
+                "deleted location"
+            ),
+        }
+    }
+}
+
+/// Registrations only (reconcile's deletions are not part of its answer).
+fn entries(revisions: Vec<Revision>) -> Vec<WorkspaceEntry> {
+    revisions
+        .into_iter()
+        .filter(|r| r.action != RevisionAction::Deleted)
+        .map(WorkspaceEntry::from_revision)
+        .collect()
+}
+
+#[Object]
+impl MutationRoot {
+    async fn add_or_update_location_from_document(
+        &self,
+        ctx: &Context<'_>,
+        document: GenericScalar,
+    ) -> AddOrUpdateLocationResult {
+        let result = async {
+            let deployment = target_deployment(ctx)?;
+            let actor = actor(ctx);
+            let dep = deployment.clone();
+            let rev = blocking(ctx, move |d| {
+                d.add_or_update_location(&dep, document.0, &actor)
+            })
+            .await?;
+            registered(ctx, &deployment, std::slice::from_ref(&rev));
+            Ok::<_, DeployError>(rev)
+        }
+        .await;
+        match result {
+            Ok(rev) => {
+                AddOrUpdateLocationResult::WorkspaceEntry(WorkspaceEntry::from_revision(rev))
+            }
+            Err(e) => e.into(),
+        }
+    }
+
+    /// All locations at once, in one transaction: an invalid document changes nothing.
+    async fn deploy_locations(
+        &self,
+        ctx: &Context<'_>,
+        document: GenericScalar,
+    ) -> DeployLocationsResult {
+        let result = async {
+            let deployment = target_deployment(ctx)?;
+            let actor = actor(ctx);
+            let dep = deployment.clone();
+            let revs =
+                blocking(ctx, move |d| d.deploy_locations(&dep, &document.0, &actor)).await?;
+            registered(ctx, &deployment, &revs);
+            Ok::<_, DeployError>(revs)
+        }
+        .await;
+        match result {
+            Ok(revs) => DeployLocationsResult::DeployLocationsSuccess(DeployLocationsSuccess {
+                locations: entries(revs),
+            }),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Makes the deployment's locations exactly those of the document.
+    async fn reconcile_locations_from_document(
+        &self,
+        ctx: &Context<'_>,
+        document: GenericScalar,
+    ) -> ReconcileLocationsResult {
+        let result = async {
+            let deployment = target_deployment(ctx)?;
+            let actor = actor(ctx);
+            let dep = deployment.clone();
+            let revs = blocking(ctx, move |d| {
+                d.reconcile_locations(&dep, &document.0, &actor)
+            })
+            .await?;
+            registered(ctx, &deployment, &revs);
+            Ok::<_, DeployError>(revs)
+        }
+        .await;
+        match result {
+            Ok(revs) => {
+                ReconcileLocationsResult::ReconcileLocationsSuccess(ReconcileLocationsSuccess {
+                    locations: entries(revs),
+                })
+            }
+            Err(e) => e.into(),
+        }
+    }
+
+    async fn delete_location(
+        &self,
+        ctx: &Context<'_>,
+        location_name: String,
+    ) -> DeleteLocationResult {
+        let result = async {
+            let deployment = target_deployment(ctx)?;
+            let actor = actor(ctx);
+            let dep = deployment.clone();
+            let rev = blocking(ctx, move |d| {
+                d.delete_location(&dep, &location_name, &actor)
+            })
+            .await?;
+            registered(ctx, &deployment, std::slice::from_ref(&rev));
+            Ok::<_, DeployError>(rev)
+        }
+        .await;
+        match result {
+            Ok(rev) => DeleteLocationResult::DeleteLocationSuccess(DeleteLocationSuccess {
+                location_name: rev.location,
+            }),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Registers an earlier document of a location again (a dagster-deploy extension);
+    /// without `revisionId`, the latest earlier document that differs from the current one.
+    async fn rollback_location(
+        &self,
+        ctx: &Context<'_>,
+        location_name: String,
+        revision_id: Option<i64>,
+    ) -> AddOrUpdateLocationResult {
+        let result = async {
+            let deployment = target_deployment(ctx)?;
+            let actor = actor(ctx);
+            let dep = deployment.clone();
+            let rev = blocking(ctx, move |d| {
+                d.rollback(&dep, &location_name, revision_id, &actor)
+            })
+            .await?;
+            registered(ctx, &deployment, std::slice::from_ref(&rev));
+            Ok::<_, DeployError>(rev)
+        }
+        .await;
+        match result {
+            Ok(rev) => {
+                AddOrUpdateLocationResult::WorkspaceEntry(WorkspaceEntry::from_revision(rev))
+            }
+            Err(e) => e.into(),
+        }
+    }
+
+    async fn create_or_update_branch_deployment(
+        &self,
+        ctx: &Context<'_>,
+        branch_data: CreateOrUpdateBranchDeploymentInput,
+        commit: DeploymentCommitInput,
+        base_deployment_name: Option<String>,
+        snapshot_base_condition: Option<SnapshotBaseDeploymentCondition>,
+    ) -> DagsterCloudDeploymentOrError {
+        let result = async {
+            require_organization(ctx, "creating or updating a branch deployment")?;
+            let branch =
+                branch_data.into_branch(commit, base_deployment_name, snapshot_base_condition);
+            let record =
+                blocking(ctx, move |d| d.create_or_update_branch_deployment(branch)).await?;
+            tracing::info!(deployment = %record.name, "created or updated branch deployment");
+            Ok::<_, DeployError>(record)
+        }
+        .await;
+        match result {
+            Ok(r) => DagsterCloudDeploymentOrError::DagsterCloudDeployment(r.into()),
+            Err(e) => e.into(),
+        }
+    }
+
+    async fn delete_deployment(
+        &self,
+        ctx: &Context<'_>,
+        deployment_id: i64,
+    ) -> DagsterCloudDeploymentOrError {
+        let result = async {
+            require_organization(ctx, "deleting a deployment")?;
+            let record = blocking(ctx, move |d| d.delete_deployment(deployment_id)).await?;
+            tracing::info!(deployment = %record.name, "deleted deployment");
+            Ok::<_, DeployError>(record)
+        }
+        .await;
+        match result {
+            Ok(r) => DagsterCloudDeploymentOrError::DagsterCloudDeployment(r.into()),
+            Err(e) => e.into(),
+        }
+    }
+
+    async fn set_deployment_settings(
+        &self,
+        ctx: &Context<'_>,
+        deployment_settings: DeploymentSettingsInput,
+    ) -> DeploymentSettingsResult {
+        let result = async {
+            let deployment = target_deployment(ctx)?;
+            may_access(ctx, &deployment)?;
+            let settings = deployment_settings.settings.0;
+            blocking(ctx, move |d| {
+                d.set_deployment_settings(&deployment, settings)
+            })
+            .await
+        }
+        .await;
+        match result {
+            Ok(s) => DeploymentSettingsResult::DeploymentSettings(DeploymentSettings {
+                settings: GenericScalar(s),
+            }),
+            Err(e) => e.into(),
+        }
+    }
+
+    async fn set_organization_settings(
+        &self,
+        ctx: &Context<'_>,
+        organization_settings: OrganizationSettingsInput,
+    ) -> OrganizationSettingsResult {
+        let result = async {
+            require_organization(ctx, "changing organization settings")?;
+            let settings = organization_settings.settings.0;
+            blocking(ctx, move |d| d.set_organization_settings(settings)).await
+        }
+        .await;
+        match result {
+            Ok(s) => OrganizationSettingsResult::OrganizationSettings(OrganizationSettings {
+                settings: GenericScalar(s),
+            }),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// The reference client's usage metrics: accepted and dropped.
+    async fn mark_cli_event(
+        &self,
+        event_type: CliEventType,
+        duration_seconds: f64,
+        success: Option<bool>,
+        tags: Option<Vec<Option<String>>>,
+        message: Option<String>,
+    ) -> &'static str {
+        let _ = (event_type, duration_seconds, success, tags, message);
+        "ok"
+    }
+}

@@ -1,0 +1,101 @@
+//! The built-in agent's view of each location: LOADED when its image exists, a load error
+//! naming the image when it does not. Checks run in the background and are cached per image
+//! reference; a registration re-checks an image unless it is already known to exist.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::document;
+use super::registry::{self, ImageCheck, RegistryAccess};
+
+/// What the agent reports for one location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadStatus {
+    Loading,
+    Loaded,
+    /// Loaded with an error (the protocol's `loadStatus: LOADED` + `PythonError`).
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+enum ImageState {
+    Checking,
+    Done(ImageCheck),
+}
+
+pub(crate) struct LoadChecker {
+    /// `None`: checks are off and every location is LOADED.
+    access: Option<RegistryAccess>,
+    client: reqwest::Client,
+    images: Mutex<HashMap<String, ImageState>>,
+}
+
+impl LoadChecker {
+    pub(crate) fn new(access: Option<RegistryAccess>) -> Arc<Self> {
+        Arc::new(LoadChecker {
+            access,
+            client: registry::http_client(),
+            images: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The status of a location with this document; starts a check for an image never seen.
+    pub(crate) fn status(self: &Arc<Self>, doc: &Value) -> LoadStatus {
+        let Some(image) = self.image_to_check(doc) else {
+            return LoadStatus::Loaded;
+        };
+        let state = self.images().get(image).cloned();
+        match state {
+            Some(ImageState::Done(ImageCheck::Present)) => LoadStatus::Loaded,
+            Some(ImageState::Done(ImageCheck::Missing(why))) => LoadStatus::Failed(why),
+            Some(ImageState::Checking) => LoadStatus::Loading,
+            None => {
+                self.start(image);
+                LoadStatus::Loading
+            }
+        }
+    }
+
+    /// Called after a registration: re-check the image unless it is known to exist (it may
+    /// have been pushed since a failed check).
+    pub(crate) fn registered(self: &Arc<Self>, doc: &Value) {
+        if let Some(image) = self.image_to_check(doc) {
+            let known = matches!(
+                self.images().get(image),
+                Some(ImageState::Done(ImageCheck::Present) | ImageState::Checking)
+            );
+            if !known {
+                self.start(image);
+            }
+        }
+    }
+
+    fn image_to_check<'a>(&self, doc: &'a Value) -> Option<&'a str> {
+        // Python-executable deploys (pex_metadata, no image) have nothing to check yet.
+        self.access.as_ref()?;
+        document::image(doc)
+    }
+
+    fn start(self: &Arc<Self>, image: &str) {
+        let Some(access) = self.access.clone() else {
+            return;
+        };
+        self.images()
+            .insert(image.to_string(), ImageState::Checking);
+        let this = Arc::clone(self);
+        let image = image.to_string();
+        tokio::spawn(async move {
+            let result = registry::check_image(&this.client, &access, &image).await;
+            if let ImageCheck::Missing(why) = &result {
+                tracing::warn!(image = %image, "image check failed: {why}");
+            }
+            this.images().insert(image, ImageState::Done(result));
+        });
+    }
+
+    fn images(&self) -> std::sync::MutexGuard<'_, HashMap<String, ImageState>> {
+        self.images.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
