@@ -15,7 +15,7 @@ pub mod paths;
 mod repo;
 
 pub use base::choose_base;
-pub use deps::local_dependencies;
+pub use deps::{Dependencies, local_dependencies};
 pub use files::{TreeSource, WorkTreeSource};
 pub use key::{CONTENT_KEY_PREFIX, content_key};
 pub use paths::{is_within, normalize};

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::build::dockerignore::{DockerIgnore, ignore_file_candidates};
-use crate::changes::{self, FileSource, PathFilter};
+use crate::changes::{self, Dependencies, FileSource, PathFilter};
 use crate::config::{self, Location, LocationSettings};
 use crate::error::Error;
 
@@ -92,6 +92,7 @@ impl PathFilter for ContextFilter {
 /// Resolves the inputs of `loc` as the files in `files` (head) describe them.
 pub fn resolve(
     files: &dyn FileSource,
+    deps: &Dependencies,
     yaml_dir: &str,
     loc: &Location,
     settings: &LocationSettings,
@@ -106,7 +107,7 @@ pub fn resolve(
     for watched in &settings.watch {
         paths.insert(changes::normalize(yaml_dir, watched)?);
     }
-    paths.extend(changes::local_dependencies(files, &context_dir)?);
+    paths.extend(deps.of(&context_dir)?);
     // Inputs inside another input add nothing: keep the outermost.
     let all: Vec<String> = paths.into_iter().collect();
     let paths = all

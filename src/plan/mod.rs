@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::changes::{self, Base, BaseSource, FileSource, Head, Repo, paths};
+use crate::changes::{self, Base, BaseSource, Dependencies, FileSource, Head, Repo, paths};
 use crate::ci::context::CiContext;
 use crate::config::{self, Env, LocationSettings, Workspace};
 use crate::error::Error;
@@ -201,10 +201,11 @@ pub fn plan(req: &PlanRequest, ci: &CiContext, env: Env) -> Result<Plan, Error> 
         .filter(|p| **p != config_rel && **p != settings_rel)
         .collect();
 
+    let deps = Dependencies::new(&*head_files);
     let mut locations = Vec::with_capacity(workspace.locations.len());
     for loc in &workspace.locations {
         let settings = workspace.settings.for_location(&loc.name);
-        let inputs = inputs::resolve(&*head_files, &yaml_dir, loc, &settings)?;
+        let inputs = inputs::resolve(&*head_files, &deps, &yaml_dir, loc, &settings)?;
         let relevant: Vec<&String> = changed
             .iter()
             .filter(|p| inputs.counts(p))

@@ -11,7 +11,9 @@ mod pyproject;
 mod reference;
 mod requirements;
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 use super::paths::{is_within, join};
 use super::{ChangesError, FileSource};
@@ -37,41 +39,75 @@ pub(crate) struct Ref {
 /// itself (already an input). A cycle between local packages is an error, as is a path
 /// leaving the repository or a `pyproject.toml` that does not parse.
 pub fn local_dependencies(src: &dyn FileSource, dir: &str) -> Result<Vec<String>, ChangesError> {
-    let root =
-        super::paths::join_normalized("", dir).ok_or_else(|| ChangesError::OutsideRepository {
-            path: dir.to_string(),
-        })?;
-    let mut walk = Walk {
-        src,
-        stack: Vec::new(),
-        done: BTreeSet::new(),
-        found: BTreeSet::new(),
-    };
-    walk.visit(&root)?;
-    Ok(walk
-        .found
-        .into_iter()
-        .filter(|p| !is_within(p, &root))
-        .collect())
+    Dependencies::new(src).of(dir)
 }
 
-struct Walk<'a> {
+/// Resolves local dependencies of many projects read from one tree, reading each folder's
+/// project files once (monorepo locations share libraries).
+pub struct Dependencies<'a> {
     src: &'a dyn FileSource,
+    /// Direct references per folder.
+    refs: RefCell<HashMap<String, Rc<Vec<Ref>>>>,
+}
+
+impl<'a> Dependencies<'a> {
+    pub fn new(src: &'a dyn FileSource) -> Self {
+        Dependencies {
+            src,
+            refs: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// See [`local_dependencies`].
+    pub fn of(&self, dir: &str) -> Result<Vec<String>, ChangesError> {
+        let root = super::paths::join_normalized("", dir).ok_or_else(|| {
+            ChangesError::OutsideRepository {
+                path: dir.to_string(),
+            }
+        })?;
+        let mut walk = Walk {
+            deps: self,
+            stack: Vec::new(),
+            done: BTreeSet::new(),
+            found: BTreeSet::new(),
+        };
+        walk.visit(&root)?;
+        Ok(walk
+            .found
+            .into_iter()
+            .filter(|p| !is_within(p, &root))
+            .collect())
+    }
+
+    fn references(&self, dir: &str) -> Result<Rc<Vec<Ref>>, ChangesError> {
+        if let Some(refs) = self.refs.borrow().get(dir) {
+            return Ok(Rc::clone(refs));
+        }
+        let refs = Rc::new(references(self.src, dir)?);
+        self.refs
+            .borrow_mut()
+            .insert(dir.to_string(), Rc::clone(&refs));
+        Ok(refs)
+    }
+}
+
+struct Walk<'d, 'a> {
+    deps: &'d Dependencies<'a>,
     /// Packages being visited, outermost first (for cycle reports).
     stack: Vec<String>,
     done: BTreeSet<String>,
     found: BTreeSet<String>,
 }
 
-impl Walk<'_> {
+impl Walk<'_, '_> {
     fn visit(&mut self, dir: &str) -> Result<(), ChangesError> {
         self.stack.push(dir.to_string());
-        for r in references(self.src, dir)? {
+        for r in self.deps.references(dir)?.iter() {
             if r.path == dir {
                 continue; // `-e .`: the project itself
             }
             self.found.insert(r.path.clone());
-            if r.kind != Kind::Package || !self.src.is_dir(&r.path) {
+            if r.kind != Kind::Package || !self.deps.src.is_dir(&r.path) {
                 continue;
             }
             if let Some(pos) = self.stack.iter().position(|d| *d == r.path) {
