@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use dagster_deploy::build::{
     BuildContext, BuildError, BuildRequest, ContextError, ContextOptions, Engine, EngineError,
-    ImageRef, RegistryCredentials, build_image,
+    ImageRef, ProgressEvent, RegistryCredentials, build_image,
 };
 use support::{Cleanup, Node, Services, services, unique, write_tree};
 
@@ -109,7 +109,7 @@ async fn build_tag_inspect_and_push_with_credentials() {
     assert!(s.engine.image_exists(&remote.to_string()).await.unwrap());
 
     let lines = Mutex::new(Vec::new());
-    let progress = |l: &str| lines.lock().unwrap().push(l.to_string());
+    let progress = |e: ProgressEvent<'_>| lines.lock().unwrap().extend(e.line().map(String::from));
     let pushed = s
         .engine
         .push_image(&remote, Some(&s.credentials()), &progress)

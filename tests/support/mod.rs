@@ -30,9 +30,9 @@ pub struct Services {
 impl Services {
     pub fn credentials(&self) -> RegistryCredentials {
         RegistryCredentials {
-            server: self.registry.clone(),
+            registry: self.registry.clone(),
             username: self.user.clone(),
-            password: self.password.clone(),
+            password: self.password.clone().into(),
         }
     }
 
