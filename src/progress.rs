@@ -191,6 +191,7 @@ impl LocationProgress {
                     self.set_message(&format!("step {}", rest.replacen(" : ", ": ", 1)));
                 }
             }
+            _ if is_noise(line) => {}
             Mode::Plain => self.reporter.write(&format!("[{}] {line}\n", self.name)),
             Mode::Github | Mode::Gitlab => self.keep(line),
         }
@@ -281,6 +282,14 @@ impl LocationProgress {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Per-layer push states that repeat for every layer and say nothing in a log.
+fn is_noise(line: &str) -> bool {
+    matches!(
+        line.trim(),
+        "Preparing" | "Waiting" | "Pushing" | "Downloading" | "Extracting"
+    )
 }
 
 /// GitLab section names allow letters, digits, `_`, `.` and `-`.

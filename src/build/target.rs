@@ -28,13 +28,12 @@ pub const DEFAULT_TAG_TEMPLATE: &str = "{location}-{sha}";
 /// Suffix of the moving cache tag.
 pub const CACHE_TAG_SUFFIX: &str = "latest";
 
-/// OCI label keys (plus our own for the location and content key).
+/// OCI label keys, plus the location's name. Few on purpose: the classic builder adds each
+/// label as one more step (a container commit) at the end of the build.
 pub const LABEL_SOURCE: &str = "org.opencontainers.image.source";
 pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
 pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
-pub const LABEL_TITLE: &str = "org.opencontainers.image.title";
 pub const LABEL_LOCATION: &str = "io.dagster.code-location";
-pub const LABEL_CONTENT_KEY: &str = "dev.dagster-deploy.content-key";
 
 /// How to build (from the command line).
 #[derive(Debug, Clone)]
@@ -222,9 +221,7 @@ pub fn resolve(
     let mut labels = BTreeMap::from([
         (LABEL_REVISION.to_string(), plan.head.commit.clone()),
         (LABEL_CREATED.to_string(), options.created.clone()),
-        (LABEL_TITLE.to_string(), loc.name.clone()),
         (LABEL_LOCATION.to_string(), loc.name.clone()),
-        (LABEL_CONTENT_KEY.to_string(), key.clone()),
     ]);
     if let Some(url) = &options.source_url {
         labels.insert(LABEL_SOURCE.to_string(), url.clone());

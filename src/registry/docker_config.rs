@@ -106,10 +106,10 @@ impl DockerConfig {
         else {
             return Ok(None);
         };
-        self.from_entry(entry, registry)
+        self.entry_credentials(entry, registry)
     }
 
-    fn from_entry(
+    fn entry_credentials(
         &self,
         entry: &AuthEntry,
         registry: &str,
