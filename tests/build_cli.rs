@@ -670,3 +670,47 @@ fn no_engine_at_the_socket_names_it_and_says_how_to_start_docker() {
     assert_eq!(json.code, 1, "{json}");
     assert_eq!(json.json()["error"]["code"], "engine-unavailable");
 }
+
+/// A fresh CI runner has no local layers: the build pulls `<location>-latest` and the engine
+/// reuses its layers for the steps that did not change.
+#[tokio::test]
+async fn layers_are_reused_from_the_pushed_cache_image_on_a_fresh_engine() {
+    let Some(s) = services().await else { return };
+    let repo_path = unique("dagster-deploy-test/cache");
+    let marker = unique("slow-step");
+    let m = one_location(
+        &s,
+        &format!("{}/{repo_path}", s.registry),
+        &format!("RUN echo {marker} > /slow\nCOPY hello.txt /\n"),
+    );
+    let mut cleanup = Cleanup::new(&s);
+    let first = Run::of(&mut m.command(&s, &["build", "--all", "--json"]));
+    assert_eq!(first.code, 0, "{first}");
+    let json = first.json();
+    // Forget every local copy, as on a new runner.
+    for tag in json["results"][0]["pushed_tags"].as_array().unwrap() {
+        s.docker(&["rmi", tag.as_str().unwrap()]);
+    }
+    m.write("app/hello.txt", "changed\n");
+    m.commit("change the last step's input");
+    let second = Run::of(&mut m.command(&s, &["build", "--all", "--json"]));
+    assert_eq!(second.code, 0, "{second}");
+    clean_pushed(&mut cleanup, &second.json());
+    let cache = format!("{}/{repo_path}:app-latest", s.registry);
+    cleanup.image(&cache);
+    assert!(
+        second
+            .stderr
+            .contains(&format!("[app] pulling {cache} for its layer cache")),
+        "{second}"
+    );
+    let after_run_step = second
+        .stderr
+        .split(&format!("RUN echo {marker} > /slow\n"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        after_run_step.starts_with("[app]  ---> Using cache\n"),
+        "{second}"
+    );
+}
