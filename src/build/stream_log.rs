@@ -128,6 +128,49 @@ where
     }
 }
 
+/// One item of a push or pull stream, as far as progress goes.
+struct StatusItem<'a> {
+    /// Layer id (pulls only: bollard's push items carry none).
+    id: Option<&'a str>,
+    status: Option<&'a str>,
+    detail: Option<&'a ProgressDetail>,
+}
+
+/// Reads a push or pull stream to the end: progress out, every status to `on_status`; returns
+/// the tail of the output and the first error.
+async fn consume_status<S, T>(
+    stream: S,
+    progress: &Progress<'_>,
+    view: fn(&T) -> StatusItem<'_>,
+    mut on_status: impl FnMut(&str),
+) -> (Vec<String>, Option<String>)
+where
+    S: Stream<Item = Result<T, BollardError>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut tail = LogTail::default();
+    let mut error = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                let item = view(&info);
+                if let Some(status) = item.status {
+                    on_status(status);
+                }
+                // Without a layer id, layers are told apart by size.
+                transfer(Some(item.id.unwrap_or("")), item.detail, progress);
+                if let Some(line) = status_line(item.id, item.status, item.detail) {
+                    tail.record(&line, progress);
+                }
+            }
+            Err(e) => {
+                error.get_or_insert_with(|| stream_error_message(e));
+            }
+        }
+    }
+    (tail.finish(progress), error)
+}
+
 /// Consumes a push stream; the digest comes from the `<tag>: digest: sha256:... size: N` line.
 pub(crate) async fn consume_push<S>(
     stream: S,
@@ -138,29 +181,20 @@ pub(crate) async fn consume_push<S>(
 where
     S: Stream<Item = Result<PushImageInfo, BollardError>>,
 {
-    let mut stream = std::pin::pin!(stream);
-    let mut tail = LogTail::default();
     let mut digest = None;
-    let mut error = None;
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(info) => {
-                let status = info.status.as_deref();
-                if let Some(found) = status.and_then(digest_in) {
-                    digest = Some(found);
-                }
-                // bollard's push items carry no layer id: layers are told apart by size.
-                transfer(Some(""), info.progress_detail.as_ref(), progress);
-                if let Some(line) = status_line(None, status, info.progress_detail.as_ref()) {
-                    tail.record(&line, progress);
-                }
-            }
-            Err(e) => {
-                error.get_or_insert_with(|| stream_error_message(e));
-            }
+    fn view(info: &PushImageInfo) -> StatusItem<'_> {
+        StatusItem {
+            id: None,
+            status: info.status.as_deref(),
+            detail: info.progress_detail.as_ref(),
         }
     }
-    let log = tail.finish(progress);
+    let (log, error) = consume_status(stream, progress, view, |status| {
+        if let Some(found) = digest_in(status) {
+            digest = Some(found);
+        }
+    })
+    .await;
     match error {
         Some(message) => Err(EngineError::Push {
             image: image.to_string(),
@@ -181,28 +215,14 @@ pub(crate) async fn consume_pull<S>(
 where
     S: Stream<Item = Result<CreateImageInfo, BollardError>>,
 {
-    let mut stream = std::pin::pin!(stream);
-    let mut tail = LogTail::default();
-    let mut error = None;
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(info) => {
-                transfer(info.id.as_deref(), info.progress_detail.as_ref(), progress);
-                let line = status_line(
-                    info.id.as_deref(),
-                    info.status.as_deref(),
-                    info.progress_detail.as_ref(),
-                );
-                if let Some(line) = line {
-                    tail.record(&line, progress);
-                }
-            }
-            Err(e) => {
-                error.get_or_insert_with(|| stream_error_message(e));
-            }
+    fn view(info: &CreateImageInfo) -> StatusItem<'_> {
+        StatusItem {
+            id: info.id.as_deref(),
+            status: info.status.as_deref(),
+            detail: info.progress_detail.as_ref(),
         }
     }
-    let log = tail.finish(progress);
+    let (log, error) = consume_status(stream, progress, view, |_| {}).await;
     match error {
         None => Ok(true),
         Some(message) if is_missing_image(&message) => Ok(false),
