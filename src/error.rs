@@ -1,6 +1,7 @@
 //! The top-level error: every domain error, its stable code, exit code and hint, rendered once
 //! by `main`.
 
+use crate::build::RunError;
 use crate::changes::ChangesError;
 use crate::config::{ConfigError, Diagnostic};
 
@@ -10,6 +11,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Changes(#[from] ChangesError),
+    #[error(transparent)]
+    Build(#[from] RunError),
     /// A command-line value that cannot work (exit 2), with what to do instead.
     #[error("{message}")]
     Usage { message: String, hint: String },
@@ -29,6 +32,7 @@ impl Error {
             Error::Config(ConfigError::Read { .. }) => "config-unreadable",
             Error::Config(ConfigError::Invalid { .. }) => "config-invalid",
             Error::Changes(e) => e.code(),
+            Error::Build(e) => e.code(),
             Error::Usage { .. } => "usage",
             Error::Failed { .. } => "failed",
         }
@@ -52,6 +56,7 @@ impl Error {
                 "fix the problems listed above, then run `dagster-deploy check`".into()
             }
             Error::Changes(e) => e.hint().into(),
+            Error::Build(e) => e.hint(),
             Error::Usage { hint, .. } | Error::Failed { hint, .. } => hint.clone(),
         }
     }

@@ -12,4 +12,6 @@ pub mod config;
 pub mod error;
 pub mod output;
 pub mod plan;
+pub mod progress;
+pub mod registry;
 pub mod server;

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use dagster_deploy::build::{
     BuildContext, BuildError, BuildRequest, BuiltImage, ContextBody, ContextError, ContextOptions,
-    Engine, EngineError, ImageDetails, ImageRef, Progress, PushedImage, RegistryCredentials,
-    build_image,
+    Engine, EngineError, ImageDetails, ImageRef, Progress, ProgressEvent, PushedImage,
+    RegistryCredentials, build_image,
 };
 use futures_util::StreamExt;
 use support::{Node, tar_listing, write_tree};
@@ -344,7 +344,7 @@ impl Engine for FakeEngine {
                 });
             }
         }
-        progress("Successfully built fake");
+        progress(ProgressEvent::Line("Successfully built fake"));
         Ok(BuiltImage {
             id: "sha256:fake".into(),
         })
@@ -361,6 +361,15 @@ impl Engine for FakeEngine {
         _: &Progress<'_>,
     ) -> Result<PushedImage, EngineError> {
         Ok(PushedImage { digest: None })
+    }
+
+    async fn pull_image(
+        &self,
+        _: &ImageRef,
+        _: Option<&RegistryCredentials>,
+        _: &Progress<'_>,
+    ) -> Result<bool, EngineError> {
+        Ok(false)
     }
 
     async fn inspect_image(&self, _: &str) -> Result<Option<ImageDetails>, EngineError> {
@@ -388,7 +397,7 @@ async fn build_image_streams_the_context_and_sets_the_dockerfile() {
     let expected = tar_bytes(&ctx);
     let engine = FakeEngine::new(None);
     let lines = Mutex::new(Vec::new());
-    let progress = |l: &str| lines.lock().unwrap().push(l.to_string());
+    let progress = |e: ProgressEvent<'_>| lines.lock().unwrap().extend(e.line().map(String::from));
     let built = build_image(&engine, ctx, &BuildRequest::default(), &progress)
         .await
         .unwrap();

@@ -4,14 +4,13 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::Mutex;
 
 use dagster_deploy::build::{
     BuildContext, BuildError, BuildRequest, ContextError, ContextOptions, Engine, EngineError,
-    ImageRef, RegistryCredentials, build_image,
+    ImageRef, ProgressEvent, RegistryCredentials, build_image,
 };
-use support::{Cleanup, Node, Services, services, unique, write_tree};
+use support::{Cleanup, Node, Services, registry_digest, services, unique, write_tree};
 
 /// Builds a one-file image tagged `tag` from a Dockerfile body added after `FROM <base>`.
 async fn build(
@@ -37,28 +36,6 @@ async fn build(
     build_image(&s.engine, ctx, &request, &|_| {})
         .await
         .map(|b| b.id)
-}
-
-/// The manifest digest the registry serves for `repo:tag` (HEAD with credentials).
-fn registry_digest(s: &Services, repository_path: &str, tag: &str) -> Option<String> {
-    let url = format!("http://{}/v2/{repository_path}/manifests/{tag}", s.registry);
-    let out = Command::new("curl")
-        .args(["-sfI", "-u", &format!("{}:{}", s.user, s.password)])
-        .args([
-            "-H",
-            "Accept: application/vnd.docker.distribution.manifest.v2+json",
-        ])
-        .arg(&url)
-        .output()
-        .expect("run curl");
-    if !out.status.success() {
-        return None;
-    }
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("docker-content-digest")
-            .then(|| value.trim().to_string())
-    })
 }
 
 #[tokio::test]
@@ -109,7 +86,7 @@ async fn build_tag_inspect_and_push_with_credentials() {
     assert!(s.engine.image_exists(&remote.to_string()).await.unwrap());
 
     let lines = Mutex::new(Vec::new());
-    let progress = |l: &str| lines.lock().unwrap().push(l.to_string());
+    let progress = |e: ProgressEvent<'_>| lines.lock().unwrap().extend(e.line().map(String::from));
     let pushed = s
         .engine
         .push_image(&remote, Some(&s.credentials()), &progress)

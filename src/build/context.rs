@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::dockerignore::{DOCKERIGNORE, DockerIgnore, ParentMatches, PatternError};
+use super::dockerignore::{
+    DOCKERIGNORE, DockerIgnore, ParentMatches, PatternError, ignore_file_candidates,
+};
 
 /// Modification time written for every entry (2000-01-01T00:00:00Z), so that identical inputs
 /// give byte-identical tars whatever the checkout's file times are.
@@ -30,6 +32,8 @@ pub struct ContextOptions {
     pub directory: PathBuf,
     /// The Dockerfile; `None` means `Dockerfile` in `directory`. It may lie outside `directory`.
     pub dockerfile: Option<PathBuf>,
+    /// Dockerfile text made here (no Dockerfile on disk); wins over `dockerfile`.
+    pub generated_dockerfile: Option<String>,
     /// Largest allowed sum of file sizes in the context, in bytes.
     pub size_limit: Option<u64>,
     /// Modification time of every entry (seconds since the epoch).
@@ -42,6 +46,7 @@ impl ContextOptions {
             location: location.into(),
             directory: directory.into(),
             dockerfile: None,
+            generated_dockerfile: None,
             size_limit: None,
             mtime: DEFAULT_MTIME,
         }
@@ -154,27 +159,33 @@ impl BuildContext {
             }
         };
 
-        let ignore_path = root.join(DOCKERIGNORE);
-        let ignore_text = match std::fs::read(&ignore_path) {
-            Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_err(&ignore_path)(e)),
-        };
-        let mut ignore = match &ignore_text {
-            Some(text) => {
+        // The same ignore file the plan reads: `<Dockerfile>.dockerignore`, else `.dockerignore`.
+        let dockerfile_path = options
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| root.join(DEFAULT_DOCKERFILE));
+        let (ignore_path, ignore_text) = read_ignore_file(&root, &dockerfile_path, &io_err)?;
+        let mut ignore = match (&ignore_path, &ignore_text) {
+            (Some(path), Some(text)) => {
                 DockerIgnore::parse(text).map_err(|source| ContextError::DockerIgnore {
                     location: location.clone(),
-                    path: ignore_path.clone(),
+                    path: path.clone(),
                     source,
                 })?
             }
-            None => DockerIgnore::default(),
+            _ => DockerIgnore::default(),
         };
 
-        let dockerfile = locate_dockerfile(options)?;
+        let dockerfile = match &options.generated_dockerfile {
+            Some(text) => Dockerfile::Generated(text.clone().into_bytes()),
+            None => locate_dockerfile(options)?,
+        };
         // Like the Docker CLI: the build files themselves are always sent, even when ignored
         // (the engine then leaves ignored ones out of the image).
-        let mut build_files = vec![DOCKERIGNORE.to_string()];
+        let mut build_files = Vec::new();
+        if let Some(rel) = ignore_path.as_deref().and_then(|p| inside(&root, p)) {
+            build_files.push(rel);
+        }
         if let Dockerfile::Inside(rel) = &dockerfile {
             build_files.push(rel.clone());
         }
@@ -200,13 +211,23 @@ impl BuildContext {
 
         let name = match dockerfile {
             Dockerfile::Inside(rel) => rel,
-            Dockerfile::Outside(path) => {
-                let data = std::fs::read(&path).map_err(io_err(&path))?;
+            Dockerfile::Outside(_) | Dockerfile::Generated(_) => {
+                let data = match dockerfile {
+                    Dockerfile::Outside(path) => std::fs::read(&path).map_err(io_err(&path))?,
+                    Dockerfile::Generated(data) => data,
+                    Dockerfile::Inside(_) => Vec::new(),
+                };
                 let name = generated_dockerfile_name(&data);
                 content_size += data.len() as u64;
                 // The engine removes what .dockerignore lists after reading the Dockerfile, so
                 // the generated file never reaches the image (the Docker CLI does the same).
-                amend_dockerignore(&mut entries, ignore_text.as_deref(), &name);
+                let sent_ignore = root.join(DOCKERIGNORE);
+                let original = match entries.iter().any(|e| e.path == Path::new(DOCKERIGNORE)) {
+                    true => Some(std::fs::read(&sent_ignore).map_err(io_err(&sent_ignore))?),
+                    false => None,
+                };
+                let original = original.map(|b| String::from_utf8_lossy(&b).into_owned());
+                amend_dockerignore(&mut entries, original.as_deref(), &name);
                 entries.retain(|e| e.path != Path::new(&name));
                 entries.push(ContextEntry {
                     path: PathBuf::from(&name),
@@ -257,6 +278,45 @@ enum Dockerfile {
     /// Relative path inside the context.
     Inside(String),
     Outside(PathBuf),
+    /// Text made by [`super::dockerfile`].
+    Generated(Vec<u8>),
+}
+
+/// The first ignore file that exists among the candidates, with its text.
+fn read_ignore_file<F, E>(
+    root: &Path,
+    dockerfile: &Path,
+    io_err: &F,
+) -> Result<(Option<PathBuf>, Option<String>), ContextError>
+where
+    F: Fn(&Path) -> E,
+    E: FnOnce(io::Error) -> ContextError,
+{
+    let candidates = ignore_file_candidates(&root.to_string_lossy(), &dockerfile.to_string_lossy());
+    for candidate in candidates {
+        let path = PathBuf::from(candidate);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                return Ok((Some(path), Some(text)));
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+    }
+    Ok((None, None))
+}
+
+/// `path` relative to `root` (`/`-separated) when it lies inside it.
+fn inside(root: &Path, path: &Path) -> Option<String> {
+    let real_root = root.canonicalize().ok()?;
+    let real = path.canonicalize().ok()?;
+    let rel = real.strip_prefix(&real_root).ok()?;
+    rel.to_str().map(str::to_string)
 }
 
 fn locate_dockerfile(options: &ContextOptions) -> Result<Dockerfile, ContextError> {

@@ -8,15 +8,16 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
-    BuildImageOptions, BuilderVersion, PushImageOptions, RemoveImageOptions, TagImageOptions,
+    BuildImageOptions, BuilderVersion, CreateImageOptions, PushImageOptions, RemoveImageOptions,
+    TagImageOptions,
 };
 
 use super::engine::{
-    BuildRequest, BuiltImage, Engine, EngineError, ImageDetails, ImageRef, Progress, PushedImage,
-    RegistryCredentials,
+    BuildRequest, BuiltImage, Engine, EngineError, ImageDetails, Progress, PushedImage,
 };
-use super::stream_log::{consume_build, consume_push};
+use super::stream_log::{consume_build, consume_pull, consume_push};
 use super::tar_stream::ContextBody;
+use crate::registry::{ImageRef, RegistryCredentials, error_chain};
 
 /// Where the engine is when `DOCKER_HOST` is not set.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -74,6 +75,24 @@ impl DockerEngine {
         &self.endpoint
     }
 
+    /// Registries the engine speaks plain HTTP to (its `insecure-registries` setting), so
+    /// that registry API checks go the same way as the engine's pushes.
+    pub async fn insecure_registries(&self) -> Vec<String> {
+        let Ok(info) = self.docker.info().await else {
+            return Vec::new();
+        };
+        info.registry_config
+            .and_then(|c| c.index_configs)
+            .map(|configs| {
+                configs
+                    .into_iter()
+                    .filter(|(_, i)| i.secure == Some(false))
+                    .map(|(name, _)| name)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The underlying client, for operations the trait does not cover.
     pub fn client(&self) -> &Docker {
         &self.docker
@@ -103,27 +122,18 @@ fn connect_reason(error: BollardError) -> String {
     }
 }
 
-/// The error and its causes in one line: hyper's own message ("client error (Connect)") says
-/// little without the underlying I/O error.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 fn credentials(c: &RegistryCredentials) -> DockerCredentials {
+    let secret = Some(c.password.expose().to_string());
+    let (username, password, identitytoken) = if c.is_identity_token() {
+        (None, None, secret)
+    } else {
+        (Some(c.username.clone()), secret, None)
+    };
     DockerCredentials {
-        username: Some(c.username.clone()),
-        password: Some(c.password.clone()),
-        serveraddress: Some(c.server.clone()),
+        username,
+        password,
+        identitytoken,
+        serveraddress: Some(c.registry.clone()),
         ..Default::default()
     }
 }
@@ -160,13 +170,14 @@ impl Engine for DockerEngine {
             networkmode: request.network.clone(),
             platform: request.platform.clone().unwrap_or_default(),
             target: request.target.clone().unwrap_or_default(),
+            cachefrom: (!request.cache_from.is_empty()).then(|| request.cache_from.clone()),
             version: BuilderVersion::BuilderV1,
             ..Default::default()
         };
         let registry_config: HashMap<String, DockerCredentials> = request
             .registry_credentials
             .iter()
-            .map(|c| (c.server.clone(), credentials(c)))
+            .map(|c| (c.registry.clone(), credentials(c)))
             .collect();
         let registry_config = (!registry_config.is_empty()).then_some(registry_config);
         let body = bollard::body_try_stream(context);
@@ -178,8 +189,8 @@ impl Engine for DockerEngine {
 
     async fn tag_image(&self, source: &str, target: &ImageRef) -> Result<(), EngineError> {
         let options = TagImageOptions {
-            repo: Some(target.repository.clone()),
-            tag: Some(target.tag.clone()),
+            repo: Some(target.name.clone()),
+            tag: target.tag.clone(),
         };
         self.docker
             .tag_image(source, Some(options))
@@ -193,16 +204,41 @@ impl Engine for DockerEngine {
         credentials_for_push: Option<&RegistryCredentials>,
         progress: &Progress<'_>,
     ) -> Result<PushedImage, EngineError> {
+        if image.tag.is_none() {
+            return Err(EngineError::Push {
+                image: image.to_string(),
+                registry: image.registry.clone(),
+                message: "only a tag can be pushed, not a digest".into(),
+                log: Vec::new(),
+            });
+        }
         let options = PushImageOptions {
-            tag: Some(image.tag.clone()),
+            tag: image.tag.clone(),
             ..Default::default()
         };
         let stream = self.docker.push_image(
-            &image.repository,
+            &image.name,
             Some(options),
             credentials_for_push.map(credentials),
         );
-        consume_push(stream, &image.to_string(), image.registry(), progress).await
+        consume_push(stream, &image.to_string(), &image.registry, progress).await
+    }
+
+    async fn pull_image(
+        &self,
+        image: &ImageRef,
+        credentials_for_pull: Option<&RegistryCredentials>,
+        progress: &Progress<'_>,
+    ) -> Result<bool, EngineError> {
+        let options = CreateImageOptions {
+            from_image: Some(image.name.clone()),
+            tag: Some(image.reference().to_string()),
+            ..Default::default()
+        };
+        let stream =
+            self.docker
+                .create_image(Some(options), None, credentials_for_pull.map(credentials));
+        consume_pull(stream, &image.to_string(), progress).await
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>, EngineError> {

@@ -2,13 +2,36 @@
 //! against the real Docker engine ([`super::docker::DockerEngine`]) or a test double.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::future::Future;
 
 use super::tar_stream::ContextBody;
+use crate::registry::{ImageRef, RegistryCredentials, RegistryError};
 
-/// Receives each line of build or push output as it arrives (for progress display).
-pub type Progress<'a> = dyn Fn(&str) + Send + Sync + 'a;
+/// One thing the engine reported while building, pushing or pulling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressEvent<'a> {
+    /// A line of output (build steps, layer status).
+    Line(&'a str),
+    /// Bytes of one layer moved so far (push or pull), out of `total`.
+    Transfer {
+        layer: &'a str,
+        current: u64,
+        total: u64,
+    },
+}
+
+impl<'a> ProgressEvent<'a> {
+    /// The line, for callers that only show text.
+    pub fn line(&self) -> Option<&'a str> {
+        match self {
+            ProgressEvent::Line(line) => Some(line),
+            ProgressEvent::Transfer { .. } => None,
+        }
+    }
+}
+
+/// Receives progress as it arrives (for display).
+pub type Progress<'a> = dyn Fn(ProgressEvent<'_>) + Send + Sync + 'a;
 
 /// How many of the last output lines an error carries.
 pub const LOG_TAIL_LINES: usize = 30;
@@ -31,80 +54,10 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Always try to pull a newer base image.
     pub pull: bool,
+    /// Local images whose layers may be reused (`--cache-from`).
+    pub cache_from: Vec<String>,
     /// Credentials for registries the Dockerfile's `FROM` lines pull from.
     pub registry_credentials: Vec<RegistryCredentials>,
-}
-
-/// A user name and password for one registry. The password never appears in `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RegistryCredentials {
-    /// Registry host as it appears in image names (`localhost:5000`, `ghcr.io`).
-    pub server: String,
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for RegistryCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistryCredentials")
-            .field("server", &self.server)
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-/// An image name split for the engine API: `repository` keeps the registry host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRef {
-    pub repository: String,
-    pub tag: String,
-}
-
-impl ImageRef {
-    /// Parses `[host[:port]/]path[:tag]`; the tag defaults to `latest`. Digests are refused
-    /// because only tags can be pushed.
-    pub fn parse(reference: &str) -> Result<ImageRef, EngineError> {
-        let invalid = |reason: &str| EngineError::InvalidReference {
-            reference: reference.to_string(),
-            reason: reason.to_string(),
-        };
-        if reference.contains('@') {
-            return Err(invalid("a digest cannot be tagged or pushed; use a tag"));
-        }
-        let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
-        let (repository, tag) = match reference[last_slash..].rfind(':') {
-            Some(colon) => {
-                let colon = last_slash + colon;
-                (&reference[..colon], &reference[colon + 1..])
-            }
-            None => (reference, "latest"),
-        };
-        if repository.is_empty() || repository.ends_with('/') || repository.contains("//") {
-            return Err(invalid("the repository name is empty"));
-        }
-        if tag.is_empty() {
-            return Err(invalid("the tag after `:` is empty"));
-        }
-        Ok(ImageRef {
-            repository: repository.to_string(),
-            tag: tag.to_string(),
-        })
-    }
-
-    /// The registry host the image is pushed to (`docker.io` for short names).
-    pub fn registry(&self) -> &str {
-        match self.repository.split_once('/') {
-            Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
-            _ => "docker.io",
-        }
-    }
-}
-
-impl fmt::Display for ImageRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.repository, self.tag)
-    }
 }
 
 /// The result of a successful build.
@@ -151,8 +104,8 @@ pub enum EngineError {
         message: String,
         log: Vec<String>,
     },
-    #[error("invalid image reference `{reference}`: {reason}")]
-    InvalidReference { reference: String, reason: String },
+    #[error(transparent)]
+    Reference(#[from] RegistryError),
     #[error("Docker engine: {operation} failed: {message}")]
     Api { operation: String, message: String },
 }
@@ -241,6 +194,14 @@ pub trait Engine: Send + Sync {
         async move { Ok(self.inspect_image(reference).await?.is_some()) }
     }
 
+    /// Pulls an image from its registry; `Ok(false)` when the registry has no such image.
+    fn pull_image(
+        &self,
+        image: &ImageRef,
+        credentials: Option<&RegistryCredentials>,
+        progress: &Progress<'_>,
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send;
+
     /// Removes a local image name (and the image when no other name is left); `Ok(false)` when
     /// there was no such image.
     fn remove_image(
@@ -252,41 +213,6 @@ pub trait Engine: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn image_refs() {
-        let r = ImageRef::parse("localhost:5000/team/app:v1").unwrap();
-        assert_eq!(
-            (r.repository.as_str(), r.tag.as_str()),
-            ("localhost:5000/team/app", "v1")
-        );
-        assert_eq!(r.registry(), "localhost:5000");
-        let r = ImageRef::parse("localhost:5000/app").unwrap();
-        assert_eq!(
-            (r.repository.as_str(), r.tag.as_str()),
-            ("localhost:5000/app", "latest")
-        );
-        let r = ImageRef::parse("app:1").unwrap();
-        assert_eq!(r.registry(), "docker.io");
-        assert_eq!(r.to_string(), "app:1");
-        assert_eq!(
-            ImageRef::parse("ghcr.io/o/a").unwrap().registry(),
-            "ghcr.io"
-        );
-        assert!(ImageRef::parse("app@sha256:abc").is_err());
-        assert!(ImageRef::parse("app:").is_err());
-        assert!(ImageRef::parse(":v1").is_err());
-    }
-
-    #[test]
-    fn password_is_not_in_debug() {
-        let c = RegistryCredentials {
-            server: "r".into(),
-            username: "u".into(),
-            password: "hunter2".into(),
-        };
-        assert!(!format!("{c:?}").contains("hunter2"));
-    }
 
     #[test]
     fn errors_carry_tail_and_hints() {

@@ -1,25 +1,39 @@
-//! Docker builds: the build context of a location (tar, `.dockerignore`), and the engine that
-//! builds and pushes images (bollard).
+//! Docker builds: the build context of a location (tar, `.dockerignore`), the engine that builds
+//! and pushes images (bollard), and the run that turns a plan into pushed images.
 //!
-//! [`build_image`] is the one entry point the build command needs per location: it streams the
-//! context to the engine and reports whichever side failed first, with the location's name.
+//! [`build_image`] builds one context; [`run`] builds every location a plan says to build, in
+//! parallel, reusing images whose content-key tag is already in the registry. The tag scheme
+//! is described in [`target`].
 
 pub mod context;
 pub mod docker;
+pub mod dockerfile;
 pub mod dockerignore;
 pub mod engine;
+pub mod outcome;
 mod pattern;
+pub mod run;
+pub mod session;
 mod stream_log;
 pub mod tar_stream;
+pub mod target;
 
-pub use context::{BuildContext, ContextEntry, ContextError, ContextOptions, EntryKind};
+pub use context::{
+    BuildContext, ContextEntry, ContextError, ContextOptions, EntryKind, human_size,
+};
 pub use docker::DockerEngine;
 pub use dockerignore::DockerIgnore;
 pub use engine::{
-    BuildRequest, BuiltImage, Engine, EngineError, ImageDetails, ImageRef, Progress, PushedImage,
-    RegistryCredentials,
+    BuildRequest, BuiltImage, Engine, EngineError, ImageDetails, Progress, ProgressEvent,
+    PushedImage,
 };
+pub use outcome::{BuildReport, BuildStatus, BuildSummary, Failure, LocationResult, Step};
+pub use run::{Services, run};
+pub use session::{EXIT_INTERRUPTED, Outcome, RunError, execute, source_url};
 pub use tar_stream::{ContextBody, ContextProducer};
+pub use target::{BuildOptions, BuildTarget, DockerfileSource, resolve, resolve_all};
+
+pub use crate::registry::{ImageRef, RegistryCredentials};
 
 /// A location's build failed, either while sending its context or inside the engine.
 #[derive(Debug, thiserror::Error)]

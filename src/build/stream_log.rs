@@ -8,10 +8,12 @@
 use std::collections::VecDeque;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{BuildInfo, ProgressDetail, PushImageInfo};
+use bollard::models::{BuildInfo, CreateImageInfo, ProgressDetail, PushImageInfo};
 use futures_util::{Stream, StreamExt};
 
-use super::engine::{BuiltImage, EngineError, LOG_TAIL_LINES, Progress, PushedImage};
+use super::engine::{
+    BuiltImage, EngineError, LOG_TAIL_LINES, Progress, ProgressEvent, PushedImage,
+};
 
 /// The last lines of a stream's output; text may arrive in pieces that are not whole lines.
 #[derive(Default)]
@@ -39,7 +41,7 @@ impl LogTail {
         if line.trim().is_empty() {
             return;
         }
-        progress(line);
+        progress(ProgressEvent::Line(line));
         if self.lines.len() == LOG_TAIL_LINES {
             self.lines.pop_front();
         }
@@ -126,6 +128,49 @@ where
     }
 }
 
+/// One item of a push or pull stream, as far as progress goes.
+struct StatusItem<'a> {
+    /// Layer id (pulls only: bollard's push items carry none).
+    id: Option<&'a str>,
+    status: Option<&'a str>,
+    detail: Option<&'a ProgressDetail>,
+}
+
+/// Reads a push or pull stream to the end: progress out, every status to `on_status`; returns
+/// the tail of the output and the first error.
+async fn consume_status<S, T>(
+    stream: S,
+    progress: &Progress<'_>,
+    view: fn(&T) -> StatusItem<'_>,
+    mut on_status: impl FnMut(&str),
+) -> (Vec<String>, Option<String>)
+where
+    S: Stream<Item = Result<T, BollardError>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut tail = LogTail::default();
+    let mut error = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                let item = view(&info);
+                if let Some(status) = item.status {
+                    on_status(status);
+                }
+                // Without a layer id, layers are told apart by size.
+                transfer(Some(item.id.unwrap_or("")), item.detail, progress);
+                if let Some(line) = status_line(item.id, item.status, item.detail) {
+                    tail.record(&line, progress);
+                }
+            }
+            Err(e) => {
+                error.get_or_insert_with(|| stream_error_message(e));
+            }
+        }
+    }
+    (tail.finish(progress), error)
+}
+
 /// Consumes a push stream; the digest comes from the `<tag>: digest: sha256:... size: N` line.
 pub(crate) async fn consume_push<S>(
     stream: S,
@@ -136,27 +181,20 @@ pub(crate) async fn consume_push<S>(
 where
     S: Stream<Item = Result<PushImageInfo, BollardError>>,
 {
-    let mut stream = std::pin::pin!(stream);
-    let mut tail = LogTail::default();
     let mut digest = None;
-    let mut error = None;
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(info) => {
-                let status = info.status.as_deref();
-                if let Some(found) = status.and_then(digest_in) {
-                    digest = Some(found);
-                }
-                if let Some(line) = status_line(None, status, info.progress_detail.as_ref()) {
-                    tail.record(&line, progress);
-                }
-            }
-            Err(e) => {
-                error.get_or_insert_with(|| stream_error_message(e));
-            }
+    fn view(info: &PushImageInfo) -> StatusItem<'_> {
+        StatusItem {
+            id: None,
+            status: info.status.as_deref(),
+            detail: info.progress_detail.as_ref(),
         }
     }
-    let log = tail.finish(progress);
+    let (log, error) = consume_status(stream, progress, view, |status| {
+        if let Some(found) = digest_in(status) {
+            digest = Some(found);
+        }
+    })
+    .await;
     match error {
         Some(message) => Err(EngineError::Push {
             image: image.to_string(),
@@ -165,6 +203,58 @@ where
             log,
         }),
         None => Ok(PushedImage { digest }),
+    }
+}
+
+/// Consumes a pull stream; `Ok(false)` when the registry has no such image.
+pub(crate) async fn consume_pull<S>(
+    stream: S,
+    image: &str,
+    progress: &Progress<'_>,
+) -> Result<bool, EngineError>
+where
+    S: Stream<Item = Result<CreateImageInfo, BollardError>>,
+{
+    fn view(info: &CreateImageInfo) -> StatusItem<'_> {
+        StatusItem {
+            id: info.id.as_deref(),
+            status: info.status.as_deref(),
+            detail: info.progress_detail.as_ref(),
+        }
+    }
+    let (log, error) = consume_status(stream, progress, view, |_| {}).await;
+    match error {
+        None => Ok(true),
+        Some(message) if is_missing_image(&message) => Ok(false),
+        Some(message) => Err(EngineError::Api {
+            operation: format!("pulling {image}"),
+            message: if log.is_empty() {
+                message
+            } else {
+                format!("{message} (after: {})", log.join(" / "))
+            },
+        }),
+    }
+}
+
+/// The registry's answer for a tag it does not have, as engines word it.
+fn is_missing_image(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    lower.contains("manifest unknown")
+        || lower.contains("not found")
+        || lower.contains("does not exist")
+}
+
+fn transfer(id: Option<&str>, detail: Option<&ProgressDetail>, progress: &Progress<'_>) {
+    if let (Some(layer), Some(d)) = (id, detail)
+        && let (Some(current), Some(total)) = (d.current, d.total)
+        && total > 0
+    {
+        progress(ProgressEvent::Transfer {
+            layer,
+            current: u64::try_from(current).unwrap_or(0),
+            total: u64::try_from(total).unwrap_or(0),
+        });
     }
 }
 
@@ -196,7 +286,11 @@ mod tests {
     #[tokio::test]
     async fn build_error_inside_stream_carries_the_tail_and_later_lines() {
         let seen = Mutex::new(Vec::new());
-        let progress = |line: &str| seen.lock().unwrap().push(line.to_string());
+        let progress = |e: ProgressEvent<'_>| {
+            if let Some(line) = e.line() {
+                seen.lock().unwrap().push(line.to_string())
+            }
+        };
         let items = vec![
             build_text("Step 1/2 : FROM base\n"),
             build_text("Step 2/2 : RUN false\n ---> Running in abc\n"),
@@ -228,7 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn build_id_from_aux_or_success_line() {
-        let quiet = |_: &str| {};
+        let quiet = |_: ProgressEvent<'_>| {};
         let items = vec![
             build_text("Successfully built 1234\n"),
             Ok(BuildInfo {
@@ -258,7 +352,7 @@ mod tests {
 
     #[tokio::test]
     async fn tail_keeps_only_the_last_lines() {
-        let quiet = |_: &str| {};
+        let quiet = |_: ProgressEvent<'_>| {};
         let mut items: Vec<_> = (0..100)
             .map(|i| build_text(&format!("line {i}\n")))
             .collect();
@@ -273,7 +367,7 @@ mod tests {
 
     #[tokio::test]
     async fn push_digest_progress_filtered_and_errors() {
-        let quiet = |_: &str| {};
+        let quiet = |_: ProgressEvent<'_>| {};
         let status = |s: &str, current: Option<i64>| {
             Ok(PushImageInfo {
                 status: Some(s.to_string()),

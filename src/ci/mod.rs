@@ -1,3 +1,4 @@
 //! CI context: which CI (if any) we run in, and the facts it gives us.
 
 pub mod context;
+pub mod state;

@@ -1,5 +1,8 @@
 //! Command-line types (clap derive only; no behaviour here).
 
+mod build;
+pub use build::{BuildArgs, BuildFlags, DeployArgs, PlanSelection};
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -22,6 +25,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Show, for every location, whether it must be built, redeployed or skipped, and why.
     Plan(PlanArgs),
+    /// Build and push one image per location to build, in parallel (reusing existing ones).
+    Build(BuildArgs),
+    /// Plan, build and push; registering with the deployment API comes in a later version.
+    Deploy(DeployArgs),
 }
 
 #[derive(Debug, Args, Clone)]

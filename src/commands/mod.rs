@@ -1,6 +1,8 @@
 //! One function per command: arguments in, results printed, an [`Error`] out.
 
+mod build;
 mod check;
+mod deploy;
 mod plan;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +17,8 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Build(args) => build::run(&args),
+        Command::Deploy(args) => deploy::run(&args),
     }
 }
 
@@ -23,6 +27,8 @@ pub fn wants_json(cli: &Cli) -> bool {
     match &cli.command {
         Command::Check(a) => a.json,
         Command::Plan(a) => a.json,
+        Command::Build(a) => a.json,
+        Command::Deploy(a) => a.json,
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::document;
 use super::registry::{self, ImageCheck, RegistryAccess};
+use crate::registry::RegistryClient;
 
 /// What the agent reports for one location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,15 +29,19 @@ enum ImageState {
 pub(crate) struct LoadChecker {
     /// `None`: checks are off and every location is LOADED.
     access: Option<RegistryAccess>,
-    client: reqwest::Client,
+    client: RegistryClient,
     images: Mutex<HashMap<String, ImageState>>,
 }
 
 impl LoadChecker {
     pub(crate) fn new(access: Option<RegistryAccess>) -> Arc<Self> {
+        let client = access
+            .as_ref()
+            .map(RegistryAccess::client)
+            .unwrap_or_default();
         Arc::new(LoadChecker {
             access,
-            client: registry::http_client(),
+            client,
             images: Mutex::new(HashMap::new()),
         })
     }

@@ -7,6 +7,9 @@
 //! fails, so CI can never pass by skipping.
 #![allow(dead_code)]
 
+#[path = "../changes_support/mod.rs"]
+mod changes_support;
+
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -30,9 +33,9 @@ pub struct Services {
 impl Services {
     pub fn credentials(&self) -> RegistryCredentials {
         RegistryCredentials {
-            server: self.registry.clone(),
+            registry: self.registry.clone(),
             username: self.user.clone(),
-            password: self.password.clone(),
+            password: self.password.clone().into(),
         }
     }
 
@@ -257,4 +260,206 @@ pub fn tar_listing(bytes: &[u8]) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// The manifest digest the registry serves for `repository_path:tag` (HEAD with credentials),
+/// `None` when it has no such tag.
+pub fn registry_digest(s: &Services, repository_path: &str, tag: &str) -> Option<String> {
+    let url = format!("http://{}/v2/{repository_path}/manifests/{tag}", s.registry);
+    let out = Command::new("curl")
+        .args(["-sfI", "-u", &format!("{}:{}", s.user, s.password)])
+        .args([
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+        ])
+        .arg(&url)
+        .output()
+        .expect("run curl");
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("docker-content-digest")
+            .then(|| value.trim().to_string())
+    })
+}
+
+/// Every tag of a repository in the registry (empty when it has none).
+pub fn registry_tags(s: &Services, repository_path: &str) -> Vec<String> {
+    let url = format!("http://{}/v2/{repository_path}/tags/list", s.registry);
+    let out = Command::new("curl")
+        .args(["-sf", "-u", &format!("{}:{}", s.user, s.password)])
+        .arg(&url)
+        .output()
+        .expect("run curl");
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut tags: Vec<String> = value["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    tags.sort();
+    tags
+}
+
+/// The `pip` stand-in of [`python_shim_image`]: it records its arguments in `/pip.log`, and
+/// `pip wheel --wheel-dir D` creates `D` with a file in it, so the example monorepo's
+/// Dockerfiles (pip install, pip wheel, COPY --from) run unchanged with no network.
+const PIP_SHIM: &str = "#!/bin/sh\n\
+echo \"pip $*\" >> /pip.log\n\
+prev=\"\"\n\
+for a in \"$@\"; do\n\
+  if [ \"$prev\" = \"--wheel-dir\" ]; then mkdir -p \"$a\" && echo wheel > \"$a/fake.whl\"; fi\n\
+  prev=\"$a\"\n\
+done\n";
+
+/// A local image standing in for `python:3.11-slim`: the base image plus a `pip` that only
+/// records what it was asked to do. Built once per machine (same content, same tag).
+pub fn python_shim_image(s: &Services) -> String {
+    static DONE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(tag) = done.as_ref() {
+        return tag.clone();
+    }
+    let tag = "dagster-deploy-test/python-shim:1".to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(
+        tmp.path(),
+        &[
+            Node::File(
+                "Dockerfile",
+                &format!("FROM {}\nCOPY pip /bin/pip\n", s.base_image),
+            ),
+            Node::Mode("pip", PIP_SHIM, 0o755),
+        ],
+    );
+    let dir = tmp.path().to_string_lossy().into_owned();
+    s.docker(&["build", "-q", "--network", "none", "-t", &tag, &dir]);
+    *done = Some(tag.clone());
+    tag
+}
+
+/// A git repository for the binary to plan and build.
+pub struct Monorepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Monorepo {
+    pub fn new() -> Monorepo {
+        let m = Monorepo {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        m.git(&["init", "-q", "-b", "main"]);
+        m
+    }
+
+    /// A copy of `examples/monorepo` with its registry replaced by `registry`.
+    pub fn example(registry: &str) -> Monorepo {
+        let m = Monorepo::new();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monorepo");
+        copy_dir(&src, m.path());
+        let yaml = std::fs::read_to_string(m.path().join("dagster_cloud.yaml")).unwrap();
+        let replaced = yaml.replace("localhost:5000/dagster-example", registry);
+        assert_ne!(yaml, replaced, "the example's registry changed");
+        m.write("dagster_cloud.yaml", &replaced);
+        m.commit("example");
+        m
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        write(self.path(), rel, content, None);
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        changes_support::git_in(self.path(), args)
+    }
+
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// `dagster-deploy ARGS` in this repository, against the test services, with the
+    /// registry credentials in the environment, no user Docker config and no CI markers.
+    pub fn command(&self, s: &Services, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dagster-deploy"));
+        cmd.current_dir(self.path())
+            .args(args)
+            .env("DOCKER_HOST", &s.docker_host)
+            .env("DAGSTER_DEPLOY_REGISTRY_USERNAME", &s.user)
+            .env("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password)
+            .env("DOCKER_CONFIG", self.path().join(".no-docker-config"));
+        for var in [
+            "CI",
+            "GITHUB_ACTIONS",
+            "GITLAB_CI",
+            "DAGSTER_BUILD_STATEDIR",
+            "DAGSTER_DEPLOY_REGISTRY_HOST",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Output of a finished command: exit code, stdout, stderr.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn of(cmd: &mut Command) -> Run {
+        let out = cmd.output().expect("run dagster-deploy");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
 }

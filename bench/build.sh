@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Measures `dagster-deploy build` against the real Docker engine and the htpasswd registry that
+# `scripts/services.sh start` provides, and prints a table of figures, ratios and targets:
+#
+#   parallel   8 small locations, --jobs 8 vs --jobs 1 (same run shape)   target: ratio <= 0.6
+#   no-op      re-run with nothing changed: wall time, builds, pushes     target: < 1 s, 0, 0
+#   upload     500 MB build directory: our build vs `docker build`       target: >= 200 MB/s
+#   memory     peak RSS while building 8 locations with large contexts    target: < 100 MB
+#
+# Environment (all optional):
+#   BENCH_RUNS          runs per measured command, the median is reported [3]
+#   BENCH_UPLOAD_MB     size of the upload row's build directory [500]
+#   BENCH_MEMORY_MB     context size of each of the 8 memory-row locations [100]
+#   BENCH_DIR           scratch folder (removed at the end) [mktemp]
+#   BENCH_RESULTS_DIR   where summary.txt is written [bench/results]
+#   DAGSTER_DEPLOY      binary to measure; when set, nothing is built
+#   CARGO_TARGET_DIR    honoured when building the release binary
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+runs=${BENCH_RUNS:-3}
+upload_mb=${BENCH_UPLOAD_MB:-500}
+memory_mb=${BENCH_MEMORY_MB:-100}
+results=${BENCH_RESULTS_DIR:-$here/results}
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+build_binary() {
+    if [ -n "${DAGSTER_DEPLOY:-}" ]; then
+        [ -x "$DAGSTER_DEPLOY" ] || die "DAGSTER_DEPLOY=$DAGSTER_DEPLOY is not an executable"
+        bin=$DAGSTER_DEPLOY
+        return
+    fi
+    say "cargo build --release"
+    cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin dagster-deploy
+    bin=$(cd "${CARGO_TARGET_DIR:-$root/target}" && pwd)/release/dagster-deploy
+    [ -x "$bin" ] || die "no binary at $bin after cargo build"
+}
+
+services() {
+    "$root/scripts/services.sh" start >&2
+    eval "$("$root/scripts/services.sh" env)"
+    export DAGSTER_DEPLOY_REGISTRY_USERNAME=$DAGSTER_DEPLOY_TEST_REGISTRY_USER
+    export DAGSTER_DEPLOY_REGISTRY_PASSWORD=$DAGSTER_DEPLOY_TEST_REGISTRY_PASSWORD
+    export DOCKER_BUILDKIT=0 # `docker build` uses the classic builder, as the Engine API build does
+    unset CI GITHUB_ACTIONS GITLAB_CI DAGSTER_BUILD_STATEDIR
+}
+
+git_q() {
+    git -c user.name=bench -c user.email=bench@example.com -c init.defaultBranch=main "$@"
+}
+
+# make_repo DIR N_LOCATIONS DOCKERFILE_BODY: one location per folder `loc<i>`, each with its own
+# repository path in the registry, committed.
+make_repo() {
+    local dir=$1 n=$2 body=$3 i run_id
+    run_id=$(date +%s%N)
+    mkdir -p "$dir"
+    {
+        echo "locations:"
+        for i in $(seq 1 "$n"); do
+            printf '  - location_name: loc%s\n    code_source:\n      package_name: loc%s\n' "$i" "$i"
+            printf '    build:\n      directory: loc%s\n      registry: %s/bench-%s/loc%s\n' \
+                "$i" "$DAGSTER_DEPLOY_TEST_REGISTRY" "$run_id" "$i"
+        done
+    } >"$dir/dagster_cloud.yaml"
+    for i in $(seq 1 "$n"); do
+        mkdir -p "$dir/loc$i/src"
+        printf 'FROM %s\n%s' "$DAGSTER_DEPLOY_TEST_BASE_IMAGE" "$body" >"$dir/loc$i/Dockerfile"
+        for f in $(seq 1 20); do echo "print('location $i file $f')" >"$dir/loc$i/src/m$f.py"; done
+    done
+    echo '*.bin' >"$dir/.gitignore"
+    git_q -C "$dir" init -q
+    git_q -C "$dir" add -A
+    git_q -C "$dir" commit -q -m bench
+}
+
+now() { date +%s.%N; }
+
+# median of the numbers on stdin
+median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# timed OUTFILE CMD...: runs CMD (stdout to OUTFILE, stderr to OUTFILE.err), prints seconds.
+timed() {
+    local out=$1 t0 t1
+    shift
+    t0=$(now)
+    "$@" >"$out" 2>"$out.err" || { cat "$out.err" >&2; die "failed: $*"; }
+    t1=$(now)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+}
+
+json_field() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$1" "$2"; }
+
+row() { printf '%-9s %-44s %-22s %s\n' "$1" "$2" "$3" "$4" | tee -a "$results/summary.txt"; }
+
+verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<=") ? v <= t : (op == "<") ? v < t : v >= t; print ok ? "met" : "MISSED" }'; }
+
+bench_parallel() {
+    local repo=$scratch/parallel seq=() par=() i s p
+    # Each run gets its own NONCE build argument: a new image key and no layer cache hit, so
+    # every run really builds the 8 images (a few steps each, like a small Python location).
+    make_repo "$repo" 8 $'ARG NONCE\nRUN echo "$NONCE" > /nonce && dd if=/dev/urandom of=/data bs=1M count=8 2>/dev/null && md5sum /data > /data.md5\nCOPY src /app/src\nRUN find /app -name "*.py" | sort > /app/files\n'
+    for i in $(seq 1 "$runs"); do
+        s=$(cd "$repo" && timed "$scratch/seq.json" "$bin" build --all --json --jobs 1 --no-human-tag \
+            --no-cache-from --network none --build-arg "NONCE=seq-$i-$RANDOM")
+        p=$(cd "$repo" && timed "$scratch/par.json" "$bin" build --all --json --jobs 8 --no-human-tag \
+            --no-cache-from --network none --build-arg "NONCE=par-$i-$RANDOM")
+        [ "$(json_field "$scratch/par.json" 'd["summary"]["built"]')" = 8 ] || die "parallel run did not build 8"
+        seq+=("$s")
+        par+=("$p")
+        say "parallel run $i: sequential ${s}s, parallel ${p}s"
+    done
+    seq_med=$(printf '%s\n' "${seq[@]}" | median)
+    par_med=$(printf '%s\n' "${par[@]}" | median)
+    ratio=$(awk -v a="$par_med" -v b="$seq_med" 'BEGIN {printf "%.2f", a / b}')
+    row parallel "8 locations: --jobs 8 ${par_med}s vs --jobs 1 ${seq_med}s" "ratio <= 0.6" \
+        "$ratio ($(verdict "$ratio" '<=' 0.6))"
+
+    # No-op: build once with a known NONCE, then time the same command with nothing changed.
+    local times=() t built pushed
+    (cd "$repo" && "$bin" build --all --json --jobs 8 --no-human-tag --no-cache-from --network none \
+        --build-arg NONCE=noop >/dev/null 2>&1)
+    for i in $(seq 1 5); do
+        t=$(cd "$repo" && timed "$scratch/noop.json" "$bin" build --all --json --jobs 8 --no-human-tag \
+            --no-cache-from --network none --build-arg NONCE=noop)
+        times+=("$t")
+    done
+    built=$(json_field "$scratch/noop.json" 'd["summary"]["built"]')
+    pushed=$(json_field "$scratch/noop.json" 'sum(len(r["pushed_tags"]) for r in d["results"])')
+    local noop_med
+    noop_med=$(printf '%s\n' "${times[@]}" | median)
+    row no-op "re-run, nothing changed (8 reused)" "< 1 s, 0 builds, 0 pushes" \
+        "${noop_med}s, $built builds, $pushed pushes ($(verdict "$noop_med" '<' 1))"
+    # And the everyday no-op: nothing changed since the base, so the plan builds nothing.
+    t=$(cd "$repo" && timed "$scratch/plan-noop.json" "$bin" build --json --base HEAD)
+    row no-op "plan says nothing changed (--base HEAD)" "< 1 s" "${t}s ($(verdict "$t" '<' 1))"
+}
+
+bench_upload() {
+    local repo=$scratch/upload ours=() theirs=() i o d bytes
+    make_repo "$repo" 1 $'ARG NONCE\nLABEL bench.nonce=$NONCE\n'
+    say "writing a ${upload_mb} MB build directory"
+    for i in $(seq 1 5); do
+        head -c "$((upload_mb * 1024 * 1024 / 5))" /dev/urandom >"$repo/loc1/part$i.bin"
+    done
+    bytes=$(du -sb "$repo/loc1" | cut -f1)
+    for i in $(seq 1 "$runs"); do
+        o=$(cd "$repo" && timed "$scratch/up.json" "$bin" build --all --json --no-human-tag --no-cache-from \
+            --max-context-size 2G --build-arg "NONCE=ours-$i-$RANDOM")
+        d=$(timed "$scratch/docker.out" docker build -q --build-arg "NONCE=docker-$i-$RANDOM" \
+            -t "bench-upload:$i" "$repo/loc1")
+        docker rmi "bench-upload:$i" >/dev/null 2>&1 || true
+        ours+=("$o")
+        theirs+=("$d")
+        say "upload run $i: ours ${o}s, docker build ${d}s"
+    done
+    local o_med d_med mbps ratio
+    o_med=$(printf '%s\n' "${ours[@]}" | median)
+    d_med=$(printf '%s\n' "${theirs[@]}" | median)
+    mbps=$(awk -v b="$bytes" -v t="$o_med" 'BEGIN {printf "%.0f", b / 1e6 / t}')
+    ratio=$(awk -v a="$d_med" -v b="$o_med" 'BEGIN {printf "%.2f", a / b}')
+    row upload "$((bytes / 1000000)) MB context: ours ${o_med}s, docker ${d_med}s" ">= 200 MB/s" \
+        "$mbps MB/s, docker/ours time $ratio ($(verdict "$mbps" '>=' 200))"
+}
+
+bench_memory() {
+    local repo=$scratch/memory i rss
+    make_repo "$repo" 8 $'ARG NONCE\nLABEL bench.nonce=$NONCE\n'
+    say "writing 8 x ${memory_mb} MB build directories"
+    for i in $(seq 1 8); do
+        head -c "$((memory_mb * 1024 * 1024))" /dev/urandom >"$repo/loc$i/big.bin"
+    done
+    (cd "$repo" && /usr/bin/time -f '%M' -o "$scratch/rss" "$bin" build --all --json --jobs 8 \
+        --no-human-tag --no-cache-from --max-context-size 2G --build-arg "NONCE=mem-$RANDOM" \
+        >"$scratch/mem.json" 2>"$scratch/mem.err") || { cat "$scratch/mem.err" >&2; die "memory run failed"; }
+    rss=$(awk '{printf "%.1f", $1 / 1024}' "$scratch/rss")
+    row memory "8 locations x ${memory_mb} MB contexts, --jobs 8" "< 100 MB" \
+        "$rss MB ($(verdict "$rss" '<' 100))"
+}
+
+main() {
+    command -v python3 >/dev/null || die "python3 is missing"
+    [ -x /usr/bin/time ] || die "/usr/bin/time is missing (Debian package time)"
+    build_binary
+    services
+    scratch=${BENCH_DIR:-$(mktemp -d)}
+    trap 'rm -rf "$scratch"' EXIT
+    mkdir -p "$results"
+    : >"$results/summary.txt"
+    row row measurement target result
+    bench_parallel
+    bench_upload
+    bench_memory
+    say "table written to $results/summary.txt"
+}
+
+main "$@"

@@ -1,0 +1,353 @@
+//! Building every target: up to `jobs` at once, each one checked against the registry first
+//! (an existing content-key tag is reused), then context → cache pull → build → push.
+//!
+//! Everything runs as futures of the caller's task (no spawned tasks), so dropping the future
+//! returned by [`run`] (Ctrl-C) drops every engine request: the engine stops building and
+//! pushing, and the registry never gets a manifest for a tag that was not fully pushed.
+
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::engine::{Engine, EngineError, ProgressEvent};
+use super::outcome::{BuildReport, BuildStatus, Failure, LocationResult, Step};
+use super::target::{BuildOptions, BuildTarget};
+use super::{BuildError, ContextError, build_image, context::BuildContext, human_size};
+use crate::progress::{LocationProgress, Reporter};
+use crate::registry::{ImageRef, Keychain, RegistryClient, RegistryCredentials};
+
+/// What a build talks to.
+pub struct Services<'a, E: Engine> {
+    pub engine: &'a E,
+    pub registry: &'a RegistryClient,
+    pub keychain: &'a Keychain,
+}
+
+/// Builds (or reuses) every target; `Err` targets are reported as failed without any work.
+pub async fn run<E: Engine>(
+    services: &Services<'_, E>,
+    targets: Vec<Result<BuildTarget, Failure>>,
+    options: &BuildOptions,
+    reporter: &Reporter,
+) -> BuildReport {
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let jobs = options.jobs.max(1);
+    let mut indexed: Vec<(usize, LocationResult)> =
+        futures_util::stream::iter(targets.into_iter().enumerate())
+            .map(|(index, target)| {
+                let cancel_tx = &cancel_tx;
+                let mut cancel_rx = cancel_rx.clone();
+                async move {
+                    let name = match &target {
+                        Ok(t) => t.location.clone(),
+                        Err(f) => f.location.clone(),
+                    };
+                    let progress = reporter.location(&name);
+                    let started = Instant::now();
+                    let work = async {
+                        match target {
+                            Ok(target) => build_one(services, &target, &progress).await,
+                            Err(failure) => Err(failure),
+                        }
+                    };
+                    let outcome = if *cancel_rx.borrow() {
+                        None
+                    } else {
+                        tokio::select! {
+                            outcome = work => Some(outcome),
+                            _ = cancel_rx.wait_for(|c| *c) => None,
+                        }
+                    };
+                    let result = finish(&name, outcome, started, &progress);
+                    if options.fail_fast && result.status == BuildStatus::Failed {
+                        let _ = cancel_tx.send(true);
+                    }
+                    (index, result)
+                }
+            })
+            .buffer_unordered(jobs)
+            .collect()
+            .await;
+    indexed.sort_by_key(|(i, _)| *i);
+    BuildReport::new(indexed.into_iter().map(|(_, r)| r).collect())
+}
+
+/// The report of targets that all failed before any work (no engine needed).
+pub fn report_failures(failures: Vec<Failure>, reporter: &Reporter) -> BuildReport {
+    let results = failures
+        .into_iter()
+        .map(|f| {
+            let progress = reporter.location(&f.location);
+            finish(&f.location.clone(), Some(Err(f)), Instant::now(), &progress)
+        })
+        .collect();
+    BuildReport::new(results)
+}
+
+/// A location that ended with an image.
+struct Done {
+    status: BuildStatus,
+    image: String,
+    pushed_tags: Vec<String>,
+    digest: Option<String>,
+    content_key: String,
+}
+
+fn finish(
+    name: &str,
+    outcome: Option<Result<Done, Failure>>,
+    started: Instant,
+    progress: &LocationProgress,
+) -> LocationResult {
+    let seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    let mut result = LocationResult {
+        location: name.to_string(),
+        status: BuildStatus::Cancelled,
+        image: None,
+        pushed_tags: Vec::new(),
+        digest: None,
+        content_key: None,
+        seconds,
+        failure: None,
+    };
+    match outcome {
+        Some(Ok(done)) => {
+            let verb = done.status.as_str();
+            progress.finish(
+                true,
+                &format!("{verb} {} in {seconds:.1} s", done.image),
+                &[],
+            );
+            result.status = done.status;
+            result.image = Some(done.image);
+            result.pushed_tags = done.pushed_tags;
+            result.digest = done.digest;
+            result.content_key = Some(done.content_key);
+        }
+        Some(Err(failure)) => {
+            let mut details = vec![failure.message.clone()];
+            if !failure.hint.is_empty() {
+                details.push(format!("hint: {}", failure.hint));
+            }
+            if !failure.log_tail.is_empty() {
+                details.push("last lines of output:".into());
+                details.extend(failure.log_tail.iter().map(|l| format!("  {l}")));
+            }
+            progress.finish(
+                false,
+                &format!("failed at step `{}`", failure.step.as_str()),
+                &details,
+            );
+            result.status = BuildStatus::Failed;
+            result.failure = Some(failure);
+        }
+        None => progress.finish(
+            false,
+            "cancelled: another location failed (--fail-fast)",
+            &[],
+        ),
+    }
+    result
+}
+
+async fn build_one<E: Engine>(
+    services: &Services<'_, E>,
+    target: &BuildTarget,
+    progress: &LocationProgress,
+) -> Result<Done, Failure> {
+    let location = target.location.as_str();
+    let fail = |step: Step, message: String, hint: String| Failure {
+        location: location.to_string(),
+        step,
+        message,
+        hint,
+        log_tail: Vec::new(),
+    };
+    let registry = target.image.registry.as_str();
+    let credentials = services.keychain.get(registry).map_err(|e| {
+        fail(
+            Step::Credentials,
+            format!("location `{location}`: {e}"),
+            e.hint(),
+        )
+    })?;
+
+    progress.step(&format!("checking {}", target.image));
+    let exists = services
+        .registry
+        .manifest_exists(&target.image, credentials.as_ref())
+        .await
+        .map_err(|e| {
+            fail(
+                Step::Check,
+                format!("location `{location}`: checking {}: {e}", target.image),
+                e.hint(),
+            )
+        })?;
+    if exists {
+        return Ok(Done {
+            status: BuildStatus::Reused,
+            image: target.image.to_string(),
+            pushed_tags: Vec::new(),
+            digest: None,
+            content_key: target.content_key.clone(),
+        });
+    }
+
+    progress.step("reading the build context");
+    let options = target.context.clone();
+    let context = tokio::task::spawn_blocking(move || BuildContext::prepare(&options))
+        .await
+        .map_err(|e| {
+            fail(
+                Step::Context,
+                format!("location `{location}`: {e}"),
+                String::new(),
+            )
+        })?
+        .map_err(|e| context_failure(location, e))?;
+    let on_event = |e: ProgressEvent<'_>| progress.event(e);
+    let mut request = target.request.clone();
+    request.tag = Some(target.image.to_string());
+    request.registry_credentials = credentials.iter().cloned().collect();
+    if let Some(cache) = &target.cache_image
+        && pull_cache(services, cache, credentials.as_ref(), progress).await
+    {
+        request.cache_from = vec![cache.to_string()];
+    }
+    progress.step(&format!(
+        "building ({} build context)",
+        human_size(context.content_size())
+    ));
+    let built = build_image(services.engine, context, &request, &on_event)
+        .await
+        .map_err(|e| build_failure(location, e))?;
+
+    let mut pushed_tags = Vec::new();
+    let mut digest = None;
+    // The content-key tag first: once it exists, the image is complete (a re-run reuses it).
+    let mut tags = vec![&target.image];
+    tags.extend(&target.extra_tags);
+    tags.extend(&target.cache_image);
+    for tag in tags {
+        progress.step(&format!("pushing {tag}"));
+        if *tag != target.image {
+            services
+                .engine
+                .tag_image(&built.id, tag)
+                .await
+                .map_err(|e| engine_failure(location, Step::Push, e))?;
+        }
+        let pushed = services
+            .engine
+            .push_image(tag, credentials.as_ref(), &on_event)
+            .await
+            .map_err(|e| engine_failure(location, Step::Push, e))?;
+        if *tag == target.image {
+            digest = pushed.digest;
+        }
+        pushed_tags.push(tag.to_string());
+    }
+    Ok(Done {
+        status: BuildStatus::Built,
+        image: target.image.to_string(),
+        pushed_tags,
+        digest,
+        content_key: target.content_key.clone(),
+    })
+}
+
+/// Makes the cache image local (pulling it when needed); `false` when there is none. A
+/// failed pull only costs cache hits, so it is reported and the build goes on.
+async fn pull_cache<E: Engine>(
+    services: &Services<'_, E>,
+    cache: &ImageRef,
+    credentials: Option<&RegistryCredentials>,
+    progress: &LocationProgress,
+) -> bool {
+    let name = cache.to_string();
+    if let Ok(true) = services.engine.image_exists(&name).await {
+        return true;
+    }
+    progress.step(&format!("pulling {name} for its layer cache"));
+    let on_event = |e: ProgressEvent<'_>| progress.event(e);
+    match services
+        .engine
+        .pull_image(cache, credentials, &on_event)
+        .await
+    {
+        Ok(true) => true,
+        Ok(false) => {
+            progress.step(&format!("no cache image {name} yet (first build)"));
+            false
+        }
+        Err(e) => {
+            progress.step(&format!("building without cache: {e}"));
+            false
+        }
+    }
+}
+
+fn context_failure(location: &str, e: ContextError) -> Failure {
+    let hint = match &e {
+        ContextError::TooLarge { .. } => {
+            "add what the image does not need to the .dockerignore, or raise --max-context-size"
+        }
+        ContextError::MissingDockerfile { .. } => {
+            "fix `dockerfile` for this location in dagster-deploy.toml, or remove it to use \
+             the build directory's Dockerfile (a default one is generated when there is none)"
+        }
+        ContextError::MissingDirectory { .. } => "fix `build.directory` in dagster_cloud.yaml",
+        ContextError::DockerIgnore { .. } => "fix the pattern; Docker refuses this file too",
+        _ => "",
+    };
+    Failure::new(location, Step::Context, e.to_string(), hint)
+}
+
+fn build_failure(location: &str, e: BuildError) -> Failure {
+    match e {
+        BuildError::Context(e) => context_failure(location, e),
+        BuildError::Engine { source, .. } => engine_failure(location, Step::Build, source),
+    }
+}
+
+fn engine_failure(location: &str, step: Step, e: EngineError) -> Failure {
+    let log_tail = e.log_tail().to_vec();
+    let message = match &e {
+        // The tail is shown on its own lines; keep the message to its first line.
+        EngineError::Build { message, .. } => format!("image build failed: {message}"),
+        EngineError::Push { image, message, .. } => format!("push of {image} failed: {message}"),
+        other => other.to_string(),
+    };
+    let hint = match &e {
+        EngineError::Build { .. } => "fix the failing Dockerfile step shown in the log".to_string(),
+        EngineError::Push {
+            message, registry, ..
+        } if is_auth_message(message) => format!(
+            "the registry {registry} refused the credentials: check {} and {}, or `docker login`",
+            crate::registry::USERNAME_VAR,
+            crate::registry::PASSWORD_VAR
+        ),
+        _ => String::new(),
+    };
+    Failure {
+        location: location.to_string(),
+        step,
+        message: format!("location `{location}`: {message}"),
+        hint,
+        log_tail,
+    }
+}
+
+fn is_auth_message(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    [
+        "unauthorized",
+        "authentication required",
+        "no basic auth",
+        "denied",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+}

@@ -1,0 +1,319 @@
+//! From a planned location to what will be built and pushed: the context, the Dockerfile, the
+//! build parameters and the image names. Pure (it only looks at which files exist), so
+//! `deploy --dry-run` shows exactly what `build` would do.
+//!
+//! Tag scheme (one repository, `build.registry`, shared by every location):
+//! - `<registry>:<location>-<content key>`: the image identity. Identical inputs give the same
+//!   tag, which is how an existing image is found and reused. With `--build-arg` overrides or a
+//!   generated Dockerfile the key is mixed with them (`ck-` + 16 hex digits again).
+//! - `<registry>:<location>-<short sha>`: for people (template `--tag-template`).
+//! - `<registry>:<location>-latest`: moves to the last image built; the next build uses it as
+//!   its layer cache (`cache_from`), pulling it first on a fresh CI runner.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::context::{ContextOptions, DEFAULT_DOCKERFILE};
+use super::dockerfile;
+use super::engine::BuildRequest;
+use super::outcome::{Failure, Step};
+use crate::changes::paths;
+use crate::plan::{Plan, PlannedLocation};
+use crate::registry::{ImageRef, tag_fragment};
+
+/// Default `--tag-template`.
+pub const DEFAULT_TAG_TEMPLATE: &str = "{location}-{sha}";
+/// Suffix of the moving cache tag.
+pub const CACHE_TAG_SUFFIX: &str = "latest";
+
+/// OCI label keys, plus the location's name. Few on purpose: the classic builder adds each
+/// label as one more step (a container commit) at the end of the build.
+pub const LABEL_SOURCE: &str = "org.opencontainers.image.source";
+pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
+pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
+pub const LABEL_LOCATION: &str = "io.dagster.code-location";
+
+/// How to build (from the command line).
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Builds at once.
+    pub jobs: usize,
+    /// Stop everything at the first failure.
+    pub fail_fast: bool,
+    /// Template of the human tag (`{location}`, `{sha}`, `{commit}`, `{content_key}`);
+    /// `None`: no human tag.
+    pub tag_template: Option<String>,
+    /// Use and move `<location>-latest` as the layer cache.
+    pub cache: bool,
+    /// `--build-arg` values, over every location's own.
+    pub build_args: BTreeMap<String, String>,
+    /// Largest build context, in bytes.
+    pub max_context_size: Option<u64>,
+    /// Network for `RUN` steps.
+    pub network: Option<String>,
+    /// `org.opencontainers.image.source`.
+    pub source_url: Option<String>,
+    /// `org.opencontainers.image.created` (RFC 3339).
+    pub created: String,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            jobs: default_jobs(),
+            fail_fast: false,
+            tag_template: Some(DEFAULT_TAG_TEMPLATE.to_string()),
+            cache: true,
+            build_args: BTreeMap::new(),
+            max_context_size: None,
+            network: None,
+            source_url: None,
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        }
+    }
+}
+
+/// Builds at once by default: the engine does the work, so twice the cores, at least 2, at
+/// most 8 (more mostly adds memory pressure on the engine).
+pub fn default_jobs() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 2).clamp(2, 8)
+}
+
+/// Where a location's Dockerfile comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerfileSource {
+    File(PathBuf),
+    Generated(String),
+}
+
+/// Everything needed to build and push one location.
+#[derive(Debug, Clone)]
+pub struct BuildTarget {
+    pub location: String,
+    pub content_key: String,
+    /// `<registry>:<location>-<key>`: built, pushed first, and checked for reuse.
+    pub image: ImageRef,
+    /// Further tags pushed for the same image (the human tag).
+    pub extra_tags: Vec<ImageRef>,
+    /// `<registry>:<location>-latest`: layer cache source, moved after a successful push.
+    pub cache_image: Option<ImageRef>,
+    pub dockerfile: DockerfileSource,
+    pub context: ContextOptions,
+    /// Build parameters; the tag and credentials are filled in when building.
+    pub request: BuildRequest,
+}
+
+/// Resolves every location the plan builds, in plan order.
+pub fn resolve_all(plan: &Plan, options: &BuildOptions) -> Vec<Result<BuildTarget, Failure>> {
+    plan.locations
+        .iter()
+        .filter(|l| l.action == crate::plan::Action::Build)
+        .map(|l| resolve(plan, l, options))
+        .collect()
+}
+
+/// Resolves one location; a failure is that location's alone (nothing is built for it).
+pub fn resolve(
+    plan: &Plan,
+    loc: &PlannedLocation,
+    options: &BuildOptions,
+) -> Result<BuildTarget, Failure> {
+    let fail =
+        |message: String, hint: &str| Failure::new(&loc.name, Step::Configure, message, hint);
+    let Some(content_key) = loc.content_key.clone() else {
+        return Err(fail(
+            format!("location `{}` has no content key in the plan", loc.name),
+            "this is a bug: the plan computes a key for every location it builds",
+        ));
+    };
+    let Some(registry) = loc.registry.as_deref().filter(|r| !r.trim().is_empty()) else {
+        return Err(fail(
+            format!(
+                "location `{}` must be built but has no `build.registry`",
+                loc.name
+            ),
+            "set `build.registry` for it (or in `defaults.build`) in dagster_cloud.yaml, e.g. \
+             `registry: ghcr.io/acme/dagster`",
+        ));
+    };
+    let repository = ImageRef::repository(registry).map_err(|e| {
+        fail(
+            format!("location `{}`: build.registry: {e}", loc.name),
+            "write `build.registry` as `host[:port]/path` in lower case, without a tag",
+        )
+    })?;
+
+    let yaml_dir = paths::parent(&plan.config);
+    let directory = plan.repository.join(match loc.build_directory.as_str() {
+        "." => "",
+        dir => dir,
+    });
+    let settings = &loc.settings;
+    let dockerfile_path = settings
+        .dockerfile
+        .as_ref()
+        .map(|d| plan.repository.join(yaml_dir).join(d));
+    let default_exists = [DEFAULT_DOCKERFILE, "dockerfile"]
+        .iter()
+        .any(|name| directory.join(name).is_file());
+    let dockerfile = match &dockerfile_path {
+        Some(path) => DockerfileSource::File(path.clone()),
+        None if default_exists || !directory.is_dir() => {
+            DockerfileSource::File(directory.join(DEFAULT_DOCKERFILE))
+        }
+        None => DockerfileSource::Generated(dockerfile::generate(&directory, settings)),
+    };
+
+    let mut build_args = settings.build_args.clone();
+    build_args.extend(options.build_args.clone());
+    let mut extras: Vec<String> = options
+        .build_args
+        .iter()
+        .map(|(k, v)| format!("build-arg {k}={v}"))
+        .collect();
+    if matches!(dockerfile, DockerfileSource::Generated(_)) {
+        extras.push(dockerfile::GENERATOR_VERSION.to_string());
+    }
+    let key = image_key(&content_key, &extras);
+
+    let location_tag = location_fragment(&loc.name);
+    let tag = |suffix: &str| {
+        repository
+            .with_tag(&format!("{location_tag}-{suffix}"))
+            .map_err(|e| {
+                fail(
+                    format!("location `{}`: {e}", loc.name),
+                    "shorten the location name or the tag template",
+                )
+            })
+    };
+    let image = tag(&key)?;
+    let mut extra_tags = Vec::new();
+    if let Some(template) = &options.tag_template {
+        let text = expand_template(template, &loc.name, &plan.head.commit, &key);
+        let human = repository.with_tag(&tag_fragment(&text)).map_err(|e| {
+            fail(
+                format!("location `{}`: --tag-template {template:?}: {e}", loc.name),
+                "use letters, digits, `_`, `.`, `-` and the placeholders {location}, {sha}, \
+                 {commit}, {content_key}",
+            )
+        })?;
+        if human != image {
+            extra_tags.push(human);
+        }
+    }
+    let cache_image = if options.cache {
+        Some(tag(CACHE_TAG_SUFFIX)?)
+    } else {
+        None
+    };
+
+    let mut context = ContextOptions::new(&loc.name, &directory);
+    context.size_limit = options.max_context_size;
+    match &dockerfile {
+        DockerfileSource::File(path) => context.dockerfile = Some(path.clone()),
+        DockerfileSource::Generated(text) => context.generated_dockerfile = Some(text.clone()),
+    }
+
+    let mut labels = BTreeMap::from([
+        (LABEL_REVISION.to_string(), plan.head.commit.clone()),
+        (LABEL_CREATED.to_string(), options.created.clone()),
+        (LABEL_LOCATION.to_string(), loc.name.clone()),
+    ]);
+    if let Some(url) = &options.source_url {
+        labels.insert(LABEL_SOURCE.to_string(), url.clone());
+    }
+    let request = BuildRequest {
+        build_args,
+        labels,
+        target: settings.target.clone(),
+        platform: settings.platform.clone(),
+        network: options.network.clone(),
+        ..Default::default()
+    };
+    Ok(BuildTarget {
+        location: loc.name.clone(),
+        content_key: key,
+        image,
+        extra_tags,
+        cache_image,
+        dockerfile,
+        context,
+        request,
+    })
+}
+
+/// The plan's content key, or a key of it and what else shapes the image.
+fn image_key(content_key: &str, extras: &[String]) -> String {
+    if extras.is_empty() {
+        return content_key.to_string();
+    }
+    let mut hash = Sha256::new();
+    hash.update(content_key.as_bytes());
+    for extra in extras {
+        hash.update(b"\0");
+        hash.update(extra.as_bytes());
+    }
+    let hex: String = hash
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{}{hex}", crate::changes::CONTENT_KEY_PREFIX)
+}
+
+/// The location name as a tag fragment, short enough to leave room for the key.
+fn location_fragment(name: &str) -> String {
+    let mut fragment = tag_fragment(name);
+    fragment.truncate(100);
+    fragment
+}
+
+fn expand_template(template: &str, location: &str, commit: &str, key: &str) -> String {
+    template
+        .replace("{location}", location)
+        .replace("{sha}", commit.get(..7).unwrap_or(commit))
+        .replace("{commit}", commit)
+        .replace("{content_key}", key)
+}
+
+/// The build directory shown to people: relative to the repository when inside it.
+pub fn display_path(plan: &Plan, path: &Path) -> String {
+    match path.strip_prefix(&plan.repository) {
+        Ok(rel) if rel.as_os_str().is_empty() => ".".into(),
+        Ok(rel) => rel.display().to_string(),
+        Err(_) => path.display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_mix_in_overrides_only_when_there_are_some() {
+        assert_eq!(image_key("ck-0123456789abcdef", &[]), "ck-0123456789abcdef");
+        let mixed = image_key("ck-0123456789abcdef", &["build-arg A=1".into()]);
+        assert!(mixed.starts_with("ck-") && mixed.len() == 19, "{mixed}");
+        assert_ne!(
+            mixed,
+            image_key("ck-0123456789abcdef", &["build-arg A=2".into()])
+        );
+    }
+
+    #[test]
+    fn templates_expand() {
+        assert_eq!(
+            expand_template("{location}-{sha}", "etl", "0123456789abcdef", "ck-1"),
+            "etl-0123456"
+        );
+        assert_eq!(
+            expand_template("{commit}.{content_key}", "etl", "abc", "ck-1"),
+            "abc.ck-1"
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! The CI build session state (PROTOCOL.md "CI build sessions"): one `location-<name>.json` per
+//! location in the state folder (`--statedir` or `DAGSTER_BUILD_STATEDIR`), in the reference
+//! client's format, so a build job and a later deploy job (ours or `dagster-cloud ci deploy`)
+//! can share it. The API token is never stored.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::build::{BuildReport, BuildStatus, LocationResult};
+use crate::config::Env;
+use crate::plan::Plan;
+
+/// The variable naming the state folder when `--statedir` is not given.
+pub const STATEDIR_VAR: &str = "DAGSTER_BUILD_STATEDIR";
+const FILE_PREFIX: &str = "location-";
+
+/// One location's state file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocationState {
+    /// The organisation URL.
+    pub url: String,
+    pub deployment_name: String,
+    /// dagster_cloud.yaml, absolute.
+    pub location_file: String,
+    pub location_name: String,
+    pub is_branch_deployment: bool,
+    #[serde(default = "yes")]
+    pub selected: bool,
+    pub build: BuildMetadata,
+    #[serde(default)]
+    pub build_output: Option<BuildOutput>,
+    #[serde(default)]
+    pub status_url: Option<String>,
+    #[serde(default)]
+    pub history: Vec<StatusChange>,
+    #[serde(default)]
+    pub project_dir: Option<String>,
+    /// Fields written by other tools that we do not model, kept as they were.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildMetadata {
+    pub git_url: Option<String>,
+    pub commit_hash: Option<String>,
+    pub build_config: Option<BuildConfig>,
+    #[serde(default)]
+    pub git_provider: Option<String>,
+    #[serde(default)]
+    pub repo_owner: Option<String>,
+    #[serde(default)]
+    pub repo_name: Option<String>,
+    #[serde(default)]
+    pub base_branch: Option<String>,
+    #[serde(default)]
+    pub defs_base_path: Option<String>,
+}
+
+/// `build` of the location's dagster_cloud.yaml entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildConfig {
+    pub directory: Option<String>,
+    pub registry: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "strategy")]
+pub enum BuildOutput {
+    #[serde(rename = "docker")]
+    Docker {
+        image: String,
+        #[serde(default)]
+        python_version: Option<String>,
+        #[serde(default)]
+        pex_bundle: bool,
+    },
+    #[serde(rename = "python-executable")]
+    PythonExecutable {
+        python_version: String,
+        image: Option<String>,
+        pex_tag: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocationStatus {
+    Pending,
+    Success,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusChange {
+    /// ISO 8601, UTC.
+    pub timestamp: String,
+    pub status: LocationStatus,
+    pub log: String,
+}
+
+impl LocationState {
+    pub fn add_status(&mut self, status: LocationStatus, log: impl Into<String>) {
+        self.history.push(StatusChange {
+            timestamp: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+            status,
+            log: log.into(),
+        });
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot use the state folder {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a valid location state file: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl StateError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StateError::Io { .. } => "state-io",
+            StateError::Invalid { .. } => "state-invalid",
+        }
+    }
+
+    pub fn hint(&self) -> &'static str {
+        match self {
+            StateError::Io { .. } => {
+                "pass a writable folder with --statedir (or DAGSTER_BUILD_STATEDIR)"
+            }
+            StateError::Invalid { .. } => {
+                "remove the file (it is recreated) or start a new build session folder"
+            }
+        }
+    }
+}
+
+/// The state folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    pub path: PathBuf,
+}
+
+impl StateDir {
+    /// `--statedir`, else `DAGSTER_BUILD_STATEDIR`; `None` when neither is set.
+    pub fn choose(flag: Option<&Path>, env: Env) -> Option<StateDir> {
+        flag.map(Path::to_path_buf)
+            .or_else(|| {
+                env(STATEDIR_VAR)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .map(|path| StateDir { path })
+    }
+
+    pub fn file(&self, location: &str) -> PathBuf {
+        self.path.join(format!("{FILE_PREFIX}{location}.json"))
+    }
+
+    /// The state of `location`, `None` when it has no file yet.
+    pub fn load(&self, location: &str) -> Result<Option<LocationState>, StateError> {
+        let path = self.file(location);
+        match std::fs::read(&path) {
+            Ok(bytes) => parse(&path, &bytes).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    /// Every location's state, sorted by name.
+    pub fn list(&self) -> Result<Vec<LocationState>, StateError> {
+        let io = |source| StateError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut states = Vec::new();
+        for entry in std::fs::read_dir(&self.path).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|n| n.starts_with(FILE_PREFIX) && n.ends_with(".json")) {
+                let bytes = std::fs::read(&path).map_err(|source| StateError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                states.push(parse(&path, &bytes)?);
+            }
+        }
+        states.sort_by(|a, b| a.location_name.cmp(&b.location_name));
+        Ok(states)
+    }
+
+    /// Writes the file whole (a temporary file renamed over it: readers never see half).
+    pub fn save(&self, state: &LocationState) -> Result<(), StateError> {
+        let path = self.file(&state.location_name);
+        let io = |source| StateError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.path).map_err(io)?;
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec(state).map_err(|e| io(std::io::Error::other(e)))?;
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        file.write_all(&text).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<LocationState, StateError> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Session facts for state files this run creates (an existing file keeps its own).
+#[derive(Debug, Clone, Default)]
+pub struct SessionDefaults {
+    pub url: String,
+    pub deployment_name: String,
+}
+
+impl SessionDefaults {
+    /// `DAGSTER_CLOUD_URL`, else `https://<DAGSTER_CLOUD_ORGANIZATION>.dagster.cloud`;
+    /// `DAGSTER_CLOUD_DEPLOYMENT`, else `prod`.
+    pub fn from_env(env: Env) -> SessionDefaults {
+        let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let url = var("DAGSTER_CLOUD_URL")
+            .map(|u| u.trim_end_matches('/').to_string())
+            .or_else(|| {
+                var("DAGSTER_CLOUD_ORGANIZATION").map(|o| format!("https://{o}.dagster.cloud"))
+            })
+            .unwrap_or_default();
+        SessionDefaults {
+            url,
+            deployment_name: var("DAGSTER_CLOUD_DEPLOYMENT").unwrap_or_else(|| "prod".into()),
+        }
+    }
+}
+
+/// Records each result in its location's state file: the image as `build_output` for built
+/// and reused locations, a history entry for every one. Returns the files written.
+pub fn record_build(
+    dir: &StateDir,
+    plan: &Plan,
+    report: &BuildReport,
+    defaults: &SessionDefaults,
+) -> Result<Vec<PathBuf>, StateError> {
+    let mut written = Vec::new();
+    for result in &report.results {
+        let mut state = match dir.load(&result.location)? {
+            Some(state) => state,
+            None => new_state(plan, &result.location, defaults),
+        };
+        apply(&mut state, result);
+        dir.save(&state)?;
+        written.push(dir.file(&result.location));
+    }
+    Ok(written)
+}
+
+fn apply(state: &mut LocationState, result: &LocationResult) {
+    match (&result.status, &result.image) {
+        (BuildStatus::Built | BuildStatus::Reused, Some(image)) => {
+            state.build_output = Some(BuildOutput::Docker {
+                image: image.clone(),
+                python_version: None,
+                pex_bundle: false,
+            });
+            let verb = if result.status == BuildStatus::Built {
+                "built and pushed"
+            } else {
+                "reused"
+            };
+            state.add_status(LocationStatus::Pending, format!("{verb} image {image}"));
+        }
+        _ => {
+            let why = result
+                .failure
+                .as_ref()
+                .map_or_else(|| result.status.as_str().to_string(), |f| f.message.clone());
+            state.add_status(LocationStatus::Failed, format!("build failed: {why}"));
+        }
+    }
+}
+
+fn new_state(plan: &Plan, location: &str, defaults: &SessionDefaults) -> LocationState {
+    let planned = plan.location(location);
+    let build_config = planned.map(|l| BuildConfig {
+        directory: l
+            .entry
+            .get("build")
+            .and_then(|b| b.get("directory"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        registry: l.registry.clone(),
+    });
+    LocationState {
+        url: defaults.url.clone(),
+        deployment_name: defaults.deployment_name.clone(),
+        location_file: plan.repository.join(&plan.config).display().to_string(),
+        location_name: location.to_string(),
+        is_branch_deployment: false,
+        selected: true,
+        build: BuildMetadata {
+            commit_hash: Some(plan.head.commit.clone()),
+            build_config,
+            ..Default::default()
+        },
+        build_output: None,
+        status_url: None,
+        history: Vec::new(),
+        project_dir: None,
+        other: Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_reference_state_file_and_keeps_unknown_fields() {
+        let text = r#"{"url": "https://acme.dagster.cloud", "deployment_name": "prod",
+            "location_file": "/repo/dagster_cloud.yaml", "location_name": "etl",
+            "is_branch_deployment": false, "selected": true,
+            "build": {"git_url": null, "commit_hash": "abc",
+                      "build_config": {"directory": "etl", "registry": "r.example/etl"}},
+            "build_output": null, "defs_state_info": null, "status_url": null,
+            "history": [{"timestamp": "2024-01-01T00:00:00+00:00", "status": "pending", "log": "x"}],
+            "project_dir": null}"#;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir {
+            path: tmp.path().to_path_buf(),
+        };
+        std::fs::write(dir.file("etl"), text).unwrap();
+        let mut state = dir.load("etl").unwrap().unwrap();
+        assert_eq!(state.build.commit_hash.as_deref(), Some("abc"));
+        assert!(state.other.contains_key("defs_state_info"));
+        state.build_output = Some(BuildOutput::Docker {
+            image: "r.example/etl:etl-ck-1".into(),
+            python_version: None,
+            pex_bundle: false,
+        });
+        dir.save(&state).unwrap();
+        let value: Value =
+            serde_json::from_slice(&std::fs::read(dir.file("etl")).unwrap()).unwrap();
+        assert_eq!(
+            value["build_output"],
+            serde_json::json!({"strategy": "docker", "image": "r.example/etl:etl-ck-1",
+                               "python_version": null, "pex_bundle": false})
+        );
+        assert!(value.as_object().unwrap().contains_key("defs_state_info"));
+        assert_eq!(dir.list().unwrap().len(), 1);
+        assert!(dir.load("other").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_folder_comes_from_the_flag_or_the_environment() {
+        let env = |name: &str| (name == STATEDIR_VAR).then(|| "/tmp/from-env".to_string());
+        assert_eq!(
+            StateDir::choose(Some(Path::new("/flag")), &env)
+                .unwrap()
+                .path,
+            PathBuf::from("/flag")
+        );
+        assert_eq!(
+            StateDir::choose(None, &env).unwrap().path,
+            PathBuf::from("/tmp/from-env")
+        );
+        assert_eq!(StateDir::choose(None, &|_: &str| None), None);
+        let defaults = SessionDefaults::from_env(&|name: &str| {
+            (name == "DAGSTER_CLOUD_ORGANIZATION").then(|| "acme".to_string())
+        });
+        assert_eq!(defaults.url, "https://acme.dagster.cloud");
+        assert_eq!(defaults.deployment_name, "prod");
+    }
+}

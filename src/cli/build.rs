@@ -1,0 +1,98 @@
+//! Arguments of `build` and `deploy`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::ConfigArgs;
+
+/// Which locations: the plan's flags (shared by `build` and `deploy`).
+#[derive(Debug, Args, Clone)]
+pub struct PlanSelection {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Revision to compare against [default: from the CI event, else the merge-base with the
+    /// default branch].
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
+    /// Revision to plan for [default: HEAD, plus uncommitted changes outside CI].
+    #[arg(long, value_name = "REV")]
+    pub head: Option<String>,
+    /// Count uncommitted changes in the work tree [default: on outside CI, off in CI].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub include_dirty: Option<bool>,
+    /// Build this location whatever changed (repeatable).
+    #[arg(long = "location", value_name = "NAME")]
+    pub locations: Vec<String>,
+    /// Build every location.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// How to build and push.
+#[derive(Debug, Args, Clone)]
+pub struct BuildFlags {
+    /// Builds at once [default: twice the cores, between 2 and 8].
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Stop every build at the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// The human tag pushed beside the content-key tag; placeholders {location}, {sha} (short
+    /// commit), {commit}, {content_key}.
+    #[arg(long, value_name = "TEMPLATE", default_value = "{location}-{sha}")]
+    pub tag_template: String,
+    /// Push no human tag (only `<location>-<content key>` and the cache tag).
+    #[arg(long)]
+    pub no_human_tag: bool,
+    /// Neither pull `<location>-latest` as layer cache nor push it.
+    #[arg(long)]
+    pub no_cache_from: bool,
+    /// Build argument for every location, over dagster-deploy.toml's (repeatable); changes the
+    /// image tag.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Largest build context (`500M`, `2G`, bytes).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "DAGSTER_DEPLOY_MAX_CONTEXT_SIZE",
+        default_value = "2G"
+    )]
+    pub max_context_size: String,
+    /// Network for RUN steps (`none`, `host`, ...) [default: the engine's].
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+    /// Where the CI build session state lives (`location-<name>.json`); results are written
+    /// there for the deploy step [env: DAGSTER_BUILD_STATEDIR].
+    #[arg(long, value_name = "DIR")]
+    pub statedir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub plan: PlanSelection,
+    #[command(flatten)]
+    pub build: BuildFlags,
+    /// Print each location's Dockerfile (its own, or the generated default) and build nothing.
+    #[arg(long)]
+    pub print_dockerfile: bool,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub plan: PlanSelection,
+    #[command(flatten)]
+    pub build: BuildFlags,
+    /// Print what would be built and pushed, and touch nothing (no engine, no registry).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,716 @@
+//! `dagster-deploy build` / `deploy` end to end: the binary against temporary git monorepos,
+//! the real Docker engine and the htpasswd registry (`scripts/services.sh start`).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+use support::{
+    Cleanup, Monorepo, Run, Services, python_shim_image, registry_digest, registry_tags, services,
+    unique,
+};
+
+fn results(json: &Value) -> Vec<Value> {
+    json["results"].as_array().cloned().unwrap_or_default()
+}
+
+fn result<'a>(results: &'a [Value], location: &str) -> &'a Value {
+    results
+        .iter()
+        .find(|r| r["location"] == location)
+        .unwrap_or_else(|| panic!("no result for {location}: {results:#?}"))
+}
+
+/// Removes every tag a run pushed from the local engine when the test ends.
+fn clean_pushed(cleanup: &mut Cleanup, json: &Value) {
+    for r in results(json) {
+        for tag in r["pushed_tags"].as_array().cloned().unwrap_or_default() {
+            cleanup.image(tag.as_str().unwrap_or_default());
+        }
+    }
+}
+
+/// A Docker client config folder holding `auth` for the test registry.
+fn docker_config_with_login(s: &Services, dir: &Path) {
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", s.user, s.password));
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, s.registry),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn example_monorepo_is_built_pushed_run_and_reused() {
+    let Some(s) = services().await else { return };
+    let shim = python_shim_image(&s);
+    let repo_path = unique("dagster-deploy-test/example");
+    let registry = format!("{}/{repo_path}", s.registry);
+    let m = Monorepo::example(&registry);
+    let head = m.git(&["rev-parse", "HEAD"]);
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = state.path().to_string_lossy().into_owned();
+    let base_arg = format!("BASE_IMAGE={shim}");
+    let args = [
+        "build",
+        "--all",
+        "--json",
+        "--build-arg",
+        &base_arg,
+        "--statedir",
+        &state_arg,
+    ];
+    let mut cleanup = Cleanup::new(&s);
+
+    let first = Run::of(&mut m.command(&s, &args));
+    assert_eq!(first.code, 0, "{first}");
+    let json = first.json();
+    clean_pushed(&mut cleanup, &json);
+    assert_eq!(json["summary"]["built"], 4, "{first}");
+    assert_eq!(json["head"], head.as_str());
+    for r in results(&json) {
+        let location = r["location"].as_str().unwrap();
+        let key = r["content_key"].as_str().unwrap();
+        let image = format!("{registry}:{location}-{key}");
+        assert_eq!(r["image"], image.as_str());
+        let tags: Vec<String> = [key.to_string(), head[..7].to_string(), "latest".into()]
+            .iter()
+            .map(|t| format!("{registry}:{location}-{t}"))
+            .collect();
+        assert_eq!(r["pushed_tags"], serde_json::json!(tags));
+        // The digest the engine reported is what the registry serves for the key tag.
+        assert_eq!(
+            registry_digest(&s, &repo_path, &format!("{location}-{key}")).as_deref(),
+            r["digest"].as_str()
+        );
+        // The deploy step finds the image in the build session state.
+        let file = state.path().join(format!("location-{location}.json"));
+        let saved: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(
+            saved["build_output"],
+            serde_json::json!({"strategy": "docker", "image": image,
+                               "python_version": null, "pex_bundle": false})
+        );
+        assert_eq!(saved["build"]["commit_hash"], head.as_str());
+        assert_eq!(saved["history"][0]["status"], "pending");
+    }
+    // Plain progress lines on stderr (not a terminal), one prefix per location.
+    assert!(first.stderr.contains("[ml] Step "), "{first}");
+
+    // Pull the analytics image back from the registry and run it.
+    let analytics = result(&results(&json), "analytics")["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.docker(&["rmi", &analytics]);
+    let config = tempfile::tempdir().unwrap();
+    docker_config_with_login(&s, config.path());
+    let config_arg = config.path().to_string_lossy().into_owned();
+    s.docker(&["--config", &config_arg, "pull", &analytics]);
+    assert_eq!(
+        s.read_from_image(&analytics, "/pip.log"),
+        "pip install --no-cache-dir ./libs/common ./analytics\n"
+    );
+    let files = s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &analytics,
+        "find",
+        "/opt/dagster/app",
+        "-type",
+        "f",
+    ]);
+    assert!(
+        files.contains("/opt/dagster/app/analytics/analytics/definitions.py"),
+        "{files}"
+    );
+    assert!(
+        files.contains("/opt/dagster/app/libs/common/common/orders.py"),
+        "{files}"
+    );
+    // analytics/Dockerfile.dockerignore keeps tests and other locations out of the context.
+    assert!(!files.contains("/tests/"), "{files}");
+    assert!(!files.contains("/ml/"), "{files}");
+    let labels = s.docker(&["inspect", "--format", "{{json .Config.Labels}}", &analytics]);
+    let labels: Value = serde_json::from_str(&labels).unwrap();
+    assert_eq!(labels["org.opencontainers.image.revision"], head.as_str());
+    assert_eq!(labels["io.dagster.code-location"], "analytics");
+    assert!(labels["org.opencontainers.image.created"].is_string());
+
+    // Nothing changed: the same run builds and pushes nothing.
+    let tags_before = registry_tags(&s, &repo_path);
+    assert_eq!(tags_before.len(), 12, "{tags_before:?}");
+    let second = Run::of(&mut m.command(&s, &args));
+    assert_eq!(second.code, 0, "{second}");
+    let again = second.json();
+    assert_eq!(again["summary"]["reused"], 4, "{second}");
+    assert_eq!(again["summary"]["built"], 0);
+    for r in results(&again) {
+        assert_eq!(r["pushed_tags"], serde_json::json!([]));
+        assert_eq!(
+            r["image"],
+            result(&results(&json), r["location"].as_str().unwrap())["image"]
+        );
+    }
+    assert!(
+        !second.stderr.contains("Step 1/"),
+        "nothing was built: {second}"
+    );
+    assert_eq!(registry_tags(&s, &repo_path), tags_before);
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(state.path().join("location-ml.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["history"].as_array().unwrap().len(), 2);
+    assert!(
+        saved["history"][1]["log"]
+            .as_str()
+            .unwrap()
+            .starts_with("reused image")
+    );
+}
+
+/// One location per bad input, plus a good one and a broken Dockerfile: each fails alone,
+/// with its step and a clear message, and nothing is pushed for it.
+#[tokio::test]
+async fn each_bad_location_fails_alone_with_a_clear_message() {
+    let Some(s) = services().await else { return };
+    let base = unique("dagster-deploy-test/bad");
+    let reg = |name: &str| format!("{}/{base}-{name}", s.registry);
+    let m = Monorepo::new();
+    let entry = |name: &str, registry: Option<&str>| {
+        let registry = registry.map_or(String::new(), |r| format!("      registry: {r}\n"));
+        format!(
+            "  - location_name: {name}\n    code_source:\n      package_name: {name}\n    build:\n      directory: {name}\n{registry}"
+        )
+    };
+    let yaml = format!(
+        "locations:\n{}{}{}{}{}{}{}",
+        entry("good", Some(&reg("good"))),
+        entry("broken", Some(&reg("broken"))),
+        entry("noregistry", None),
+        entry("unreachable", Some("127.0.0.1:1/dagster-deploy-test")),
+        entry(
+            "unknownhost",
+            Some("no-such-host.invalid/dagster-deploy-test")
+        ),
+        entry("nodockerfile", Some(&reg("nodockerfile"))),
+        entry("toolarge", Some(&reg("toolarge"))),
+    );
+    m.write("dagster_cloud.yaml", &yaml);
+    m.write(
+        "dagster-deploy.toml",
+        "[locations.nodockerfile]\ndockerfile = \"nodockerfile/Missing.Dockerfile\"\n",
+    );
+    let simple = format!("FROM {}\nCOPY hello.txt /hello.txt\n", s.base_image);
+    for name in [
+        "good",
+        "noregistry",
+        "unreachable",
+        "unknownhost",
+        "nodockerfile",
+        "toolarge",
+    ] {
+        m.write(&format!("{name}/Dockerfile"), &simple);
+        m.write(&format!("{name}/hello.txt"), "hello\n");
+    }
+    m.write("toolarge/big.bin", &"x".repeat(64 * 1024));
+    m.write(
+        "broken/Dockerfile",
+        &format!(
+            "FROM {}\nRUN echo marker-before-failure && exit 3\n",
+            s.base_image
+        ),
+    );
+    m.commit("locations");
+
+    let mut cleanup = Cleanup::new(&s);
+    let run = Run::of(&mut m.command(
+        &s,
+        &[
+            "build",
+            "--all",
+            "--json",
+            "--max-context-size",
+            "32K",
+            "--network",
+            "none",
+        ],
+    ));
+    assert_eq!(run.code, 1, "{run}");
+    let json = run.json();
+    clean_pushed(&mut cleanup, &json);
+    let all = results(&json);
+    assert_eq!(result(&all, "good")["status"], "built", "{run}");
+    assert_eq!(json["summary"]["failed"], 6, "{run}");
+
+    let failure = |name: &str| {
+        let r = result(&all, name);
+        assert_eq!(r["status"], "failed", "{name}: {r:#}");
+        assert_eq!(r["pushed_tags"], serde_json::json!([]), "{name}");
+        let f = r["failure"].clone();
+        (
+            f["step"].as_str().unwrap().to_string(),
+            f["message"].as_str().unwrap().to_string(),
+            f,
+        )
+    };
+    let (step, message, f) = failure("broken");
+    assert_eq!(step, "build");
+    assert!(message.contains("returned a non-zero code: 3"), "{message}");
+    let tail: Vec<&str> = f["log_tail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tail.iter().any(|l| l.contains("marker-before-failure")),
+        "{tail:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("[broken] FAILED: failed at step `build`"),
+        "{run}"
+    );
+
+    let (step, message, f) = failure("noregistry");
+    assert_eq!(step, "configure");
+    assert_eq!(
+        message,
+        "location `noregistry` must be built but has no `build.registry`"
+    );
+    assert!(f["hint"].as_str().unwrap().contains("dagster_cloud.yaml"));
+
+    let (step, message, _) = failure("unreachable");
+    assert_eq!(step, "check");
+    assert!(
+        message.contains("cannot connect to the registry 127.0.0.1:1"),
+        "{message}"
+    );
+
+    let (step, message, _) = failure("unknownhost");
+    assert_eq!(step, "check");
+    assert!(
+        message.contains("unknown registry host no-such-host.invalid"),
+        "{message}"
+    );
+
+    let (step, message, _) = failure("nodockerfile");
+    assert_eq!(step, "context");
+    assert!(
+        message.contains("Missing.Dockerfile not found"),
+        "{message}"
+    );
+
+    let (step, message, _) = failure("toolarge");
+    assert_eq!(step, "context");
+    assert!(
+        message.contains("larger than the limit of 32.0 KiB"),
+        "{message}"
+    );
+
+    for name in ["broken", "nodockerfile", "toolarge"] {
+        assert_eq!(
+            registry_tags(&s, &format!("{base}-{name}")),
+            Vec::<String>::new(),
+            "{name} pushed something"
+        );
+    }
+    assert_eq!(registry_tags(&s, &format!("{base}-good")).len(), 3);
+}
+
+fn one_location(s: &Services, registry: &str, dockerfile: &str) -> Monorepo {
+    let m = Monorepo::new();
+    m.write(
+        "dagster_cloud.yaml",
+        &format!(
+            "locations:\n  - location_name: app\n    code_source:\n      package_name: app\n    \
+             build:\n      directory: app\n      registry: {registry}\n"
+        ),
+    );
+    m.write(
+        "app/Dockerfile",
+        &format!("FROM {}\n{dockerfile}", s.base_image),
+    );
+    m.write("app/hello.txt", "hello\n");
+    m.commit("app");
+    m
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_without_showing_the_password() {
+    let Some(s) = services().await else { return };
+    let repo_path = unique("dagster-deploy-test/denied");
+    let m = one_location(
+        &s,
+        &format!("{}/{repo_path}", s.registry),
+        "COPY hello.txt /\n",
+    );
+    let wrong = format!("not-the-password-{}", unique("x"));
+    let run = Run::of(
+        m.command(&s, &["build", "--all"])
+            .env("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &wrong),
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stdout.contains(&format!(
+            "the registry {} refused the configured credentials (HTTP 401)",
+            s.registry
+        )),
+        "{run}"
+    );
+    assert!(
+        run.stderr.contains(
+            "hint: set DAGSTER_DEPLOY_REGISTRY_USERNAME and DAGSTER_DEPLOY_REGISTRY_PASSWORD"
+        ),
+        "{run}"
+    );
+    assert!(
+        !run.to_string().contains(&wrong),
+        "the password leaked: {run}"
+    );
+    assert!(
+        !run.to_string().contains(&s.password),
+        "the password leaked: {run}"
+    );
+    assert_eq!(registry_tags(&s, &repo_path), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn credentials_come_from_a_docker_credential_helper() {
+    let Some(s) = services().await else { return };
+    let repo_path = unique("dagster-deploy-test/helper");
+    let m = one_location(
+        &s,
+        &format!("{}/{repo_path}", s.registry),
+        "COPY hello.txt /\n",
+    );
+    let tools = tempfile::tempdir().unwrap();
+    // The helper answers for the test registry only; it reads the server URL on stdin.
+    let helper = tools.path().join("bin/docker-credential-ddtest");
+    support::write_tree(
+        tools.path(),
+        &[support::Node::Mode(
+            "bin/docker-credential-ddtest",
+            &format!(
+                "#!/bin/sh\nread server\n[ \"$1\" = get ] || exit 2\n\
+                 if [ \"$server\" = \"{}\" ]; then \
+                 printf '{{\"ServerURL\":\"%s\",\"Username\":\"{}\",\"Secret\":\"{}\"}}' \"$server\"; \
+                 else echo 'credentials not found in native keychain'; exit 1; fi\n",
+                s.registry, s.user, s.password
+            ),
+            0o755,
+        )],
+    );
+    assert!(helper.exists());
+    let config = tools.path().join("docker");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("config.json"), r#"{"credsStore": "ddtest"}"#).unwrap();
+    let path = format!(
+        "{}:{}",
+        tools.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cleanup = Cleanup::new(&s);
+    let run = Run::of(
+        m.command(
+            &s,
+            &[
+                "build",
+                "--all",
+                "--json",
+                "--no-human-tag",
+                "--no-cache-from",
+            ],
+        )
+        .env_remove("DAGSTER_DEPLOY_REGISTRY_USERNAME")
+        .env_remove("DAGSTER_DEPLOY_REGISTRY_PASSWORD")
+        .env("DOCKER_CONFIG", &config)
+        .env("PATH", path),
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let json = run.json();
+    clean_pushed(&mut cleanup, &json);
+    let tags = registry_tags(&s, &repo_path);
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    assert!(tags[0].starts_with("app-ck-"), "{tags:?}");
+}
+
+#[tokio::test]
+async fn a_location_without_dockerfile_gets_a_generated_one() {
+    let Some(s) = services().await else { return };
+    let shim = python_shim_image(&s);
+    let repo_path = unique("dagster-deploy-test/generated");
+    let m = Monorepo::new();
+    m.write(
+        "dagster_cloud.yaml",
+        &format!(
+            "locations:\n  - location_name: gen\n    code_source:\n      module_name: app\n    \
+             build:\n      directory: gen\n      registry: {}/{repo_path}\n",
+            s.registry
+        ),
+    );
+    m.write(
+        "dagster-deploy.toml",
+        &format!("[locations.gen]\nbase_image = \"{shim}\"\n"),
+    );
+    m.write("gen/requirements.txt", "dagster\n");
+    m.write("gen/app.py", "print('hi')\n");
+    m.write("gen/.dockerignore", "notes.txt\n");
+    m.write("gen/notes.txt", "not in the image\n");
+    m.commit("gen");
+
+    let printed = Run::of(&mut m.command(&s, &["build", "--all", "--print-dockerfile"]));
+    assert_eq!(printed.code, 0, "{printed}");
+    assert!(
+        printed.stdout.starts_with("# ---- gen (generated)\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.stdout.contains(&format!("FROM {shim}\n")),
+        "{printed}"
+    );
+
+    let mut cleanup = Cleanup::new(&s);
+    let run = Run::of(&mut m.command(&s, &["build", "--all", "--json", "--network", "none"]));
+    assert_eq!(run.code, 0, "{run}");
+    let json = run.json();
+    clean_pushed(&mut cleanup, &json);
+    let image = json["results"][0]["image"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.read_from_image(&image, "/pip.log"),
+        "pip install --no-cache-dir -r requirements.txt\n"
+    );
+    let files = s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &image,
+        "ls",
+        "-a",
+        "/opt/dagster/app",
+    ]);
+    let files: Vec<&str> = files.lines().collect();
+    assert_eq!(
+        files,
+        [".", "..", ".dockerignore", "app.py", "requirements.txt"]
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_during_a_build_stops_it_pushes_nothing_and_exits_130() {
+    let Some(s) = services().await else { return };
+    let repo_path = unique("dagster-deploy-test/interrupted");
+    // A marker unique to this run, so the build is never a cache hit.
+    let marker = format!("started-{}", unique("sleep"));
+    let m = one_location(
+        &s,
+        &format!("{}/{repo_path}", s.registry),
+        &format!("RUN echo {marker} && sleep 60\n"),
+    );
+    let mut child = m
+        .command(&s, &["build", "--all", "--no-cache-from"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the build never started its RUN step: {seen:#?}"));
+        let started = line.ends_with(&format!("] {marker}"));
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130), "{seen:#?}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:#?}");
+    assert_eq!(registry_tags(&s, &repo_path), Vec::<String>::new());
+    // The engine stops the RUN step's container once the client is gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let running = s.docker(&["ps", "--no-trunc", "--format", "{{.Command}}"]);
+        if !running.contains(&marker) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the build container still runs: {running}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn wait_with_deadline(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("dagster-deploy did not stop within {limit:?} after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// These need no services: a dry run touches nothing, and a missing engine is reported.
+#[test]
+fn dry_run_prints_what_would_be_built_and_touches_nothing() {
+    let m = Monorepo::example("localhost:1/dagster-deploy-dry-run");
+    let run = Run::of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
+            .current_dir(m.path())
+            .args(["deploy", "--dry-run", "--all", "--json"])
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env_remove("CI"),
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let json = run.json();
+    assert_eq!(json["dry_run"], true);
+    let builds = json["builds"].as_array().unwrap();
+    let names: Vec<&str> = builds
+        .iter()
+        .filter_map(|b| b["location"].as_str())
+        .collect();
+    assert_eq!(names, ["ingest", "analytics", "ml", "reporting"]);
+    let ml = &builds[2];
+    assert_eq!(ml["target"], "runtime");
+    assert_eq!(ml["dockerfile"], "ml/Dockerfile");
+    assert_eq!(ml["directory"], ".");
+    assert_eq!(ml["build_args"]["PIP_EXTRA_FLAGS"], "--prefer-binary");
+    let image = ml["image"].as_str().unwrap();
+    assert!(
+        image.starts_with("localhost:1/dagster-deploy-dry-run:ml-ck-"),
+        "{image}"
+    );
+    assert_eq!(
+        ml["cache_from"],
+        "localhost:1/dagster-deploy-dry-run:ml-latest"
+    );
+    assert!(run.stderr.is_empty(), "{run}");
+
+    let text = Run::of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
+            .current_dir(m.path())
+            .args(["deploy", "--dry-run", "--location", "ingest"])
+            .env_remove("CI"),
+    );
+    assert_eq!(text.code, 0, "{text}");
+    assert!(
+        text.stdout
+            .starts_with("dry run: nothing is built, pushed or registered\n"),
+        "{text}"
+    );
+    assert!(
+        text.stdout
+            .contains("\nbuild ingest\n  image       localhost:1/"),
+        "{text}"
+    );
+}
+
+#[test]
+fn no_engine_at_the_socket_names_it_and_says_how_to_start_docker() {
+    let m = Monorepo::example("localhost:1/dagster-deploy-no-engine");
+    let run = |json: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dagster-deploy"));
+        cmd.current_dir(m.path())
+            .args(["build", "--location", "ingest"])
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env_remove("CI");
+        if json {
+            cmd.arg("--json");
+        }
+        Run::of(&mut cmd)
+    };
+    let text = run(false);
+    assert_eq!(text.code, 1, "{text}");
+    assert!(
+        text.stderr.contains(
+            "error: no Docker engine answers at unix:///nonexistent/docker.sock: the socket \
+             /nonexistent/docker.sock does not exist"
+        ),
+        "{text}"
+    );
+    assert!(text.stderr.contains("hint: start Docker"), "{text}");
+    let json = run(true);
+    assert_eq!(json.code, 1, "{json}");
+    assert_eq!(json.json()["error"]["code"], "engine-unavailable");
+}
+
+/// A fresh CI runner has no local layers: the build pulls `<location>-latest` and the engine
+/// reuses its layers for the steps that did not change.
+#[tokio::test]
+async fn layers_are_reused_from_the_pushed_cache_image_on_a_fresh_engine() {
+    let Some(s) = services().await else { return };
+    let repo_path = unique("dagster-deploy-test/cache");
+    let marker = unique("slow-step");
+    let m = one_location(
+        &s,
+        &format!("{}/{repo_path}", s.registry),
+        &format!("RUN echo {marker} > /slow\nCOPY hello.txt /\n"),
+    );
+    let mut cleanup = Cleanup::new(&s);
+    let first = Run::of(&mut m.command(&s, &["build", "--all", "--json"]));
+    assert_eq!(first.code, 0, "{first}");
+    let json = first.json();
+    // Forget every local copy, as on a new runner.
+    for tag in json["results"][0]["pushed_tags"].as_array().unwrap() {
+        s.docker(&["rmi", tag.as_str().unwrap()]);
+    }
+    m.write("app/hello.txt", "changed\n");
+    m.commit("change the last step's input");
+    let second = Run::of(&mut m.command(&s, &["build", "--all", "--json"]));
+    assert_eq!(second.code, 0, "{second}");
+    clean_pushed(&mut cleanup, &second.json());
+    let cache = format!("{}/{repo_path}:app-latest", s.registry);
+    cleanup.image(&cache);
+    assert!(
+        second
+            .stderr
+            .contains(&format!("[app] pulling {cache} for its layer cache")),
+        "{second}"
+    );
+    let after_run_step = second
+        .stderr
+        .split(&format!("RUN echo {marker} > /slow\n"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        after_run_step.starts_with("[app]  ---> Using cache\n"),
+        "{second}"
+    );
+}
