@@ -1,6 +1,7 @@
 //! The top-level error: every domain error, its stable code, exit code and hint, rendered once
 //! by `main`.
 
+use crate::api::ApiError;
 use crate::changes::ChangesError;
 use crate::config::{ConfigError, Diagnostic};
 
@@ -10,6 +11,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Changes(#[from] ChangesError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
     /// A command-line value that cannot work (exit 2), with what to do instead.
     #[error("{message}")]
     Usage { message: String, hint: String },
@@ -29,6 +32,7 @@ impl Error {
             Error::Config(ConfigError::Read { .. }) => "config-unreadable",
             Error::Config(ConfigError::Invalid { .. }) => "config-invalid",
             Error::Changes(e) => e.code(),
+            Error::Api(e) => e.code(),
             Error::Usage { .. } => "usage",
             Error::Failed { .. } => "failed",
         }
@@ -38,6 +42,7 @@ impl Error {
         match self {
             Error::Usage { .. } | Error::Config(ConfigError::Read { .. }) => EXIT_USAGE,
             Error::Changes(e) if e.is_usage() => EXIT_USAGE,
+            Error::Api(e) if e.is_usage() => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }
@@ -52,6 +57,7 @@ impl Error {
                 "fix the problems listed above, then run `dagster-deploy check`".into()
             }
             Error::Changes(e) => e.hint().into(),
+            Error::Api(e) => e.hint(),
             Error::Usage { hint, .. } | Error::Failed { hint, .. } => hint.clone(),
         }
     }
