@@ -248,9 +248,8 @@ impl ApiError {
             ApiError::LoadFailed { .. } => {
                 "fix the code or image of the locations above and deploy again".into()
             }
-            ApiError::Local(_) | ApiError::Server(_) => {
-                "check the local store (.dagster-deploy/ at the repository root)".into()
-            }
+            // Their messages already say what to do.
+            ApiError::Local(_) | ApiError::Server(_) => String::new(),
             ApiError::Git { .. } => "check that the repository is not corrupt (`git fsck`)".into(),
         }
     }

@@ -1,7 +1,10 @@
 //! One function per command: arguments in, results printed, an [`Error`] out.
 
 mod check;
+mod compat;
+mod history;
 mod plan;
+mod serve;
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +18,11 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Deployment(args) => compat::run_deployment(&args.command),
+        Command::BranchDeployment(args) => compat::run_branch_deployment(&args.command),
+        Command::Serve(args) => serve::run(&args),
+        Command::History(args) => history::run_history(&args),
+        Command::Rollback(args) => history::run_rollback(&args),
     }
 }
 
@@ -23,7 +31,21 @@ pub fn wants_json(cli: &Cli) -> bool {
     match &cli.command {
         Command::Check(a) => a.json,
         Command::Plan(a) => a.json,
+        Command::History(a) => a.json,
+        Command::Rollback(a) => a.json,
+        Command::Deployment(_) | Command::BranchDeployment(_) | Command::Serve(_) => false,
     }
+}
+
+/// A runtime for one client command (requests are sequential).
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed {
+            message: format!("cannot start the async runtime: {e}"),
+            hint: "check the process limits (threads, open files)".into(),
+        })
 }
 
 /// The process environment, for templates and CI detection.
