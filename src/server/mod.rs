@@ -62,6 +62,8 @@ pub struct ObservedRequest {
     pub operation_name: Option<String>,
     pub root_fields: Vec<String>,
     pub variables: serde_json::Value,
+    /// Every request header, names lower-cased; the token's value is `<redacted>`.
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
