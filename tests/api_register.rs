@@ -379,3 +379,50 @@ async fn loaded_through_the_real_registry() {
     }
     server.stop().await;
 }
+
+/// The deployed commit is each location's base: a change made since it was deployed is built
+/// even when the common base (here: the last commit) would not show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployed_commits_are_the_plans_base_per_location() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let c1 = repo(dir);
+    let target = Target::local(dir, "prod", None).unwrap();
+    let first = plan_at(dir, None, None, true);
+    register(
+        &first,
+        &images(&[("a", "r/a:1"), ("b", "r/b:1")]),
+        &target,
+        &RegisterOptions::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    // a changes (a pipeline that never deployed it), then an unrelated commit.
+    std::fs::write(dir.join("a/code.py"), "x = 2\n").unwrap();
+    let c2 = commit(dir, "a changes");
+    std::fs::write(dir.join("README.md"), "hi\n").unwrap();
+    commit(dir, "docs");
+    let req = PlanRequest {
+        config: dir.join("dagster_cloud.yaml"),
+        base: Some(c2.clone()),
+        include_dirty: Some(false),
+        ..Default::default()
+    };
+    let common = plan::plan(&req, &CiContext::none(), &|_| None).unwrap();
+    assert_eq!(common.location("a").unwrap().action, Action::Skip);
+    let bases = deployed_commits(&target).await.unwrap();
+    assert_eq!(bases["a"], c1);
+    let own = plan::plan_with_bases(&req, &CiContext::none(), &|_| None, &bases).unwrap();
+    let a = own.location("a").unwrap();
+    assert_eq!(a.action, Action::Build, "{:?}", a.reason);
+    assert_eq!(a.changed_paths, ["a/code.py"]);
+    assert_eq!(own.location("b").unwrap().action, Action::Skip);
+    // A base this clone does not have falls back to the common base.
+    let unknown = BTreeMap::from([(
+        "a".to_string(),
+        "0123456789abcdef0123456789abcdef01234567".to_string(),
+    )]);
+    let fallback = plan::plan_with_bases(&req, &CiContext::none(), &|_| None, &unknown).unwrap();
+    assert_eq!(fallback.location("a").unwrap().action, Action::Skip);
+}

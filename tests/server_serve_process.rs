@@ -76,7 +76,13 @@ fn the_reference_cli_works_against_a_serve_process() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(&token));
 
     let mut child = ours()
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-image-checks", "--data"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-image-checks",
+            "--data",
+        ])
         .arg(&data)
         .stderr(Stdio::piped())
         .spawn()
@@ -99,7 +105,15 @@ fn the_reference_cli_works_against_a_serve_process() {
     let out = run(
         &cli,
         h,
-        &["deployment", "add-location", "a", "--module-name", "a.defs", "--image", "r/a:1"],
+        &[
+            "deployment",
+            "add-location",
+            "a",
+            "--module-name",
+            "a.defs",
+            "--image",
+            "r/a:1",
+        ],
         &env,
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Added or updated location a."));
@@ -110,15 +124,35 @@ fn the_reference_cli_works_against_a_serve_process() {
         "locations:\n  - location_name: b\n    code_source:\n      package_name: b\n    image: r/b:1\n",
     )
     .unwrap();
-    run(&cli, h, &["deployment", "sync-locations", "-w", "workspace.yaml"], &env);
-    run(&cli, h, &["deployment", "add-location", "c", "--package-name", "c"], &env);
+    run(
+        &cli,
+        h,
+        &["deployment", "sync-locations", "-w", "workspace.yaml"],
+        &env,
+    );
+    run(
+        &cli,
+        h,
+        &["deployment", "add-location", "c", "--package-name", "c"],
+        &env,
+    );
     run(&cli, h, &["deployment", "delete-location", "c"], &env);
     let out = run(
         &cli,
         h,
         &[
-            "branch-deployment", "create-or-update", "--url", &url, "--git-repo-name", "org/repo",
-            "--branch-name", "feature/x", "--commit-hash", "c1", "--timestamp", "1700000000",
+            "branch-deployment",
+            "create-or-update",
+            "--url",
+            &url,
+            "--git-repo-name",
+            "org/repo",
+            "--branch-name",
+            "feature/x",
+            "--commit-hash",
+            "c1",
+            "--timestamp",
+            "1700000000",
         ],
         &env,
     );
@@ -142,10 +176,33 @@ fn the_reference_cli_works_against_a_serve_process() {
     run(
         &cli,
         h,
-        &["ci", "init", "--project-dir", p, "--deployment", "prod", "--statedir", s, "--commit-hash", "abc"],
+        &[
+            "ci",
+            "init",
+            "--project-dir",
+            p,
+            "--deployment",
+            "prod",
+            "--statedir",
+            s,
+            "--commit-hash",
+            "abc",
+        ],
         &ci_env,
     );
-    run(&cli, h, &["ci", "set-build-output", "--statedir", s, "--image-tag", "t1"], &ci_env);
+    run(
+        &cli,
+        h,
+        &[
+            "ci",
+            "set-build-output",
+            "--statedir",
+            s,
+            "--image-tag",
+            "t1",
+        ],
+        &ci_env,
+    );
     run(&cli, h, &["ci", "deploy", "--statedir", s], &ci_env);
     run(&cli, h, &["ci", "status", "--statedir", s], &ci_env);
 
@@ -164,7 +221,13 @@ fn the_reference_cli_works_against_a_serve_process() {
     // SIGTERM: a clean stop with exit code 0.
     let mut serve = serve;
     let pid = serve.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = serve.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let mut rest = String::new();
