@@ -1,6 +1,7 @@
 //! The top-level error: every domain error, its stable code, exit code and hint, rendered once
 //! by `main`.
 
+use crate::api::ApiError;
 use crate::build::RunError;
 use crate::changes::ChangesError;
 use crate::config::{ConfigError, Diagnostic};
@@ -13,6 +14,8 @@ pub enum Error {
     Changes(#[from] ChangesError),
     #[error(transparent)]
     Build(#[from] RunError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
     /// A command-line value that cannot work (exit 2), with what to do instead.
     #[error("{message}")]
     Usage { message: String, hint: String },
@@ -33,6 +36,7 @@ impl Error {
             Error::Config(ConfigError::Invalid { .. }) => "config-invalid",
             Error::Changes(e) => e.code(),
             Error::Build(e) => e.code(),
+            Error::Api(e) => e.code(),
             Error::Usage { .. } => "usage",
             Error::Failed { .. } => "failed",
         }
@@ -42,6 +46,7 @@ impl Error {
         match self {
             Error::Usage { .. } | Error::Config(ConfigError::Read { .. }) => EXIT_USAGE,
             Error::Changes(e) if e.is_usage() => EXIT_USAGE,
+            Error::Api(e) if e.is_usage() => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }
@@ -57,6 +62,7 @@ impl Error {
             }
             Error::Changes(e) => e.hint().into(),
             Error::Build(e) => e.hint(),
+            Error::Api(e) => e.hint(),
             Error::Usage { hint, .. } | Error::Failed { hint, .. } => hint.clone(),
         }
     }

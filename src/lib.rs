@@ -3,6 +3,7 @@
 //! The flow is one pass (see DESIGN.md): `config` → `changes` → `plan` → build → api.
 //! The binary (`src/main.rs`) only parses arguments, calls into this library and renders errors.
 
+pub mod api;
 pub mod build;
 pub mod changes;
 pub mod ci;

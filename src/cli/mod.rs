@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod api;
+pub mod serve;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dagster-deploy",
@@ -29,6 +32,16 @@ pub enum Command {
     Build(BuildArgs),
     /// Plan, build and push; registering with the deployment API comes in a later version.
     Deploy(DeployArgs),
+    /// Manage a deployment's code locations (the dagster-cloud `deployment` commands).
+    Deployment(Box<api::DeploymentArgs>),
+    /// Manage branch deployments (the dagster-cloud `branch-deployment` commands).
+    BranchDeployment(api::BranchDeploymentArgs),
+    /// Run the embedded deployment server (Dagster+ protocol), or manage its tokens.
+    Serve(serve::ServeArgs),
+    /// List every revision of a location's document (dagster-deploy servers and the local store).
+    History(api::HistoryArgs),
+    /// Register an earlier document of a location again.
+    Rollback(api::RollbackArgs),
 }
 
 #[derive(Debug, Args, Clone)]

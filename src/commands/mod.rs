@@ -2,8 +2,11 @@
 
 mod build;
 mod check;
+mod compat;
 mod deploy;
+mod history;
 mod plan;
+mod serve;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +22,11 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Plan(args) => plan::run(&args),
         Command::Build(args) => build::run(&args),
         Command::Deploy(args) => deploy::run(&args),
+        Command::Deployment(args) => compat::run_deployment(&args.command),
+        Command::BranchDeployment(args) => compat::run_branch_deployment(&args.command),
+        Command::Serve(args) => serve::run(&args),
+        Command::History(args) => history::run_history(&args),
+        Command::Rollback(args) => history::run_rollback(&args),
     }
 }
 
@@ -29,7 +37,21 @@ pub fn wants_json(cli: &Cli) -> bool {
         Command::Plan(a) => a.json,
         Command::Build(a) => a.json,
         Command::Deploy(a) => a.json,
+        Command::History(a) => a.json,
+        Command::Rollback(a) => a.json,
+        Command::Deployment(_) | Command::BranchDeployment(_) | Command::Serve(_) => false,
     }
+}
+
+/// A runtime for one client command (requests are sequential).
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed {
+            message: format!("cannot start the async runtime: {e}"),
+            hint: "check the process limits (threads, open files)".into(),
+        })
 }
 
 /// The process environment, for templates and CI detection.

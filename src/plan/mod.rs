@@ -4,6 +4,7 @@
 //! changed paths once, then decide every location from those facts. `plan`, `deploy --dry-run`
 //! and `deploy` all start here; nothing in this module has a side effect.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -165,6 +166,19 @@ impl Plan {
 
 /// Computes the plan. Reads git and files only.
 pub fn plan(req: &PlanRequest, ci: &CiContext, env: Env) -> Result<Plan, Error> {
+    plan_with_bases(req, ci, env, &BTreeMap::new())
+}
+
+/// As [`plan`], with a base revision per location (typically the commit its deployed document
+/// records, from `api::deployed_commits`): such a location is compared with that commit
+/// instead of the common base, so a failed or skipped deploy never loses a change. A revision
+/// this clone does not have falls back to the common base.
+pub fn plan_with_bases(
+    req: &PlanRequest,
+    ci: &CiContext,
+    env: Env,
+    location_bases: &BTreeMap<String, String>,
+) -> Result<Plan, Error> {
     let repo = Repo::discover(config_dir(&req.config))?;
     let config_rel = repo.relative_path(&absolute(&req.config)?)?;
     let yaml_dir = paths::parent(&config_rel).to_string();
@@ -183,37 +197,49 @@ pub fn plan(req: &PlanRequest, ci: &CiContext, env: Env) -> Result<Plan, Error> 
     check_forced(&workspace, &req.force)?;
 
     let base = changes::choose_base(&repo, req.base.as_deref(), ci)?;
+    // The changed paths (dagster_cloud.yaml and dagster-deploy.toml are compared entry by
+    // entry, not as files) and the config, at one base commit.
+    let facts_at = |oid: git2::Oid| -> Result<(Vec<String>, BaseConfig), Error> {
+        let base_files = repo.tree_source(oid)?;
+        let config = match load_at(&base_files, &repo, &config_rel, env) {
+            Ok(Some(ws)) => BaseConfig::Loaded(Box::new(ws)),
+            Ok(None) => BaseConfig::Absent,
+            Err(_) => BaseConfig::Unreadable,
+        };
+        let changed = repo
+            .changed_paths(oid, &head)?
+            .into_iter()
+            .filter(|p| *p != config_rel && *p != settings_rel)
+            .collect();
+        Ok((changed, config))
+    };
     let (changed, base_config) = match &base {
-        Base::Commit { oid, .. } => {
-            let base_files = repo.tree_source(*oid)?;
-            let config = match load_at(&base_files, &repo, &config_rel, env) {
-                Ok(Some(ws)) => BaseConfig::Loaded(Box::new(ws)),
-                Ok(None) => BaseConfig::Absent,
-                Err(_) => BaseConfig::Unreadable,
-            };
-            (repo.changed_paths(*oid, &head)?, config)
-        }
+        Base::Commit { oid, .. } => facts_at(*oid)?,
         Base::Missing { reason } => (Vec::new(), BaseConfig::NoBase(reason.clone())),
     };
-    // dagster_cloud.yaml and dagster-deploy.toml are compared entry by entry, not as files.
-    let changed: Vec<&String> = changed
-        .iter()
-        .filter(|p| **p != config_rel && **p != settings_rel)
-        .collect();
+    let mut own_base: HashMap<String, git2::Oid> = HashMap::new();
+    let mut facts_by_commit: HashMap<git2::Oid, (Vec<String>, BaseConfig)> = HashMap::new();
+    for (name, rev) in location_bases {
+        let Ok(oid) = repo.resolve(rev) else { continue };
+        if let std::collections::hash_map::Entry::Vacant(slot) = facts_by_commit.entry(oid) {
+            slot.insert(facts_at(oid)?);
+        }
+        own_base.insert(name.clone(), oid);
+    }
 
     let deps = Dependencies::new(&*head_files);
     let mut locations = Vec::with_capacity(workspace.locations.len());
     for loc in &workspace.locations {
         let settings = workspace.settings.for_location(&loc.name);
         let inputs = inputs::resolve(&*head_files, &deps, &yaml_dir, loc, &settings)?;
-        let relevant: Vec<&String> = changed
-            .iter()
-            .filter(|p| inputs.counts(p))
-            .copied()
-            .collect();
+        let (loc_changed, loc_config) = own_base
+            .get(&loc.name)
+            .and_then(|oid| facts_by_commit.get(oid))
+            .map_or((&changed, &base_config), |(c, b)| (c, b));
+        let relevant: Vec<&String> = loc_changed.iter().filter(|p| inputs.counts(p)).collect();
         let (action, reason) = decide(&Facts {
             forced: req.all || req.force.contains(&loc.name),
-            base: base_config.entry(&loc.name),
+            base: loc_config.entry(&loc.name),
             location: loc,
             settings: &settings,
             changed: &relevant,

@@ -198,5 +198,16 @@ fn observe(
         operation_name,
         root_fields,
         variables: serde_json::to_value(&request.variables).unwrap_or_default(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| {
+                let value = if name.as_str() == TOKEN_HEADER {
+                    "<redacted>".to_string()
+                } else {
+                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                };
+                (name.as_str().to_string(), value)
+            })
+            .collect(),
     }
 }

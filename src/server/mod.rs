@@ -35,7 +35,7 @@ pub use document::{
 };
 pub use error::{DeployError, ServerError, StoreError};
 pub use graphql::GenericScalar;
-pub use registry::{RegistryAccess, RegistryCredentials};
+pub use registry::{ImageCheck, RegistryAccess, RegistryCredentials};
 pub use store::{
     ApplyError, ApplyMode, BranchDeployment, CommitInfo, DeploymentKind, DeploymentRecord,
     LocationChange, Revision, RevisionAction, SqliteStore, Store, StoredLocation,
@@ -62,6 +62,8 @@ pub struct ObservedRequest {
     pub operation_name: Option<String>,
     pub root_fields: Vec<String>,
     pub variables: serde_json::Value,
+    /// Every request header, names lower-cased; the token's value is `<redacted>`.
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -110,6 +112,12 @@ impl std::fmt::Debug for ServeOptions {
 pub fn create_token(data_dir: &Path, scope: TokenScope) -> Result<String, ServerError> {
     let (_, token) = Deployments::open(data_dir)?.create_token(scope, None)?;
     Ok(token)
+}
+
+/// Checks that one image exists, as the built-in agent does (for the local store, which has
+/// no agent).
+pub async fn check_image(access: &RegistryAccess, image: &str) -> ImageCheck {
+    registry::check_image(&access.client(), access, image).await
 }
 
 /// Creates a full deployment in `data_dir`.
