@@ -87,6 +87,22 @@ fn images(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Our in-process server's `prod` deployment, through the client.
+fn remote_target(server: &common::TestServer) -> Target {
+    let client = Client::new(
+        &format!("{}/prod", server.url()),
+        ApiToken::new(server.token.clone()).unwrap(),
+        Some("prod"),
+        ClientOptions::default(),
+    )
+    .unwrap();
+    Target::Remote {
+        client,
+        load_timeout: Duration::from_secs(60),
+        heartbeat_timeout: None,
+    }
+}
+
 fn status(report: &dagster_deploy::api::RegisterReport, location: &str) -> RegisterStatus {
     report
         .locations
@@ -212,18 +228,7 @@ async fn one_deploy_locations_call_to_our_server_and_load_waiting() {
     let dir = tmp.path();
     let c1 = repo(dir);
     let server = common::TestServer::start().await;
-    let client = Client::new(
-        &format!("{}/prod", server.url()),
-        ApiToken::new(server.token.clone()).unwrap(),
-        Some("prod"),
-        ClientOptions::default(),
-    )
-    .unwrap();
-    let target = Target::Remote {
-        client,
-        load_timeout: Duration::from_secs(60),
-        heartbeat_timeout: None,
-    };
+    let target = remote_target(&server);
     let plan = plan_at(dir, None, None, true);
     let progress = std::sync::Mutex::new(Vec::new());
     let report = register(
@@ -343,18 +348,7 @@ async fn loaded_through_the_real_registry() {
 
     // Through our server's built-in agent...
     let server = common::TestServer::start_with(Some(access.clone())).await;
-    let client = Client::new(
-        &format!("{}/prod", server.url()),
-        ApiToken::new(server.token.clone()).unwrap(),
-        Some("prod"),
-        ClientOptions::default(),
-    )
-    .unwrap();
-    let remote_target = Target::Remote {
-        client,
-        load_timeout: Duration::from_secs(60),
-        heartbeat_timeout: None,
-    };
+    let remote_target = remote_target(&server);
     // ...and through the local store's own check.
     let local_target = Target::local(dir, "prod", Some(access)).unwrap();
     for target in [&remote_target, &local_target] {

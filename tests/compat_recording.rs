@@ -8,53 +8,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
 use common::TestServer;
 use dagster_deploy::server::ObservedRequest;
 use serde_json::{Value, json};
-
-fn reference_cli() -> Option<PathBuf> {
-    match std::env::var_os("DAGSTER_CLOUD_REFERENCE") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("DAGSTER_CLOUD_REFERENCE must point at the dagster-cloud executable in CI")
-        }
-        None => {
-            eprintln!(
-                "notice: skipping: set DAGSTER_CLOUD_REFERENCE to run the recording comparison"
-            );
-            None
-        }
-    }
-}
-
-/// Runs a program with a clean environment (no CI variables, no user config) plus `env`.
-async fn run(program: &Path, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("LANG", "C.UTF-8")
-        .env("DAGSTER_CLOUD_CLI_CONFIG", home.join("no-config.yaml"))
-        .current_dir(home);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    eprintln!(
-        "$ {} {}\n{}{}",
-        program.display(),
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// What must match between the two clients, per request.
 #[derive(Debug, PartialEq)]
@@ -100,7 +59,7 @@ fn stdout(out: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_sends_what_the_reference_sends() {
-    let Some(reference) = reference_cli() else {
+    let Some(reference) = common::reference_cli() else {
         return;
     };
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_dagster-deploy"));
@@ -208,7 +167,7 @@ async fn our_client_sends_what_the_reference_sends() {
                 ("DAGSTER_CLOUD_DEPLOYMENT", "prod"),
                 ("DAGSTER_CLOUD_API_TOKEN", server.token.as_str()),
             ];
-            let out = run(program, h, &args, &env).await;
+            let out = common::run_clean(program, h, &args, &env).await;
             outs.push((out, wire(server.take_requests())));
         }
         let [(theirs, theirs_wire), (ours, ours_wire)] = <[_; 2]>::try_from(outs).unwrap();

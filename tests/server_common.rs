@@ -331,3 +331,62 @@ pub async fn wait_loaded(client: &Client, location: &str) -> Value {
     }
     panic!("location {location} never finished loading");
 }
+
+/// The reference `dagster-cloud` CLI from `DAGSTER_CLOUD_REFERENCE`; `None` (with a notice)
+/// outside CI when it is not set, a failure in CI.
+pub fn reference_cli() -> Option<std::path::PathBuf> {
+    match std::env::var_os("DAGSTER_CLOUD_REFERENCE") {
+        Some(p) => Some(std::path::PathBuf::from(p)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("DAGSTER_CLOUD_REFERENCE must point at the dagster-cloud executable in CI")
+        }
+        None => {
+            eprintln!(
+                "notice: skipping reference CLI test: set DAGSTER_CLOUD_REFERENCE to the \
+                 dagster-cloud executable to run it"
+            );
+            None
+        }
+    }
+}
+
+/// `program args` with a clean environment (no CI variables, no user config, `home` as HOME
+/// and working folder) plus `env`.
+pub fn clean_command(
+    program: &std::path::Path,
+    home: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("LANG", "C.UTF-8")
+        .env("DAGSTER_CLOUD_CLI_CONFIG", home.join("no-config.yaml"))
+        .envs(env.iter().copied())
+        .current_dir(home);
+    cmd
+}
+
+/// Runs `clean_command` off the async threads and echoes its output (for failing tests).
+pub async fn run_clean(
+    program: &std::path::Path,
+    home: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut cmd = clean_command(program, home, args, env);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    eprintln!(
+        "$ {} {}\n{}{}",
+        program.display(),
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -5,51 +5,17 @@
 #[path = "server_common.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::TestServer;
 use serde_json::{Value, json};
 
-fn reference_cli() -> Option<PathBuf> {
-    match std::env::var_os("DAGSTER_CLOUD_REFERENCE") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("DAGSTER_CLOUD_REFERENCE must point at the dagster-cloud executable in CI")
-        }
-        None => {
-            eprintln!(
-                "notice: skipping reference CLI test: set DAGSTER_CLOUD_REFERENCE to the \
-                 dagster-cloud executable to run it"
-            );
-            None
-        }
-    }
-}
+use common::reference_cli;
 
 /// Runs the CLI with a clean environment (no CI variables, no user config) plus `env`.
 async fn run(cli: &Path, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(cli);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("LANG", "C.UTF-8")
-        .env("DAGSTER_CLOUD_CLI_CONFIG", home.join("no-config.yaml"))
-        .current_dir(home);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    eprintln!(
-        "$ dagster-cloud {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::run_clean(cli, home, args, env).await
 }
 
 fn stdout(out: &Output) -> String {

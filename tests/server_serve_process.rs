@@ -3,25 +3,15 @@
 //! The reference is found through `DAGSTER_CLOUD_REFERENCE`; without it this fails in CI and
 //! is skipped elsewhere.
 
+#[path = "server_common.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 use dagster_deploy::server::Deployments;
 use serde_json::json;
-
-fn reference_cli() -> Option<PathBuf> {
-    match std::env::var_os("DAGSTER_CLOUD_REFERENCE") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("DAGSTER_CLOUD_REFERENCE must point at the dagster-cloud executable in CI")
-        }
-        None => {
-            eprintln!("notice: skipping: set DAGSTER_CLOUD_REFERENCE to run against `serve`");
-            None
-        }
-    }
-}
 
 fn ours() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
@@ -38,15 +28,7 @@ impl Drop for Serve {
 }
 
 fn run(cli: &Path, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(cli)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("LANG", "C.UTF-8")
-        .env("DAGSTER_CLOUD_CLI_CONFIG", home.join("no-config.yaml"))
-        .envs(env.iter().copied())
-        .current_dir(home)
+    let out = common::clean_command(cli, home, args, env)
         .output()
         .unwrap();
     eprintln!(
@@ -61,7 +43,9 @@ fn run(cli: &Path, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 #[test]
 fn the_reference_cli_works_against_a_serve_process() {
-    let Some(cli) = reference_cli() else { return };
+    let Some(cli) = common::reference_cli() else {
+        return;
+    };
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let data = h.join("data");

@@ -8,8 +8,9 @@
 //! A location never moves backwards: when its deployed `git.commit_hash` descends from the
 //! commit being deployed (another pipeline got there first), it is skipped unless `force`.
 //! For the local store, reading, checking and writing happen under one file lock, so two
-//! concurrent deploys cannot interleave. A remote API offers no compare-and-swap, so there the
-//! check runs right before the write (a narrow window remains; see `verify_not_overtaken`).
+//! concurrent deploys cannot interleave. The protocol offers no compare-and-swap, so against a
+//! remote API the check runs right before the write, and two deploys racing within that
+//! window (one request apart) can still let the older one land last.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

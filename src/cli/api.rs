@@ -45,9 +45,9 @@ pub struct DeploymentArgs {
 #[derive(Debug, Subcommand)]
 pub enum DeploymentCommand {
     /// Add or update a code location (as `dagster-cloud deployment add-location`).
-    AddLocation(LocationArgs),
+    AddLocation(Box<LocationArgs>),
     /// Update a code location (as `dagster-cloud deployment update-location`).
-    UpdateLocation(LocationArgs),
+    UpdateLocation(Box<LocationArgs>),
     /// Delete a code location from the deployment.
     DeleteLocation(DeleteLocationArgs),
     /// List the deployment's code locations.

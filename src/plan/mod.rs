@@ -221,8 +221,8 @@ pub fn plan_with_bases(
     let mut facts_by_commit: HashMap<git2::Oid, (Vec<String>, BaseConfig)> = HashMap::new();
     for (name, rev) in location_bases {
         let Ok(oid) = repo.resolve(rev) else { continue };
-        if let std::collections::hash_map::Entry::Vacant(slot) = facts_by_commit.entry(oid) {
-            slot.insert(facts_at(oid)?);
+        if let std::collections::hash_map::Entry::Vacant(e) = facts_by_commit.entry(oid) {
+            e.insert(facts_at(oid)?);
         }
         own_base.insert(name.clone(), oid);
     }
