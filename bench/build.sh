@@ -139,7 +139,19 @@ bench_parallel() {
     row no-op "plan says nothing changed (--base HEAD)" "< 1 s" "${t}s ($(verdict "$t" '<' 1))"
 }
 
+# docker_build_push DIR N: `docker build` then `docker push`, logged in through a private config.
+docker_build_push() {
+    local tag=$DAGSTER_DEPLOY_TEST_REGISTRY/bench-upload-docker:$2
+    docker --config "$scratch/docker-config" build -q --build-arg "NONCE=docker-$2-$RANDOM" \
+        -t "$tag" "$1" &&
+        docker --config "$scratch/docker-config" push -q "$tag"
+}
+
 bench_upload() {
+    mkdir -p "$scratch/docker-config"
+    printf '{"auths": {"%s": {"auth": "%s"}}}' "$DAGSTER_DEPLOY_TEST_REGISTRY" \
+        "$(printf '%s:%s' "$DAGSTER_DEPLOY_REGISTRY_USERNAME" "$DAGSTER_DEPLOY_REGISTRY_PASSWORD" | base64 -w0)" \
+        >"$scratch/docker-config/config.json"
     local repo=$scratch/upload ours=() theirs=() i o d bytes
     make_repo "$repo" 1 $'ARG NONCE\nLABEL bench.nonce=$NONCE\n'
     say "writing a ${upload_mb} MB build directory"
@@ -150,9 +162,9 @@ bench_upload() {
     for i in $(seq 1 "$runs"); do
         o=$(cd "$repo" && timed "$scratch/up.json" "$bin" build --all --json --no-human-tag --no-cache-from \
             --max-context-size 2G --build-arg "NONCE=ours-$i-$RANDOM")
-        d=$(timed "$scratch/docker.out" docker build -q --build-arg "NONCE=docker-$i-$RANDOM" \
-            -t "bench-upload:$i" "$repo/loc1")
-        docker rmi "bench-upload:$i" >/dev/null 2>&1 || true
+        # The same work as ours: build, then push one tag to the same registry.
+        d=$(timed "$scratch/docker.out" docker_build_push "$repo/loc1" "$i")
+        docker rmi "$DAGSTER_DEPLOY_TEST_REGISTRY/bench-upload-docker:$i" >/dev/null 2>&1 || true
         ours+=("$o")
         theirs+=("$d")
         say "upload run $i: ours ${o}s, docker build ${d}s"
@@ -162,8 +174,8 @@ bench_upload() {
     d_med=$(printf '%s\n' "${theirs[@]}" | median)
     mbps=$(awk -v b="$bytes" -v t="$o_med" 'BEGIN {printf "%.0f", b / 1e6 / t}')
     ratio=$(awk -v a="$d_med" -v b="$o_med" 'BEGIN {printf "%.2f", a / b}')
-    row upload "$((bytes / 1000000)) MB context: ours ${o_med}s, docker ${d_med}s" ">= 200 MB/s" \
-        "$mbps MB/s, docker/ours time $ratio ($(verdict "$mbps" '>=' 200))"
+    row upload "$((bytes / 1000000)) MB context: ours ${o_med}s, docker build+push ${d_med}s" \
+        ">= 200 MB/s" "$mbps MB/s, docker/ours time $ratio ($(verdict "$mbps" '>=' 200))"
 }
 
 bench_memory() {
@@ -191,9 +203,12 @@ main() {
     mkdir -p "$results"
     : >"$results/summary.txt"
     row row measurement target result
+    say "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     bench_parallel
     bench_upload
     bench_memory
+    echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" |
+        tee -a "$results/summary.txt"
     say "table written to $results/summary.txt"
 }
 

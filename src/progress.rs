@@ -172,7 +172,10 @@ impl LocationProgress {
                 }
                 let message = {
                     let mut state = self.state();
-                    state.transfers.insert((layer.to_string(), total), current);
+                    // The engine may count a layer's compressed bytes past its size.
+                    state
+                        .transfers
+                        .insert((layer.to_string(), total), current.min(total));
                     let done: u64 = state.transfers.values().sum();
                     let all: u64 = state.transfers.keys().map(|(_, t)| t).sum();
                     format!("{}: {} / {}", state.step, human_size(done), human_size(all))

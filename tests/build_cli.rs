@@ -714,3 +714,41 @@ async fn layers_are_reused_from_the_pushed_cache_image_on_a_fresh_engine() {
         "{second}"
     );
 }
+
+/// `deploy` (first version) builds like `build` and records the results for the deploy job;
+/// the state folder may come from DAGSTER_BUILD_STATEDIR.
+#[tokio::test]
+async fn deploy_builds_and_records_results_in_the_state_folder() {
+    let Some(s) = services().await else { return };
+    let repo_path = unique("dagster-deploy-test/deploy");
+    let m = one_location(
+        &s,
+        &format!("{}/{repo_path}", s.registry),
+        "COPY hello.txt /\n",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut cleanup = Cleanup::new(&s);
+    let run = Run::of(
+        m.command(&s, &["deploy", "--all", "--json", "--no-cache-from"])
+            .env("DAGSTER_BUILD_STATEDIR", state.path())
+            .env("DAGSTER_CLOUD_ORGANIZATION", "acme")
+            .env("DAGSTER_CLOUD_DEPLOYMENT", "staging"),
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let json = run.json();
+    clean_pushed(&mut cleanup, &json);
+    assert_eq!(json["summary"]["built"], 1, "{run}");
+    assert_eq!(json["registered"], false);
+    assert_eq!(json["statedir"], state.path().to_string_lossy().as_ref());
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(state.path().join("location-app.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["url"], "https://acme.dagster.cloud");
+    assert_eq!(saved["deployment_name"], "staging");
+    assert_eq!(saved["location_name"], "app");
+    assert_eq!(
+        saved["build"]["build_config"]["registry"],
+        format!("{}/{repo_path}", s.registry)
+    );
+    assert_eq!(saved["build_output"]["image"], json["results"][0]["image"]);
+}

@@ -458,3 +458,78 @@ async fn context_error_wins_over_the_engine_error_it_causes() {
         "{err:?}"
     );
 }
+
+/// The ignore file is chosen as the plan chooses it: `<Dockerfile>.dockerignore` beside the
+/// Dockerfile wins over `.dockerignore` at the root, and both build files are always sent.
+#[test]
+fn dockerfile_specific_ignore_file_wins_over_the_root_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(
+        tmp.path(),
+        &[
+            Node::File(".dockerignore", "a.txt\n"),
+            Node::File("sub/Dockerfile", "FROM scratch\n"),
+            Node::File("sub/Dockerfile.dockerignore", "*\n!b.txt\n"),
+            Node::File("a.txt", ""),
+            Node::File("b.txt", ""),
+            Node::File("c.txt", ""),
+        ],
+    );
+    let mut options = ContextOptions::new("loc", tmp.path());
+    options.dockerfile = Some(tmp.path().join("sub/Dockerfile"));
+    let ctx = BuildContext::prepare(&options).unwrap();
+    assert_eq!(
+        tar_listing(&tar_bytes(&ctx)),
+        [
+            "b.txt f 644",
+            "sub/Dockerfile f 644",
+            "sub/Dockerfile.dockerignore f 644"
+        ]
+    );
+    // Without it, the root file applies.
+    std::fs::remove_file(tmp.path().join("sub/Dockerfile.dockerignore")).unwrap();
+    let listing = tar_listing(&tar_bytes(&BuildContext::prepare(&options).unwrap()));
+    assert_eq!(
+        listing,
+        [
+            ".dockerignore f 644",
+            "b.txt f 644",
+            "c.txt f 644",
+            "sub d 755",
+            "sub/Dockerfile f 644"
+        ]
+    );
+}
+
+/// A generated Dockerfile travels under a content-hash name the engine then drops.
+#[test]
+fn generated_dockerfile_is_sent_and_hidden_from_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tree(tmp.path(), &[Node::File("app.py", "print(1)\n")]);
+    let mut options = ContextOptions::new("loc", tmp.path());
+    options.generated_dockerfile = Some("FROM scratch\nCOPY . /\n".into());
+    let ctx = BuildContext::prepare(&options).unwrap();
+    assert!(
+        ctx.dockerfile().starts_with(".dockerfile."),
+        "{}",
+        ctx.dockerfile()
+    );
+    let bytes = tar_bytes(&ctx);
+    let listing = tar_listing(&bytes);
+    assert_eq!(listing[0], "app.py f 644");
+    assert_eq!(listing[1], ".dockerignore f 600");
+    assert_eq!(listing[2], format!("{} f 600", ctx.dockerfile()));
+    let mut archive = tar::Archive::new(bytes.as_slice());
+    let ignore = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_string_lossy() == ".dockerignore")
+        .map(|mut e| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+            text
+        })
+        .unwrap();
+    assert_eq!(ignore, format!(".dockerignore\n{}\n", ctx.dockerfile()));
+}

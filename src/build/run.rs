@@ -78,8 +78,9 @@ pub fn report_failures(failures: Vec<Failure>, reporter: &Reporter) -> BuildRepo
     let results = failures
         .into_iter()
         .map(|f| {
-            let progress = reporter.location(&f.location);
-            finish(&f.location.clone(), Some(Err(f)), Instant::now(), &progress)
+            let name = f.location.clone();
+            let progress = reporter.location(&name);
+            finish(&name, Some(Err(f)), Instant::now(), &progress)
         })
         .collect();
     BuildReport::new(results)
@@ -196,7 +197,7 @@ async fn build_one<E: Engine>(
     }
 
     progress.step("reading the build context");
-    let options = target.context.clone();
+    let (options, mut request) = target.with_inline_labels();
     let context = tokio::task::spawn_blocking(move || BuildContext::prepare(&options))
         .await
         .map_err(|e| {
@@ -208,7 +209,6 @@ async fn build_one<E: Engine>(
         })?
         .map_err(|e| context_failure(location, e))?;
     let on_event = |e: ProgressEvent<'_>| progress.event(e);
-    let mut request = target.request.clone();
     request.tag = Some(target.image.to_string());
     request.registry_credentials = credentials.iter().cloned().collect();
     if let Some(cache) = &target.cache_image

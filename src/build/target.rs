@@ -317,3 +317,109 @@ mod tests {
         );
     }
 }
+
+impl BuildTarget {
+    /// The context and request to build with: the labels become one `LABEL` line at the end of
+    /// the Dockerfile (sent under a generated name), because the classic builder turns each
+    /// label of the request into a step of its own, a container commit each. Kept as request
+    /// labels when that would change their meaning: with a `target` stage (the last line
+    /// belongs to the last stage) or an `escape` parser directive (other quoting).
+    pub fn with_inline_labels(&self) -> (ContextOptions, BuildRequest) {
+        let mut context = self.context.clone();
+        let mut request = self.request.clone();
+        if request.labels.is_empty() || request.target.is_some() {
+            return (context, request);
+        }
+        let text = match &self.dockerfile {
+            DockerfileSource::Generated(text) => text.clone(),
+            DockerfileSource::File(path) => match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                // The context step reports a missing or unreadable Dockerfile.
+                Err(_) => return (context, request),
+            },
+        };
+        if has_escape_directive(&text) {
+            return (context, request);
+        }
+        let pairs: Vec<String> = request
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{}={}", quote(k), quote(v)))
+            .collect();
+        let separator = if text.ends_with('\n') { "" } else { "\n" };
+        context.generated_dockerfile =
+            Some(format!("{text}{separator}LABEL {}\n", pairs.join(" ")));
+        request.labels.clear();
+        (context, request)
+    }
+}
+
+/// A double-quoted Dockerfile word (`\` and `"` escaped, newlines as spaces).
+fn quote(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace(['\n', '\r'], " ");
+    format!("\"{escaped}\"")
+}
+
+/// Parser directives (`# escape=...`) come before any other line.
+fn has_escape_directive(text: &str) -> bool {
+    text.lines()
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .any(|l| {
+            let directive = l
+                .trim_start()
+                .trim_start_matches('#')
+                .trim()
+                .to_ascii_lowercase();
+            directive.replace(' ', "").starts_with("escape=")
+        })
+}
+
+#[cfg(test)]
+mod inline_label_tests {
+    use super::*;
+
+    fn target_with(text: &str, build_target: Option<&str>) -> BuildTarget {
+        BuildTarget {
+            location: "a".into(),
+            content_key: "ck-1".into(),
+            image: ImageRef::parse("r.example/x:a-ck-1").unwrap(),
+            extra_tags: vec![],
+            cache_image: None,
+            dockerfile: DockerfileSource::Generated(text.into()),
+            context: ContextOptions::new("a", "/nonexistent"),
+            request: BuildRequest {
+                labels: BTreeMap::from([
+                    ("k".to_string(), "say \"hi\"".to_string()),
+                    ("io.x".to_string(), "1".to_string()),
+                ]),
+                target: build_target.map(str::to_string),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn labels_become_one_line() {
+        let (context, request) = target_with("FROM scratch", None).with_inline_labels();
+        assert_eq!(
+            context.generated_dockerfile.as_deref(),
+            Some("FROM scratch\nLABEL \"io.x\"=\"1\" \"k\"=\"say \\\"hi\\\"\"\n")
+        );
+        assert!(request.labels.is_empty());
+    }
+
+    #[test]
+    fn target_stages_and_escape_directives_keep_request_labels() {
+        let (context, request) =
+            target_with("FROM scratch\n", Some("runtime")).with_inline_labels();
+        assert_eq!(context.generated_dockerfile, None);
+        assert_eq!(request.labels.len(), 2);
+        let (context, request) =
+            target_with("# escape=`\nFROM scratch\n", None).with_inline_labels();
+        assert_eq!(context.generated_dockerfile, None);
+        assert_eq!(request.labels.len(), 2);
+    }
+}
