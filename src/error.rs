@@ -2,6 +2,7 @@
 //! by `main`.
 
 use crate::changes::ChangesError;
+use crate::ci::context::CiError;
 use crate::config::{ConfigError, Diagnostic};
 
 #[derive(Debug, thiserror::Error)]
@@ -10,6 +11,16 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Changes(#[from] ChangesError),
+    #[error(transparent)]
+    Ci(#[from] CiError),
+    /// A problem of one location: its name leads the message; code, hint and exit code are
+    /// the problem's own.
+    #[error("location `{location}`: {source}")]
+    Location {
+        location: String,
+        #[source]
+        source: Box<Error>,
+    },
     /// A command-line value that cannot work (exit 2), with what to do instead.
     #[error("{message}")]
     Usage { message: String, hint: String },
@@ -23,12 +34,22 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 impl Error {
+    /// This error, said of location `name`.
+    pub fn in_location(self, name: &str) -> Error {
+        Error::Location {
+            location: name.to_string(),
+            source: Box::new(self),
+        }
+    }
+
     /// A stable, machine-readable code (part of the `--json` contract).
     pub fn code(&self) -> &'static str {
         match self {
             Error::Config(ConfigError::Read { .. }) => "config-unreadable",
             Error::Config(ConfigError::Invalid { .. }) => "config-invalid",
             Error::Changes(e) => e.code(),
+            Error::Ci(e) => e.code(),
+            Error::Location { source, .. } => source.code(),
             Error::Usage { .. } => "usage",
             Error::Failed { .. } => "failed",
         }
@@ -38,6 +59,7 @@ impl Error {
         match self {
             Error::Usage { .. } | Error::Config(ConfigError::Read { .. }) => EXIT_USAGE,
             Error::Changes(e) if e.is_usage() => EXIT_USAGE,
+            Error::Location { source, .. } => source.exit_code(),
             _ => EXIT_FAILURE,
         }
     }
@@ -52,6 +74,8 @@ impl Error {
                 "fix the problems listed above, then run `dagster-deploy check`".into()
             }
             Error::Changes(e) => e.hint().into(),
+            Error::Ci(e) => e.hint().into(),
+            Error::Location { source, .. } => source.hint(),
             Error::Usage { hint, .. } | Error::Failed { hint, .. } => hint.clone(),
         }
     }
@@ -60,6 +84,7 @@ impl Error {
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
             Error::Config(ConfigError::Invalid { diagnostics, .. }) => diagnostics,
+            Error::Location { source, .. } => source.diagnostics(),
             _ => &[],
         }
     }
