@@ -142,3 +142,34 @@ pub fn error_json(err: &Error) -> String {
         format!("{fallback}\n")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value serde_json cannot write (a map with non-string keys).
+    struct Unwritable;
+
+    impl Serialize for Unwritable {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry(&[1u8], &1u8)?;
+            map.end()
+        }
+    }
+
+    #[test]
+    fn json_that_cannot_be_written_is_a_failure_not_an_exit_0() {
+        let err = json(&Unwritable).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::EXIT_FAILURE);
+        assert!(
+            err.to_string()
+                .starts_with("cannot write the result as JSON")
+        );
+        // The error itself still reaches --json callers as JSON.
+        let text = error_json(&err);
+        let parsed: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(parsed["error"]["code"], "failed");
+    }
+}

@@ -107,19 +107,10 @@ fn a_link_leaving_the_repository_is_refused_with_the_location_and_position() {
     t.symlink(&outside.path().display().to_string(), "out");
     t.commit("init");
     let ran = run(t.path(), &["plan", "--base", "HEAD"]);
-    assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
-    assert!(
-        ran.stderr
-            .contains("dagster_cloud.yaml:6:18: locations[0].build.directory"),
-        "{}",
-        ran.stderr
-    );
-    assert!(ran.stderr.contains("location `a`"), "{}", ran.stderr);
-    assert!(
-        ran.stderr.contains("outside the repository"),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(1);
+    ran.says("dagster_cloud.yaml:6:18: locations[0].build.directory");
+    ran.says("location `a`");
+    ran.says("outside the repository");
 }
 
 #[test]
@@ -138,23 +129,12 @@ fn an_absolute_build_directory_inside_the_work_tree_is_mapped_and_others_are_ref
 
     t.write("dagster_cloud.yaml", &one_location("/etc"));
     let ran = run(t.path(), &["plan", "--base", "HEAD"]);
-    assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
-    assert!(
-        ran.stderr.contains(
-            "dagster_cloud.yaml:6:18: locations[0].build.directory: build directory `/etc` of location `a` is outside the repository"
-        ),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(1);
+    ran.says("dagster_cloud.yaml:6:18: locations[0].build.directory: build directory `/etc` of location `a` is outside the repository");
     // `check` applies the same rule inside a git repository.
     let ran = run(t.path(), &["check"]);
-    assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
-    assert!(
-        ran.stderr
-            .contains("build directory `/etc` of location `a` is outside the repository"),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(1);
+    ran.says("build directory `/etc` of location `a` is outside the repository");
 }
 
 #[test]
@@ -185,14 +165,9 @@ fn absolute_paths_outside_the_work_tree_in_project_files_refer_to_the_image() {
     // that says it and the location.
     t.write("b/requirements.txt", "-e ../../elsewhere\n");
     let ran = run(t.path(), &["plan", "--base", "HEAD"]);
-    assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
-    assert!(ran.stderr.contains("location `b`"), "{}", ran.stderr);
-    assert!(
-        ran.stderr
-            .contains("../../elsewhere (in b/requirements.txt) is outside the repository"),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(1);
+    ran.says("location `b`");
+    ran.says("../../elsewhere (in b/requirements.txt) is outside the repository");
 }
 
 #[test]
@@ -205,23 +180,13 @@ fn a_build_directory_missing_at_head_is_an_error_naming_the_location() {
     t.write("a/x.py", "x\n");
     let base = t.commit("init");
     let ran = run(t.path(), &["plan", "--base", &base]);
-    assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
-    assert!(
-        ran.stderr.contains(
-            "dagster_cloud.yaml:7:18: locations[1].build.directory: build directory `gone` of location `gone` does not exist"
-        ),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(1);
+    ran.says("dagster_cloud.yaml:7:18: locations[1].build.directory: build directory `gone` of location `gone` does not exist");
     // With --head, the directory is looked up in that commit, not on disk.
     t.write("gone/x.py", "x\n");
     let ran = run(t.path(), &["plan", "--base", &base, "--head", &base]);
-    assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
-    assert!(
-        ran.stderr.contains("`gone` does not exist"),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(1);
+    ran.says("`gone` does not exist");
 }
 
 #[test]
@@ -238,27 +203,26 @@ fn paths_leaving_the_repository_name_the_location_and_position() {
     t.write("a/x.py", "x\n");
     t.commit("init");
     for command in [&["plan", "--base", "HEAD"][..], &["check"][..]] {
-        let ran = run(t.path(), command);
-        assert_eq!(
-            ran.code,
-            Some(1),
-            "{command:?}: {}{}",
-            ran.stdout,
-            ran.stderr
-        );
-        assert!(
-            ran.stderr.contains(
-                "dagster_cloud.yaml:7:18: locations[1].build.directory: build directory `../outside` of location `b` is outside the repository"
-            ),
-            "{command:?}: {}",
-            ran.stderr
-        );
-        assert!(
-            ran.stderr.contains(
-                "dagster-deploy.toml:2:10: locations.a.watch[0]: watched path `../outside` of location `a` is outside the repository"
-            ),
-            "{command:?}: {}",
-            ran.stderr
-        );
+        run(t.path(), command)
+            .exits(1)
+            .says("dagster_cloud.yaml:7:18: locations[1].build.directory: build directory `../outside` of location `b` is outside the repository")
+            .says("dagster-deploy.toml:2:10: locations.a.watch[0]: watched path `../outside` of location `a` is outside the repository");
     }
+}
+
+#[test]
+fn a_default_dockerfile_linking_out_of_the_repository_is_reported() {
+    let t = TestRepo::new();
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+    t.write("dagster_cloud.yaml", &one_location("a"));
+    t.write("a/x.py", "x\n");
+    t.symlink(
+        &outside.path().join("Dockerfile").display().to_string(),
+        "a/Dockerfile",
+    );
+    t.commit("init");
+    let ran = run(t.path(), &["plan", "--base", "HEAD"]);
+    ran.exits(1);
+    ran.says("dagster_cloud.yaml:6:18: locations[0].build.directory: Dockerfile `a/Dockerfile` of location `a` is outside the repository");
 }

@@ -1,8 +1,10 @@
 //! `dagster-deploy plan` and `check` end to end: the binary against temporary git monorepos.
 
+mod changes_support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
@@ -113,26 +115,19 @@ impl Mono {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("dagster-deploy").expect("binary built");
-        c.current_dir(self.path());
-        // The tests decide the CI context themselves.
-        for var in [
-            "CI",
-            "GITHUB_ACTIONS",
-            "GITHUB_EVENT_PATH",
-            "GITHUB_EVENT_NAME",
-            "GITLAB_CI",
-            "CI_MERGE_REQUEST_DIFF_BASE_SHA",
-            "CI_COMMIT_BEFORE_SHA",
-            "BUILDKITE",
-            "CIRCLECI",
-            "JENKINS_URL",
-            "BITBUCKET_BUILD_NUMBER",
-            "CODEBUILD_BUILD_ID",
-        ] {
-            c.env_remove(var);
-        }
-        c
+        changes_support::bin(self.path())
+    }
+
+    /// The binary run as in a GitHub Actions job for `event_name`, whose payload is at `event`.
+    fn github(&self, event_name: &str, event: &Path, args: &[&str]) -> Output {
+        self.cmd()
+            .env("CI", "true")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_EVENT_NAME", event_name)
+            .env("GITHUB_EVENT_PATH", event)
+            .args(args)
+            .output()
+            .expect("runs")
     }
 
     /// Runs `plan --json` with extra args and returns the parsed plan (asserting success).
@@ -429,15 +424,7 @@ fn github_push_from_nothing_builds_everything_and_says_why() {
         r#"{"before": "0000000000000000000000000000000000000000", "after": "abc", "ref": "refs/heads/main"}"#,
     )
     .expect("event");
-    let out = m
-        .cmd()
-        .env("CI", "true")
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_EVENT_NAME", "push")
-        .env("GITHUB_EVENT_PATH", &event)
-        .args(["plan", "--json"])
-        .output()
-        .expect("runs");
+    let out = m.github("push", &event, &["plan", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -673,15 +660,7 @@ fn files_the_docker_context_leaves_out_do_not_change_the_content_key() {
 fn a_broken_event_payload_does_not_block_an_explicit_base() {
     let m = Mono::new();
     let missing = m.path().join("no-such-event.json");
-    let run = |args: &[&str]| {
-        m.cmd()
-            .env("CI", "true")
-            .env("GITHUB_ACTIONS", "true")
-            .env("GITHUB_EVENT_PATH", &missing)
-            .args(args)
-            .output()
-            .expect("runs")
-    };
+    let run = |args: &[&str]| m.github("push", &missing, args);
     let out = run(&["plan", "--json", "--base", "HEAD"]);
     assert!(
         out.status.success(),
@@ -707,15 +686,7 @@ fn github_merge_group_events_give_the_queue_base() {
         format!(r#"{{"merge_group": {{"base_sha": "{base}", "head_sha": "x"}}}}"#),
     )
     .expect("event");
-    let out = m
-        .cmd()
-        .env("CI", "true")
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_EVENT_NAME", "merge_group")
-        .env("GITHUB_EVENT_PATH", &event)
-        .args(["plan", "--json"])
-        .output()
-        .expect("runs");
+    let out = m.github("merge_group", &event, &["plan", "--json"]);
     assert!(
         out.status.success(),
         "{}",

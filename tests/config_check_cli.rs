@@ -45,9 +45,9 @@ fn values_from_the_environment_never_appear_in_diagnostics() {
         "dagster_cloud.yaml",
         &TEMPLATED.replace("get_env(\"DATABASE_URL\")", "get_env(\"NOPE\", \"x?y\")"),
     );
-    let ran = run(t.path(), &["check"]);
-    assert_eq!(ran.code, Some(1));
-    assert!(ran.stderr.contains("`DATABASE_URL=x?y`"), "{}", ran.stderr);
+    run(t.path(), &["check"])
+        .exits(1)
+        .says("`DATABASE_URL=x?y`");
 }
 
 #[test]
@@ -58,20 +58,10 @@ fn a_missing_build_directory_is_reported_with_every_other_problem() {
         "locations:\n  - location_name: a\n    imgae: x\n    build:\n      directory: missing\n  - location_name: b\n    build:\n      directory: also-missing\n",
     );
     let ran = run(t.path(), &["check"]);
-    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
-    assert!(ran.stderr.contains("unknown key `imgae`"), "{}", ran.stderr);
-    assert!(
-        ran.stderr
-            .contains("build directory `missing` of location `a` does not exist"),
-        "{}",
-        ran.stderr
-    );
-    assert!(
-        ran.stderr
-            .contains("build directory `also-missing` of location `b` does not exist"),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(1);
+    ran.says("unknown key `imgae`");
+    ran.says("build directory `missing` of location `a` does not exist");
+    ran.says("build directory `also-missing` of location `b` does not exist");
     assert!(
         ran.stderr
             .starts_with("error: dagster_cloud.yaml has 3 problems\n"),
@@ -93,7 +83,7 @@ fn the_heading_counts_problems_per_file() {
         "[locations.a]\nwatchh = []\nfoo = 1\n",
     );
     let ran = run(t.path(), &["check"]);
-    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    ran.exits(1);
     assert!(
         ran.stderr.starts_with(
             "error: dagster_cloud.yaml has 1 problem, dagster-deploy.toml has 2 problems\n"
@@ -111,13 +101,8 @@ fn a_problem_without_a_field_is_rendered_without_an_empty_one() {
         "locations:\n  - location_name: {{ x( }}\n",
     );
     let ran = run(t.path(), &["check"]);
-    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
-    assert!(
-        ran.stderr
-            .contains("dagster_cloud.yaml:2:26: template error: syntax error"),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(1);
+    ran.says("dagster_cloud.yaml:2:26: template error: syntax error");
     assert!(!ran.stderr.contains(": : "), "{}", ran.stderr);
 }
 
@@ -132,14 +117,9 @@ fn a_file_that_is_not_utf8_is_invalid_not_unreadable() {
     std::fs::write(t.abs("dagster_cloud.yaml"), &bytes).expect("write");
     t.commit("latin-1");
     let ran = run(t.path(), &["check"]);
-    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
-    assert!(
-        ran.stderr
-            .contains("dagster_cloud.yaml:5:15: the file is not valid UTF-8"),
-        "{}",
-        ran.stderr
-    );
-    assert!(ran.stderr.contains("save it as UTF-8"), "{}", ran.stderr);
+    ran.exits(1);
+    ran.says("dagster_cloud.yaml:5:15: the file is not valid UTF-8");
+    ran.says("save it as UTF-8");
     assert!(
         !ran.stderr.contains("run from the folder"),
         "{}",
@@ -147,13 +127,8 @@ fn a_file_that_is_not_utf8_is_invalid_not_unreadable() {
     );
     // `plan` agrees.
     let ran = run(t.path(), &["plan", "--base", "HEAD"]);
-    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
-    assert!(
-        ran.stderr
-            .contains("dagster_cloud.yaml:5:15: the file is not valid UTF-8"),
-        "{}",
-        ran.stderr
-    );
+    ran.exits(1);
+    ran.says("dagster_cloud.yaml:5:15: the file is not valid UTF-8");
 }
 
 #[test]

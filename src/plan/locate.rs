@@ -131,7 +131,23 @@ impl Finder<'_> {
         let settings = self.ws.settings.for_location(&self.loc.name);
         let dockerfile = match (&settings.dockerfile, &context_dir) {
             (Some(path), _) => self.setting("dockerfile", "Dockerfile", path),
-            (None, Some(dir)) => self.find(&paths::join(dir, DOCKERFILE)).ok(),
+            (None, Some(dir)) => {
+                let default = paths::join(dir, DOCKERFILE);
+                match self.find(&default) {
+                    Ok(path) => Some(path),
+                    Err(problem) => {
+                        let mut d =
+                            directory_problem(self.ws, self.loc, "", &problem.hint(OUTSIDE_HINT));
+                        d.message = format!(
+                            "Dockerfile `{default}` of location `{}` {}",
+                            self.loc.name,
+                            problem.tail()
+                        );
+                        self.problems.push(d);
+                        None
+                    }
+                }
+            }
             (None, None) => None,
         };
         let watch: Vec<Option<String>> = settings

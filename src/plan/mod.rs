@@ -221,7 +221,9 @@ pub fn plan(req: &PlanRequest, ci: &CiContext, env: Env) -> Result<Plan, Error> 
 
     let deps = Dependencies::new(&*head_files);
     let mut locations = Vec::with_capacity(workspace.locations.len());
-    for (loc, paths) in workspace.locations.iter().zip(located.iter().flatten()) {
+    for (loc, paths) in workspace.locations.iter().zip(&located) {
+        // Every location has its paths once no problem was found.
+        let Some(paths) = paths else { continue };
         let settings = workspace.settings.for_location(&loc.name);
         let inputs = inputs::resolve(&*head_files, &deps, &yaml_dir, paths, &settings)
             .map_err(|e| e.in_location(&loc.name))?;

@@ -130,6 +130,22 @@ pub struct Ran {
 }
 
 impl Ran {
+    /// Asserts the exit code, showing what was printed when it differs.
+    pub fn exits(&self, code: i32) -> &Ran {
+        assert_eq!(self.code, Some(code), "{}{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts that stderr holds `text`.
+    pub fn says(&self, text: &str) -> &Ran {
+        assert!(
+            self.stderr.contains(text),
+            "expected {text:?} in:\n{}",
+            self.stderr
+        );
+        self
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", self.stdout, self.stderr))
