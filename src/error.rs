@@ -4,6 +4,7 @@
 use crate::api::ApiError;
 use crate::build::RunError;
 use crate::changes::ChangesError;
+use crate::ci::context::CiError;
 use crate::config::{ConfigError, Diagnostic};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,16 @@ pub enum Error {
     Build(#[from] RunError),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error(transparent)]
+    Ci(#[from] CiError),
+    /// A problem of one location: its name leads the message; code, hint and exit code are
+    /// the problem's own.
+    #[error("location `{location}`: {source}")]
+    Location {
+        location: String,
+        #[source]
+        source: Box<Error>,
+    },
     /// A command-line value that cannot work (exit 2), with what to do instead.
     #[error("{message}")]
     Usage { message: String, hint: String },
@@ -29,6 +40,14 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 impl Error {
+    /// This error, said of location `name`.
+    pub fn in_location(self, name: &str) -> Error {
+        Error::Location {
+            location: name.to_string(),
+            source: Box::new(self),
+        }
+    }
+
     /// A stable, machine-readable code (part of the `--json` contract).
     pub fn code(&self) -> &'static str {
         match self {
@@ -37,6 +56,8 @@ impl Error {
             Error::Changes(e) => e.code(),
             Error::Build(e) => e.code(),
             Error::Api(e) => e.code(),
+            Error::Ci(e) => e.code(),
+            Error::Location { source, .. } => source.code(),
             Error::Usage { .. } => "usage",
             Error::Failed { .. } => "failed",
         }
@@ -47,6 +68,7 @@ impl Error {
             Error::Usage { .. } | Error::Config(ConfigError::Read { .. }) => EXIT_USAGE,
             Error::Changes(e) if e.is_usage() => EXIT_USAGE,
             Error::Api(e) if e.is_usage() => EXIT_USAGE,
+            Error::Location { source, .. } => source.exit_code(),
             _ => EXIT_FAILURE,
         }
     }
@@ -63,6 +85,8 @@ impl Error {
             Error::Changes(e) => e.hint().into(),
             Error::Build(e) => e.hint(),
             Error::Api(e) => e.hint(),
+            Error::Ci(e) => e.hint().into(),
+            Error::Location { source, .. } => source.hint(),
             Error::Usage { hint, .. } | Error::Failed { hint, .. } => hint.clone(),
         }
     }
@@ -71,6 +95,7 @@ impl Error {
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
             Error::Config(ConfigError::Invalid { diagnostics, .. }) => diagnostics,
+            Error::Location { source, .. } => source.diagnostics(),
             _ => &[],
         }
     }

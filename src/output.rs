@@ -5,20 +5,21 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::changes::short_sha;
 use crate::config::Diagnostic;
 use crate::error::Error;
 use crate::plan::{Plan, PlanBase};
 
-/// Pretty JSON with a trailing newline; serialising our own types cannot fail, but if it ever
-/// did the caller still gets valid JSON saying so.
-pub fn json<T: Serialize>(value: &T) -> String {
-    match serde_json::to_string_pretty(value) {
-        Ok(s) => s + "\n",
-        Err(e) => format!(
-            "{{\"error\":{{\"code\":\"internal\",\"message\":{:?}}}}}\n",
-            e.to_string()
-        ),
-    }
+/// Pretty JSON with a trailing newline. Serialising our own types should not fail (paths are
+/// written lossily); if it ever does, the command fails with exit code 1.
+pub fn json<T: Serialize>(value: &T) -> Result<String, Error> {
+    serde_json::to_string_pretty(value)
+        .map(|s| s + "\n")
+        .map_err(|e| Error::Failed {
+            message: format!("cannot write the result as JSON: {e}"),
+            hint: "this is a bug in dagster-deploy; please report it with the command you ran"
+                .into(),
+        })
 }
 
 /// The plan as a table for people.
@@ -32,7 +33,7 @@ pub fn plan_table(plan: &Plan) -> String {
         } => {
             let source = serde_json::to_value(source).ok();
             let source = source.as_ref().and_then(|s| s.as_str()).unwrap_or("");
-            let _ = writeln!(out, "base  {} ({rev}, {source})", short(commit));
+            let _ = writeln!(out, "base  {} ({rev}, {source})", short_sha(commit));
         }
         PlanBase::Missing { reason } => {
             let _ = writeln!(out, "base  none: {reason}");
@@ -43,7 +44,7 @@ pub fn plan_table(plan: &Plan) -> String {
     } else {
         ""
     };
-    let _ = writeln!(out, "head  {}{dirty}\n", short(&plan.head.commit));
+    let _ = writeln!(out, "head  {}{dirty}\n", short_sha(&plan.head.commit));
 
     let width = plan
         .locations
@@ -63,7 +64,7 @@ pub fn plan_table(plan: &Plan) -> String {
     for name in &plan.removed_locations {
         let _ = writeln!(
             out,
-            "{:<9} {name:<width$}  removed from dagster_cloud.yaml (not deleted; use sync-locations)",
+            "{:<9} {name:<width$}  removed from dagster_cloud.yaml (not deleted)",
             "removed"
         );
     }
@@ -94,12 +95,16 @@ pub fn error_text(err: &Error) -> String {
 }
 
 pub fn diagnostic_text(d: &Diagnostic) -> String {
+    let field = if d.field.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", d.field)
+    };
     let mut s = format!(
-        "{}:{}:{}: {}: {}\n",
+        "{}:{}:{}: {field}{}\n",
         d.file.display(),
         d.line,
         d.column,
-        d.field,
         d.message
     );
     if !d.hint.is_empty() {
@@ -122,18 +127,49 @@ struct JsonErrorBody<'a> {
     diagnostics: &'a [Diagnostic],
 }
 
-/// An error as JSON, with a stable `code` (for `--json` callers).
+/// An error as JSON, with a stable `code` (for `--json` callers); JSON in any case.
 pub fn error_json(err: &Error) -> String {
-    json(&JsonError {
+    let body = JsonError {
         error: JsonErrorBody {
             code: err.code(),
             message: err.to_string(),
             hint: err.hint(),
             diagnostics: err.diagnostics(),
         },
+    };
+    json(&body).unwrap_or_else(|e| {
+        let fallback = serde_json::json!({"error": {"code": "internal", "message": e.to_string()}});
+        format!("{fallback}\n")
     })
 }
 
-fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value serde_json cannot write (a map with non-string keys).
+    struct Unwritable;
+
+    impl Serialize for Unwritable {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry(&[1u8], &1u8)?;
+            map.end()
+        }
+    }
+
+    #[test]
+    fn json_that_cannot_be_written_is_a_failure_not_an_exit_0() {
+        let err = json(&Unwritable).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::EXIT_FAILURE);
+        assert!(
+            err.to_string()
+                .starts_with("cannot write the result as JSON")
+        );
+        // The error itself still reaches --json callers as JSON.
+        let text = error_json(&err);
+        let parsed: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(parsed["error"]["code"], "failed");
+    }
 }

@@ -360,7 +360,7 @@ mod tests {
     fn the_style_follows_the_context() {
         let ci = |p| CiContext {
             provider: Some(p),
-            base: None,
+            base: Ok(None),
         };
         assert_eq!(
             Mode::decide(&ci(CiProvider::Github), true, None),

@@ -3,19 +3,16 @@
 mod changes_support;
 
 use changes_support::{TestRepo, git_in, oid};
+use dagster_deploy::changes::EventBase;
 use dagster_deploy::changes::{Base, BaseSource, ChangesError, Repo, choose_base};
-use dagster_deploy::ci::context::{CiBase, CiContext, CiProvider};
 
 const ZERO: &str = "0000000000000000000000000000000000000000";
 
-fn ci(provider: CiProvider, sha: &str, source: BaseSource) -> CiContext {
-    CiContext {
-        provider: Some(provider),
-        base: Some(CiBase {
-            sha: sha.to_string(),
-            source,
-        }),
-    }
+fn ci(sha: &str, source: BaseSource) -> Option<EventBase> {
+    Some(EventBase {
+        sha: sha.to_string(),
+        source,
+    })
 }
 
 fn expect_commit(base: Base) -> (git2::Oid, String, BaseSource) {
@@ -55,11 +52,12 @@ fn feature_repo() -> (TestRepo, [String; 5]) {
 fn explicit_base_wins_and_accepts_any_revspec() {
     let (t, [a, _, c, ..]) = feature_repo();
     let repo = t.open();
-    let github = ci(CiProvider::Github, &c, BaseSource::GithubPush);
-    let (got, rev, source) = expect_commit(choose_base(&repo, Some("main~1"), &github).unwrap());
+    let github = ci(&c, BaseSource::GithubPush);
+    let (got, rev, source) =
+        expect_commit(choose_base(&repo, Some("main~1"), github.as_ref()).unwrap());
     assert_eq!(got, repo.resolve("main~1").unwrap());
     assert_eq!((rev.as_str(), source), ("main~1", BaseSource::Flag));
-    let (got, ..) = expect_commit(choose_base(&repo, Some(&a[..10]), &github).unwrap());
+    let (got, ..) = expect_commit(choose_base(&repo, Some(&a[..10]), github.as_ref()).unwrap());
     assert_eq!(got, oid(&a));
 }
 
@@ -67,14 +65,17 @@ fn explicit_base_wins_and_accepts_any_revspec() {
 fn unknown_explicit_base_is_an_error() {
     let (t, _) = feature_repo();
     let repo = t.open();
-    let err = choose_base(&repo, Some("no-such-branch"), &CiContext::none()).unwrap_err();
-    assert!(matches!(&err, ChangesError::UnknownRevision { rev } if rev == "no-such-branch"));
-    assert_eq!(err.to_string(), "unknown revision `no-such-branch`");
+    let err = choose_base(&repo, Some("no-such-branch"), None).unwrap_err();
+    assert!(matches!(&err, ChangesError::UnknownRevision { rev, .. } if rev == "no-such-branch"));
+    assert_eq!(
+        err.to_string(),
+        "unknown revision `no-such-branch` (given to --base)"
+    );
     // A well-formed SHA whose object is absent is unknown as well.
     let absent = "1234567890abcdef1234567890abcdef12345678";
     assert!(matches!(
         repo.resolve(absent),
-        Err(ChangesError::UnknownRevision { rev }) if rev == absent
+        Err(ChangesError::UnknownRevision { rev, .. }) if rev == absent
     ));
 }
 
@@ -93,8 +94,7 @@ fn resolve_rejects_non_commits_and_handles_tags() {
 #[test]
 fn merge_base_with_the_default_branch_on_a_feature_branch() {
     let (t, [_, b, ..]) = feature_repo();
-    let (got, rev, source) =
-        expect_commit(choose_base(&t.open(), None, &CiContext::none()).unwrap());
+    let (got, rev, source) = expect_commit(choose_base(&t.open(), None, None).unwrap());
     assert_eq!(got, oid(&b));
     assert_eq!((rev.as_str(), source), ("main", BaseSource::MergeBase));
 }
@@ -114,7 +114,7 @@ fn origin_head_is_preferred_over_local_branches() {
     // A stale local `main` must not be used while origin/HEAD exists.
     git_in(&work, &["branch", "-f", "main", "HEAD~2"]);
     let repo = Repo::discover(&work).unwrap();
-    let (got, rev, source) = expect_commit(choose_base(&repo, None, &CiContext::none()).unwrap());
+    let (got, rev, source) = expect_commit(choose_base(&repo, None, None).unwrap());
     assert_eq!(got, oid(&e));
     assert_eq!(
         (rev.as_str(), source),
@@ -126,8 +126,7 @@ fn origin_head_is_preferred_over_local_branches() {
 fn on_the_default_branch_tip_the_base_is_the_first_parent() {
     let (t, [_, b, _, _, e]) = feature_repo();
     t.git(&["checkout", "-q", "main"]);
-    let (got, rev, source) =
-        expect_commit(choose_base(&t.open(), None, &CiContext::none()).unwrap());
+    let (got, rev, source) = expect_commit(choose_base(&t.open(), None, None).unwrap());
     assert_eq!(got, oid(&b));
     assert_ne!(got, oid(&e));
     assert_eq!((rev.as_str(), source), ("HEAD~1", BaseSource::FirstParent));
@@ -138,7 +137,7 @@ fn single_commit_repository_has_no_base() {
     let t = TestRepo::new();
     t.write("a.txt", "a\n");
     t.commit("only");
-    let reason = expect_missing(choose_base(&t.open(), None, &CiContext::none()).unwrap());
+    let reason = expect_missing(choose_base(&t.open(), None, None).unwrap());
     assert!(reason.contains("first commit"), "{reason}");
 }
 
@@ -150,7 +149,7 @@ fn no_default_branch_means_no_base() {
     t.commit("one");
     t.write("a.txt", "b\n");
     t.commit("two");
-    let reason = expect_missing(choose_base(&t.open(), None, &CiContext::none()).unwrap());
+    let reason = expect_missing(choose_base(&t.open(), None, None).unwrap());
     assert!(reason.contains("no default branch"), "{reason}");
     assert!(reason.contains("--base"), "{reason}");
 }
@@ -158,8 +157,8 @@ fn no_default_branch_means_no_base() {
 #[test]
 fn github_push_uses_before() {
     let (t, [_, _, c, ..]) = feature_repo();
-    let ctx = ci(CiProvider::Github, &c, BaseSource::GithubPush);
-    let (got, rev, source) = expect_commit(choose_base(&t.open(), None, &ctx).unwrap());
+    let ctx = ci(&c, BaseSource::GithubPush);
+    let (got, rev, source) = expect_commit(choose_base(&t.open(), None, ctx.as_ref()).unwrap());
     assert_eq!(got, oid(&c));
     assert_eq!((rev, source), (c.clone(), BaseSource::GithubPush));
 }
@@ -168,15 +167,15 @@ fn github_push_uses_before() {
 fn github_pull_request_uses_the_merge_base_of_base_sha_and_head() {
     // HEAD is the pull request head (feature), the base branch moved on to e.
     let (t, [_, b, _, _, e]) = feature_repo();
-    let ctx = ci(CiProvider::Github, &e, BaseSource::GithubPullRequest);
-    let (got, rev, source) = expect_commit(choose_base(&t.open(), None, &ctx).unwrap());
+    let ctx = ci(&e, BaseSource::GithubPullRequest);
+    let (got, rev, source) = expect_commit(choose_base(&t.open(), None, ctx.as_ref()).unwrap());
     assert_eq!(got, oid(&b));
     assert_eq!((rev, source), (e.clone(), BaseSource::GithubPullRequest));
 
     // HEAD is GitHub's merge commit: the base is base.sha itself.
     t.git(&["checkout", "-q", "--detach", &e]);
     t.git(&["merge", "-q", "--no-ff", "-m", "merge pr", "feature"]);
-    let (got, ..) = expect_commit(choose_base(&t.open(), None, &ctx).unwrap());
+    let (got, ..) = expect_commit(choose_base(&t.open(), None, ctx.as_ref()).unwrap());
     assert_eq!(got, oid(&e));
 }
 
@@ -184,11 +183,11 @@ fn github_pull_request_uses_the_merge_base_of_base_sha_and_head() {
 fn gitlab_merge_request_and_push() {
     let (t, [a, b, ..]) = feature_repo();
     let repo = t.open();
-    let mr = ci(CiProvider::Gitlab, &a, BaseSource::GitlabMergeRequest);
-    let (got, _, source) = expect_commit(choose_base(&repo, None, &mr).unwrap());
+    let mr = ci(&a, BaseSource::GitlabMergeRequest);
+    let (got, _, source) = expect_commit(choose_base(&repo, None, mr.as_ref()).unwrap());
     assert_eq!((got, source), (oid(&a), BaseSource::GitlabMergeRequest));
-    let push = ci(CiProvider::Gitlab, &b, BaseSource::GitlabPush);
-    let (got, _, source) = expect_commit(choose_base(&repo, None, &push).unwrap());
+    let push = ci(&b, BaseSource::GitlabPush);
+    let (got, _, source) = expect_commit(choose_base(&repo, None, push.as_ref()).unwrap());
     assert_eq!((got, source), (oid(&b), BaseSource::GitlabPush));
 }
 
@@ -197,13 +196,11 @@ fn all_zero_before_means_no_base() {
     let (t, _) = feature_repo();
     let repo = t.open();
     for source in [BaseSource::GithubPush, BaseSource::GitlabPush] {
-        let reason = expect_missing(
-            choose_base(&repo, None, &ci(CiProvider::Github, ZERO, source)).unwrap(),
-        );
+        let reason = expect_missing(choose_base(&repo, None, ci(ZERO, source).as_ref()).unwrap());
         assert!(reason.contains("all-zero SHA"), "{reason}");
         assert!(reason.contains("first push"), "{reason}");
     }
-    let reason = expect_missing(choose_base(&repo, Some(ZERO), &CiContext::none()).unwrap());
+    let reason = expect_missing(choose_base(&repo, Some(ZERO), None).unwrap());
     assert!(reason.contains("all-zero"), "{reason}");
 }
 
@@ -219,22 +216,22 @@ fn shallow_clone_without_the_base_commit_says_how_to_fetch_it() {
     let repo = Repo::discover(&clone.path().join("c")).unwrap();
     assert!(repo.is_shallow());
 
-    let ctx = ci(CiProvider::Github, &a, BaseSource::GithubPush);
-    let reason = expect_missing(choose_base(&repo, None, &ctx).unwrap());
+    let ctx = ci(&a, BaseSource::GithubPush);
+    let reason = expect_missing(choose_base(&repo, None, ctx.as_ref()).unwrap());
     assert!(reason.contains(&a[..7]), "{reason}");
     assert!(reason.contains("shallow clone"), "{reason}");
     assert!(reason.contains("fetch-depth: 0"), "{reason}");
 
-    let ctx = ci(CiProvider::Gitlab, &a, BaseSource::GitlabMergeRequest);
-    let reason = expect_missing(choose_base(&repo, None, &ctx).unwrap());
+    let ctx = ci(&a, BaseSource::GitlabMergeRequest);
+    let reason = expect_missing(choose_base(&repo, None, ctx.as_ref()).unwrap());
     assert!(reason.contains("GIT_DEPTH: 0"), "{reason}");
 
     // No CI facts: the default branch is absent from this clone, HEAD's parent too.
-    let reason = expect_missing(choose_base(&repo, None, &CiContext::none()).unwrap());
+    let reason = expect_missing(choose_base(&repo, None, None).unwrap());
     assert!(!reason.is_empty());
 
     // An explicit SHA that the shallow clone lacks is an error that says so.
-    let err = choose_base(&repo, Some(&a), &CiContext::none()).unwrap_err();
+    let err = choose_base(&repo, Some(&a), None).unwrap_err();
     assert!(
         matches!(err, ChangesError::NotInShallowClone { .. }),
         "{err}"
@@ -263,7 +260,7 @@ fn shallow_clone_with_the_default_branch_but_no_common_ancestor() {
     let work = clone.path().join("c");
     git_in(&work, &["checkout", "-q", "feature"]);
     let repo = Repo::discover(&work).unwrap();
-    let reason = expect_missing(choose_base(&repo, None, &CiContext::none()).unwrap());
+    let reason = expect_missing(choose_base(&repo, None, None).unwrap());
     assert!(reason.contains("shallow clone"), "{reason}");
     assert!(reason.contains("no common ancestor"), "{reason}");
 }
@@ -272,8 +269,8 @@ fn shallow_clone_with_the_default_branch_but_no_common_ancestor() {
 fn ci_base_missing_from_a_full_clone_is_reported_too() {
     let (t, _) = feature_repo();
     let absent = "1234567890abcdef1234567890abcdef12345678";
-    let ctx = ci(CiProvider::Github, absent, BaseSource::GithubPush);
-    let reason = expect_missing(choose_base(&t.open(), None, &ctx).unwrap());
+    let ctx = ci(absent, BaseSource::GithubPush);
+    let reason = expect_missing(choose_base(&t.open(), None, ctx.as_ref()).unwrap());
     assert!(reason.contains("1234567"), "{reason}");
     assert!(reason.contains("not in the repository"), "{reason}");
 }

@@ -3,7 +3,9 @@
 mod changes_support;
 
 use changes_support::{TestRepo, oid};
-use dagster_deploy::changes::{ChangesError, FileSource, WorkTreeSource, local_dependencies};
+use dagster_deploy::changes::{
+    ChangesError, FileSource, Unresolvable, WorkTreeSource, local_dependencies,
+};
 use tempfile::TempDir;
 
 struct Tree {
@@ -176,15 +178,54 @@ fn a_path_outside_the_repository_is_an_error() {
         err.to_string(),
         "../../elsewhere (in app/requirements.txt) is outside the repository"
     );
+}
 
-    let t = Tree::new(&[(
-        "app/pyproject.toml",
-        "[project]\ndependencies = [\"x @ file:///opt/x\"]\n",
-    )]);
-    assert!(matches!(
-        t.deps("app"),
-        Err(ChangesError::OutsideRepository { path }) if path.contains("/opt/x")
-    ));
+#[test]
+fn absolute_paths_outside_the_work_tree_name_the_image_and_are_no_inputs() {
+    let t = Tree::new(&[
+        (
+            "app/pyproject.toml",
+            "[project]\ndependencies = [\"x @ file:///opt/x\"]\n[tool.uv.sources]\ny = { path = \"/srv/y\" }\n",
+        ),
+        (
+            "app/requirements.txt",
+            "--find-links /wheels\n-f file:///opt/wheels\n/opt/app/lib\n-e /opt/editable\n-r /etc/constraints.txt\n",
+        ),
+    ]);
+    assert_eq!(t.deps("app").unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn symlinks_are_followed_at_every_component() {
+    let t = TestRepo::new();
+    t.write("app/requirements.txt", "-e ../libs/link/sub\n");
+    t.write("real/lib/sub/pyproject.toml", "[project]\nname = \"sub\"\n");
+    t.symlink("../real/lib", "libs/link");
+    t.symlink("loop-b", "loop-a");
+    t.symlink("loop-a", "loop-b");
+    let outside = tempfile::tempdir().unwrap();
+    t.symlink(&outside.path().display().to_string(), "out");
+    let c = t.commit("links");
+    let repo = t.open();
+    let tree = repo.tree_source(oid(&c)).unwrap();
+    let disk = repo.worktree_source();
+    for src in [&tree as &dyn FileSource, &disk] {
+        let resolved = src.resolve("libs/link/sub/../sub/pyproject.toml").unwrap();
+        assert_eq!(resolved.path, "real/lib/sub/pyproject.toml");
+        assert_eq!(resolved.links, vec!["libs/link"]);
+        // `..` after a link climbs from its target, as the filesystem does.
+        assert_eq!(src.resolve("libs/link/..").unwrap().path, "real");
+        assert_eq!(src.resolve("missing/x").unwrap().path, "missing/x");
+        assert_eq!(src.resolve("out/x"), Err(Unresolvable::Outside));
+        assert_eq!(src.resolve("../x"), Err(Unresolvable::Outside));
+        assert_eq!(src.resolve("loop-a"), Err(Unresolvable::Loop));
+        assert_eq!(src.read("out/x"), None);
+        assert!(src.is_dir("libs/link/sub"));
+        assert_eq!(
+            local_dependencies(src, "app").unwrap(),
+            vec!["libs/link", "real/lib/sub"]
+        );
+    }
 }
 
 #[test]

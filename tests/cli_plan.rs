@@ -1,8 +1,10 @@
 //! `dagster-deploy plan` and `check` end to end: the binary against temporary git monorepos.
 
+mod changes_support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
@@ -113,26 +115,19 @@ impl Mono {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("dagster-deploy").expect("binary built");
-        c.current_dir(self.path());
-        // The tests decide the CI context themselves.
-        for var in [
-            "CI",
-            "GITHUB_ACTIONS",
-            "GITHUB_EVENT_PATH",
-            "GITHUB_EVENT_NAME",
-            "GITLAB_CI",
-            "CI_MERGE_REQUEST_DIFF_BASE_SHA",
-            "CI_COMMIT_BEFORE_SHA",
-            "BUILDKITE",
-            "CIRCLECI",
-            "JENKINS_URL",
-            "BITBUCKET_BUILD_NUMBER",
-            "CODEBUILD_BUILD_ID",
-        ] {
-            c.env_remove(var);
-        }
-        c
+        changes_support::bin(self.path())
+    }
+
+    /// The binary run as in a GitHub Actions job for `event_name`, whose payload is at `event`.
+    fn github(&self, event_name: &str, event: &Path, args: &[&str]) -> Output {
+        self.cmd()
+            .env("CI", "true")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_EVENT_NAME", event_name)
+            .env("GITHUB_EVENT_PATH", event)
+            .args(args)
+            .output()
+            .expect("runs")
     }
 
     /// Runs `plan --json` with extra args and returns the parsed plan (asserting success).
@@ -429,15 +424,7 @@ fn github_push_from_nothing_builds_everything_and_says_why() {
         r#"{"before": "0000000000000000000000000000000000000000", "after": "abc", "ref": "refs/heads/main"}"#,
     )
     .expect("event");
-    let out = m
-        .cmd()
-        .env("CI", "true")
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_EVENT_NAME", "push")
-        .env("GITHUB_EVENT_PATH", &event)
-        .args(["plan", "--json"])
-        .output()
-        .expect("runs");
+    let out = m.github("push", &event, &["plan", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -533,7 +520,9 @@ fn build_directory_outside_the_repository_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("../elsewhere is outside the repository"),
+        err.contains(
+            "dagster_cloud.yaml:19:18: locations[2].build.directory: build directory `../elsewhere` of location `c` is outside the repository"
+        ),
         "{err}"
     );
 }
@@ -665,4 +654,227 @@ fn files_the_docker_context_leaves_out_do_not_change_the_content_key() {
         location(&after, "ingest")["content_key"],
         location(&before, "ingest")["content_key"]
     );
+}
+
+#[test]
+fn a_broken_event_payload_does_not_block_an_explicit_base() {
+    let m = Mono::new();
+    let missing = m.path().join("no-such-event.json");
+    let run = |args: &[&str]| m.github("push", &missing, args);
+    let out = run(&["plan", "--json", "--base", "HEAD"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Without --base the payload is needed, and its problem is reported.
+    let out = run(&["plan", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&out.stdout).expect("JSON error");
+    assert_eq!(err["error"]["code"], "ci-event-payload");
+}
+
+#[test]
+fn github_merge_group_events_give_the_queue_base() {
+    let m = Mono::new();
+    let base = m.git(&["rev-parse", "HEAD"]);
+    m.write("c/c/defs.py", "x = 2\n");
+    m.commit("queued change");
+    let event = m.path().join("event.json");
+    fs::write(
+        &event,
+        format!(r#"{{"merge_group": {{"base_sha": "{base}", "head_sha": "x"}}}}"#),
+    )
+    .expect("event");
+    let out = m.github("merge_group", &event, &["plan", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_schema(&plan);
+    assert_eq!(plan["base"]["source"], "github-merge-group");
+    assert_eq!(plan["base"]["commit"], base.as_str());
+    assert_eq!(
+        actions(&plan),
+        vec![
+            t("a", "skip", "unchanged"),
+            t("b", "skip", "unchanged"),
+            t("c", "build", "inputs-changed")
+        ]
+    );
+}
+
+#[test]
+fn an_unloadable_base_config_builds_rather_than_trusting_the_old_image() {
+    let m = Mono::new();
+    m.write("dagster_cloud.yaml", "locations: [\n");
+    let base = m.commit("broken");
+    m.write(
+        "dagster_cloud.yaml",
+        &YAML.replace("localhost:5000/mono", "localhost:5000/other"),
+    );
+    m.commit("fixed, with a new registry");
+    let plan = m.plan(&["--base", &base]);
+    assert_eq!(
+        actions(&plan),
+        vec![
+            t("a", "build", "base-config-unreadable"),
+            t("b", "build", "base-config-unreadable"),
+            t("c", "build", "base-config-unreadable")
+        ]
+    );
+    assert!(
+        location(&plan, "a")["reason"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not load") && m.contains("building")),
+        "{plan:#}"
+    );
+}
+
+#[test]
+fn rewriting_a_directory_or_adding_an_ignore_glob_is_not_a_build_trigger() {
+    let m = Mono::new();
+    let base = m.git(&["rev-parse", "HEAD"]);
+    m.write(
+        "dagster_cloud.yaml",
+        &YAML.replace("directory: a\n", "directory: ./a/\n"),
+    );
+    m.write(
+        "dagster-deploy.toml",
+        "[defaults]\nignore = [\"**/*.md\", \"**/tests/**\"]\n",
+    );
+    m.commit("cosmetic");
+    let plan = m.plan(&["--base", &base]);
+    assert_eq!(
+        actions(&plan),
+        vec![
+            t("a", "skip", "unchanged"),
+            t("b", "skip", "unchanged"),
+            t("c", "skip", "unchanged")
+        ]
+    );
+}
+
+#[test]
+fn the_repository_root_is_shown_as_a_dot_everywhere() {
+    let m = Mono::new();
+    m.write(
+        "dagster_cloud.yaml",
+        &YAML.replace("directory: a\n", "directory: .\n"),
+    );
+    m.write("Dockerfile", "FROM scratch\n");
+    m.commit("root context");
+    let plan = m.plan(&["--base", "HEAD", "--all"]);
+    assert_eq!(location(&plan, "a")["build_directory"], ".");
+    assert_eq!(location(&plan, "a")["inputs"], serde_json::json!(["."]));
+}
+
+#[test]
+fn a_repository_path_that_is_not_utf8_still_gives_json() {
+    use std::os::unix::ffi::OsStrExt;
+    let parent = TempDir::new().expect("tempdir");
+    let dir = parent
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"mono-\xff"));
+    fs::create_dir(&dir).expect("mkdir");
+    let m = Mono::new();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", m.path().display()))
+        .arg(&dir)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let out = Command::cargo_bin("dagster-deploy")
+        .expect("binary")
+        .current_dir(&dir)
+        .args(["plan", "--json", "--base", "HEAD"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        plan["repository"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("mono-\u{fffd}")),
+        "{plan:#}"
+    );
+}
+
+#[test]
+fn hints_say_what_works() {
+    // No commits: --all cannot help, so the hint does not offer it.
+    let dir = TempDir::new().expect("tempdir");
+    let m = Mono { dir };
+    m.git(&["init", "-q", "-b", "main"]);
+    m.write("dagster_cloud.yaml", "locations: []\n");
+    let out = m.cmd().args(["plan", "--all"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no commits"), "{err}");
+    assert!(!err.contains("--all"), "{err}");
+
+    // Unknown revisions say which flag named them.
+    let m = Mono::new();
+    for flag in ["--base", "--head"] {
+        let out = m.cmd().args(["plan", flag, "nope"]).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("unknown revision `nope` (given to {flag})")),
+            "{err}"
+        );
+    }
+
+    // A removed location is not deleted; the row does not name a command that does not exist.
+    let base = m.git(&["rev-parse", "HEAD"]);
+    let yaml = YAML
+        .split("  - location_name: c")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    m.write("dagster_cloud.yaml", &yaml);
+    m.commit("drop c");
+    let out = m
+        .cmd()
+        .args(["plan", "--base", &base])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("removed   c  removed from dagster_cloud.yaml (not deleted)\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_relative_base_missing_from_a_shallow_clone_says_so() {
+    let m = Mono::new();
+    m.write("c/c/defs.py", "x = 2\n");
+    m.commit("second");
+    let clone = TempDir::new().expect("tempdir");
+    let url = format!("file://{}", m.path().display());
+    let status = Command::new("git")
+        .args(["clone", "-q", "--depth", "1", &url])
+        .arg(clone.path().join("c"))
+        .status()
+        .expect("git clone");
+    assert!(status.success());
+    let out = Command::cargo_bin("dagster-deploy")
+        .expect("binary")
+        .current_dir(clone.path().join("c"))
+        .args(["plan", "--base", "HEAD~1"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not in this shallow clone"), "{err}");
+    assert!(err.contains("fetch-depth: 0"), "{err}");
 }

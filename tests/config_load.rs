@@ -1,8 +1,10 @@
-//! Loading from disk, the workspace values, `check_directories` and the injected environment.
+//! Loading from disk, the workspace values, build directory checks and the injected
+//! environment.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use dagster_deploy::config::{ConfigError, Source, Workspace, check_directories, load, parse};
+use dagster_deploy::config::{ConfigError, Source, Workspace, inspect, load, parse};
+use dagster_deploy::plan::locate::check_on_disk;
 use serde_json::json;
 
 fn no_env(_: &str) -> Option<String> {
@@ -109,7 +111,7 @@ fn invalid_file_on_disk_reports_every_problem_sorted() {
     };
     assert_eq!(
         err.to_string(),
-        format!("{} has 3 problem(s)", file.display())
+        format!("{} has 3 problems", file.display())
     );
 }
 
@@ -237,22 +239,20 @@ fn yaml_syntax_error_is_one_diagnostic_at_its_position() {
 }
 
 #[test]
-fn check_directories_reports_each_missing_build_directory() {
-    let ws = parse_str(
+fn build_directories_are_checked_on_disk_outside_a_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dagster_cloud.yaml");
+    std::fs::write(
+        &file,
         "locations:\n  - location_name: a\n    build: {directory: ./a}\n  - location_name: b\n    build: {directory: b/}\n  - location_name: root\n",
-        &no_env,
     )
     .unwrap();
-    let asked = std::cell::RefCell::new(Vec::new());
-    let is_dir = |path: &str| {
-        asked.borrow_mut().push(path.to_string());
-        path != "b"
-    };
-    let found = check_directories(&ws, &is_dir);
-    assert_eq!(*asked.borrow(), vec!["a", "b", ""]);
+    std::fs::create_dir(dir.path().join("a")).unwrap();
+    let ws = load(&file, &no_env).unwrap();
+    let found = check_on_disk(&ws);
     assert_eq!(found.len(), 1);
     let d = &found[0];
-    assert_eq!(d.file, PathBuf::from("dagster_cloud.yaml"));
+    assert_eq!(d.file, file);
     // Points at the `directory` value itself.
     assert_eq!((d.line, d.column), (5, 24));
     assert_eq!(d.field, "locations[1].build.directory");
@@ -264,5 +264,64 @@ fn check_directories_reports_each_missing_build_directory() {
         d.hint,
         "create the directory or fix `build.directory` (it is relative to the folder of dagster_cloud.yaml)"
     );
-    assert!(check_directories(&ws, &|_| true).is_empty());
+    std::fs::create_dir(dir.path().join("b")).unwrap();
+    assert!(check_on_disk(&ws).is_empty());
+}
+
+#[test]
+fn inspect_returns_what_loads_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dagster_cloud.yaml");
+    std::fs::write(
+        &file,
+        "locations:\n  - location_name: a\n    imgae: x\n  - location_name: b\n",
+    )
+    .unwrap();
+    let inspected = inspect(&file, &no_env).unwrap();
+    let names: Vec<&str> = inspected
+        .workspace
+        .locations
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["a", "b"]);
+    assert_eq!(inspected.diagnostics.len(), 1);
+    assert_eq!(inspected.diagnostics[0].message, "unknown key `imgae`");
+}
+
+#[test]
+fn a_file_that_is_not_utf8_has_a_diagnostic_at_its_first_bad_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dagster_cloud.yaml");
+    std::fs::write(&file, b"locations:\n  - location_name: \xff\n").unwrap();
+    let Err(ConfigError::Invalid { diagnostics, .. }) = load(&file, &no_env) else {
+        panic!("expected diagnostics");
+    };
+    assert_eq!(diagnostics.len(), 1);
+    assert_eq!((diagnostics[0].line, diagnostics[0].column), (2, 20));
+    assert_eq!(diagnostics[0].message, "the file is not valid UTF-8");
+}
+
+#[test]
+fn env_values_are_redacted_but_the_workspace_keeps_them() {
+    let env = |name: &str| (name == "DB").then(|| "postgres://u:pw@host/db?x=1".to_string());
+    let inspected = {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dagster_cloud.yaml");
+        std::fs::write(
+            &file,
+            "locations:\n  - location_name: a\n    image: {{ get_env('DB') }}\n    imgae: {{ get_env('DB') }}\n",
+        )
+        .unwrap();
+        inspect(&file, &env).unwrap()
+    };
+    let loc = &inspected.workspace.locations[0];
+    assert_eq!(loc.entry["image"], json!("postgres://u:pw@host/db?x=1"));
+    assert!(!format!("{:?}", inspected.workspace).contains("pw@host"));
+    let messages: Vec<&str> = inspected
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(messages, vec!["unknown key `imgae`"]);
 }

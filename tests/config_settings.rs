@@ -122,6 +122,7 @@ fn for_location_without_defaults() {
                 ..LocationSettings::default()
             },
         )]),
+        ..Settings::default()
     };
     assert_eq!(
         settings.for_location("a").dockerfile.as_deref(),

@@ -16,7 +16,13 @@
 use git2::{ErrorCode, Oid};
 
 use super::{Base, BaseSource, ChangesError, Repo};
-use crate::ci::context::{CiBase, CiContext};
+
+/// The base revision a CI event names (a SHA as the CI gave it, possibly all zeros).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventBase {
+    pub sha: String,
+    pub source: BaseSource,
+}
 
 /// Branches tried, in order, after `origin/HEAD`'s target.
 const DEFAULT_BRANCHES: &[&str] = &[
@@ -26,23 +32,24 @@ const DEFAULT_BRANCHES: &[&str] = &[
     "refs/heads/master",
 ];
 
-/// Picks the base: `explicit` (`--base`; an unknown revision is an error), else the CI event's
-/// base, else the merge-base with the default branch (see the module docs).
+/// Picks the base: `explicit` (`--base`; an unknown revision is an error), else the base the
+/// CI event gives (`event`, see `ci::context`), else the merge-base with the default branch
+/// (see the module docs).
 ///
-/// For a GitHub pull request the base is the merge-base of `pull_request.base.sha` and HEAD
-/// (the same commit when HEAD is GitHub's merge commit; the branch point when HEAD is the
-/// pull request's head), so changes that landed on the base branch meanwhile do not count;
-/// `rev` stays the SHA the event gave.
+/// For a GitHub pull request (or merge queue) the base is the merge-base of the event's base
+/// SHA and HEAD (the same commit when HEAD is GitHub's merge commit; the branch point when
+/// HEAD is the pull request's head), so changes that landed on the base branch meanwhile do
+/// not count; `rev` stays the SHA the event gave.
 pub fn choose_base(
     repo: &Repo,
     explicit: Option<&str>,
-    ci: &CiContext,
+    event: Option<&EventBase>,
 ) -> Result<Base, ChangesError> {
     if let Some(rev) = explicit {
-        return flag_base(repo, rev);
+        return flag_base(repo, rev).map_err(|e| e.given_to("--base"));
     }
-    if let Some(ci_base) = &ci.base {
-        return ci_event_base(repo, ci_base);
+    if let Some(event) = event {
+        return ci_event_base(repo, event);
     }
     default_base(repo)
 }
@@ -61,16 +68,20 @@ fn flag_base(repo: &Repo, rev: &str) -> Result<Base, ChangesError> {
             rev: rev.to_string(),
             source: BaseSource::Flag,
         }),
-        Err(ChangesError::UnknownRevision { rev }) if repo.is_shallow() && looks_like_sha(&rev) => {
-            Err(ChangesError::NotInShallowClone { rev })
+        // `HEAD~1` past the boundary of a shallow clone, or a SHA it did not fetch.
+        Err(ChangesError::UnknownRevision { rev, flag })
+            if repo.is_shallow() && (looks_like_sha(&rev) || rev.contains(['~', '^'])) =>
+        {
+            Err(ChangesError::NotInShallowClone { rev, flag })
         }
         Err(e) => Err(e),
     }
 }
 
-fn ci_event_base(repo: &Repo, ci: &CiBase) -> Result<Base, ChangesError> {
+fn ci_event_base(repo: &Repo, ci: &EventBase) -> Result<Base, ChangesError> {
     let what = match ci.source {
         BaseSource::GithubPullRequest => "the pull request's base commit",
+        BaseSource::GithubMergeGroup => "the merge group's base commit (`merge_group.base_sha`)",
         BaseSource::GithubPush => "the push's previous commit (`before`)",
         BaseSource::GitlabMergeRequest => {
             "the merge request's diff base (CI_MERGE_REQUEST_DIFF_BASE_SHA)"
@@ -91,12 +102,15 @@ fn ci_event_base(repo: &Repo, ci: &CiBase) -> Result<Base, ChangesError> {
         Ok(oid) => oid,
         Err(ChangesError::UnknownRevision { .. } | ChangesError::NotACommit { .. }) => {
             return Ok(Base::Missing {
-                reason: not_fetched(repo, &format!("{what} {}", short(&ci.sha)), &ci.source),
+                reason: not_fetched(repo, &format!("{what} {}", short_sha(&ci.sha)), &ci.source),
             });
         }
         Err(e) => return Err(e),
     };
-    let oid = if ci.source == BaseSource::GithubPullRequest {
+    let oid = if matches!(
+        ci.source,
+        BaseSource::GithubPullRequest | BaseSource::GithubMergeGroup
+    ) {
         let head = repo.head_commit()?;
         repo.repo.merge_base(oid, head).unwrap_or(oid)
     } else {
@@ -192,9 +206,9 @@ const FETCH_ALL: &str = "fetch full history (actions/checkout `fetch-depth: 0`, 
 fn not_fetched(repo: &Repo, what: &str, source: &BaseSource) -> String {
     if repo.is_shallow() {
         let how = match source {
-            BaseSource::GithubPullRequest | BaseSource::GithubPush => {
-                "fetch full history (actions/checkout `fetch-depth: 0`)"
-            }
+            BaseSource::GithubPullRequest
+            | BaseSource::GithubMergeGroup
+            | BaseSource::GithubPush => "fetch full history (actions/checkout `fetch-depth: 0`)",
             BaseSource::GitlabMergeRequest | BaseSource::GitlabPush => {
                 "fetch full history (set `GIT_DEPTH: 0`)"
             }
@@ -218,6 +232,7 @@ fn looks_like_sha(s: &str) -> bool {
     (4..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn short(sha: &str) -> &str {
+/// The first 7 characters of a SHA, as git shows it.
+pub fn short_sha(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }

@@ -4,12 +4,11 @@ use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Tree, TreeEntry};
 
-use super::paths::{from_bytes, join_normalized, parent};
+use super::paths::from_bytes;
 use super::{ChangesError, FileSource, Repo};
 
-/// Symlinks chained deeper than this are treated as broken (as the OS does with loops).
-const MAX_LINK_DEPTH: usize = 8;
-const LINK_MODE: i32 = 0o120000;
+/// Git's file mode of a symlink.
+pub(crate) const LINK_MODE: i32 = 0o120000;
 
 impl Repo {
     /// Files as recorded in `commit`.
@@ -28,8 +27,8 @@ impl Repo {
     }
 }
 
-/// Reads a commit's tree. A symlink in the last path component is followed inside the tree
-/// (like the filesystem would), a link leaving the repository reads as absent.
+/// Reads a commit's tree. Symlinks are followed inside the tree at every component (like the
+/// filesystem would); a link leaving the repository reads as absent.
 pub struct TreeSource<'r> {
     repo: &'r git2::Repository,
     tree: Tree<'r>,
@@ -39,26 +38,15 @@ pub struct TreeSource<'r> {
 impl TreeSource<'_> {
     /// The entry at `path` after following links; `None` for the root or a missing path.
     fn entry(&self, path: &str) -> Option<TreeEntry<'static>> {
-        let mut path = join_normalized("", path)?;
-        for _ in 0..MAX_LINK_DEPTH {
-            if path.is_empty() {
-                return None;
-            }
-            let entry = self.tree.get_path(Path::new(&path)).ok()?;
-            if entry.filemode() != LINK_MODE {
-                return Some(entry);
-            }
-            let target = from_bytes(self.repo.find_blob(entry.id()).ok()?.content());
-            if target.starts_with('/') {
-                return None;
-            }
-            path = join_normalized(parent(&path), &target)?;
+        let path = self.resolve(path).ok()?.path;
+        if path.is_empty() {
+            return None;
         }
-        None
+        self.tree.get_path(Path::new(&path)).ok()
     }
 
     fn tree_at(&self, dir: &str) -> Option<Tree<'_>> {
-        if join_normalized("", dir)?.is_empty() {
+        if self.resolve(dir).ok()?.path.is_empty() {
             return Some(self.tree.clone());
         }
         let entry = self.entry(dir)?;
@@ -93,10 +81,20 @@ impl FileSource for TreeSource<'_> {
     fn root(&self) -> Option<&Path> {
         Some(&self.root)
     }
+
+    fn link_target(&self, path: &str) -> Option<String> {
+        if path.is_empty() {
+            return None;
+        }
+        let entry = self.tree.get_path(Path::new(path)).ok()?;
+        (entry.filemode() == LINK_MODE)
+            .then(|| Some(from_bytes(self.repo.find_blob(entry.id()).ok()?.content())))
+            .flatten()
+    }
 }
 
-/// Reads the work tree from disk (symlinks followed by the OS). Paths climbing out with `..`
-/// or absolute paths read as absent.
+/// Reads the work tree from disk. Symlinks are followed as in a [`TreeSource`]: paths that
+/// climb out with `..`, or through a link, read as absent.
 pub struct WorkTreeSource {
     root: PathBuf,
 }
@@ -107,7 +105,7 @@ impl WorkTreeSource {
     }
 
     fn path(&self, rel: &str) -> Option<PathBuf> {
-        let rel = join_normalized("", rel)?;
+        let rel = self.resolve(rel).ok()?.path;
         Some(if rel.is_empty() {
             self.root.clone()
         } else {
@@ -139,5 +137,18 @@ impl FileSource for WorkTreeSource {
 
     fn root(&self) -> Option<&Path> {
         Some(&self.root)
+    }
+
+    fn link_target(&self, path: &str) -> Option<String> {
+        let full = self.root.join(path);
+        if !std::fs::symlink_metadata(&full)
+            .ok()?
+            .file_type()
+            .is_symlink()
+        {
+            return None;
+        }
+        let target = std::fs::read_link(full).ok()?;
+        Some(from_bytes(target.as_os_str().as_encoded_bytes()))
     }
 }

@@ -31,6 +31,7 @@ use git2::{ObjectType, Oid};
 use sha2::{Digest, Sha256};
 
 use super::diff::name_order;
+use super::files::LINK_MODE;
 use super::paths::{from_bytes, is_within, join, join_normalized};
 use super::{ChangesError, Head, PathFilter, Repo};
 
@@ -43,7 +44,6 @@ const KEY_HEX_LEN: usize = 16;
 const TREE_MODE: i32 = 0o040000;
 const FILE_MODE: i32 = 0o100644;
 const EXEC_MODE: i32 = 0o100755;
-const LINK_MODE: i32 = 0o120000;
 
 /// A path's mode and git id; `None` when absent.
 type State = Option<(i32, Oid)>;

@@ -11,14 +11,16 @@ mod deps;
 mod diff;
 mod files;
 mod key;
+mod links;
 pub mod paths;
 mod repo;
 
-pub use base::choose_base;
+pub use base::{EventBase, choose_base, short_sha};
 pub use deps::{Dependencies, local_dependencies};
 pub use files::{TreeSource, WorkTreeSource};
 pub use key::{CONTENT_KEY_PREFIX, content_key};
-pub use paths::{is_within, normalize};
+pub use links::{Resolved, Unresolvable};
+pub use paths::{display, is_within, normalize};
 
 /// A repository opened with git2.
 ///
@@ -50,6 +52,7 @@ pub enum Head {
 pub enum BaseSource {
     Flag,
     GithubPullRequest,
+    GithubMergeGroup,
     GithubPush,
     GitlabMergeRequest,
     GitlabPush,
@@ -85,6 +88,15 @@ pub trait FileSource {
     fn root(&self) -> Option<&Path> {
         None
     }
+    /// The target of `path` when it is a symlink itself (no link on the way is followed).
+    fn link_target(&self, _path: &str) -> Option<String> {
+        None
+    }
+    /// `path` (repo-relative, `.`/`..` allowed) with every symlink on it followed, at every
+    /// component; refused when it, or a link on it, leads out of the repository.
+    fn resolve(&self, path: &str) -> Result<Resolved, Unresolvable> {
+        links::resolve(self, path)
+    }
 }
 
 /// Which repo-relative file paths are left out of a location's build inputs (ignore globs,
@@ -117,24 +129,35 @@ pub enum ChangesError {
     BareRepository { path: PathBuf },
     #[error("the repository has no commits yet (HEAD is unborn)")]
     NoCommits,
-    #[error("unknown revision `{rev}`")]
-    UnknownRevision { rev: String },
-    /// `--base`/`--head` SHA that a shallow clone did not fetch.
+    #[error("unknown revision `{rev}`{}", given_to(flag))]
+    UnknownRevision {
+        rev: String,
+        /// The flag that named it, when known.
+        flag: Option<&'static str>,
+    },
+    /// `--base`/`--head` revision that a shallow clone did not fetch.
     #[error(
-        "revision `{rev}` is not in this shallow clone; fetch full history \
-         (actions/checkout `fetch-depth: 0`, GitLab `GIT_DEPTH: 0`, or `git fetch --unshallow`)"
+        "revision `{rev}`{} is not in this shallow clone; fetch full history \
+         (actions/checkout `fetch-depth: 0`, GitLab `GIT_DEPTH: 0`, or `git fetch --unshallow`)",
+        given_to(flag)
     )]
-    NotInShallowClone { rev: String },
-    #[error("revision `{rev}` is not a commit")]
-    NotACommit { rev: String },
+    NotInShallowClone {
+        rev: String,
+        flag: Option<&'static str>,
+    },
+    #[error("revision `{rev}`{} is not a commit", given_to(flag))]
+    NotACommit {
+        rev: String,
+        flag: Option<&'static str>,
+    },
     #[error("local dependency cycle: {}", cycle.join(" -> "))]
     DependencyCycle { cycle: Vec<String> },
     #[error("{path} is outside the repository")]
     OutsideRepository { path: String },
+    #[error("{path}: too many levels of symbolic links")]
+    SymlinkLoop { path: String },
     #[error("cannot parse {path}: {message}")]
     InvalidPyproject { path: String, message: String },
-    #[error("cannot read the CI event payload {}: {message}", path.display())]
-    CiEventPayload { path: PathBuf, message: String },
     #[error("cannot read {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -145,7 +168,31 @@ pub enum ChangesError {
     Git(#[from] git2::Error),
 }
 
+/// ` (given to --base)` when the flag is known.
+fn given_to(flag: &Option<&'static str>) -> String {
+    flag.map(|f| format!(" (given to {f})")).unwrap_or_default()
+}
+
 impl ChangesError {
+    /// Says which command-line flag named the revision in a revision error.
+    pub fn given_to(self, name: &'static str) -> ChangesError {
+        match self {
+            ChangesError::UnknownRevision { rev, .. } => ChangesError::UnknownRevision {
+                rev,
+                flag: Some(name),
+            },
+            ChangesError::NotInShallowClone { rev, .. } => ChangesError::NotInShallowClone {
+                rev,
+                flag: Some(name),
+            },
+            ChangesError::NotACommit { rev, .. } => ChangesError::NotACommit {
+                rev,
+                flag: Some(name),
+            },
+            other => other,
+        }
+    }
+
     /// A stable code for `--json` errors.
     pub fn code(&self) -> &'static str {
         match self {
@@ -157,8 +204,8 @@ impl ChangesError {
             ChangesError::NotACommit { .. } => "not-a-commit",
             ChangesError::DependencyCycle { .. } => "dependency-cycle",
             ChangesError::OutsideRepository { .. } => "outside-repository",
+            ChangesError::SymlinkLoop { .. } => "symlink-loop",
             ChangesError::InvalidPyproject { .. } => "invalid-pyproject",
-            ChangesError::CiEventPayload { .. } => "ci-event-payload",
             ChangesError::Io { .. } => "io",
             ChangesError::Git(_) => "git",
         }
@@ -181,7 +228,9 @@ impl ChangesError {
                 "run inside the monorepo's git checkout (or `git init` it first)"
             }
             ChangesError::BareRepository { .. } => "run in a clone with a work tree",
-            ChangesError::NoCommits => "commit something first, or pass --all to build everything",
+            ChangesError::NoCommits => {
+                "commit something first (`git commit`): plans compare commits"
+            }
             ChangesError::UnknownRevision { .. } => {
                 "check the spelling, or fetch it first (`git fetch origin <rev>`)"
             }
@@ -195,10 +244,10 @@ impl ChangesError {
             ChangesError::OutsideRepository { .. } => {
                 "build directories and local dependencies must be inside the git repository; move them in or fix the path"
             }
-            ChangesError::InvalidPyproject { .. } => "fix the TOML syntax of that file",
-            ChangesError::CiEventPayload { .. } => {
-                "the CI runner's event file is missing or broken; pass --base REV to choose the base yourself"
+            ChangesError::SymlinkLoop { .. } => {
+                "fix the symlinks on that path: they lead in a circle"
             }
+            ChangesError::InvalidPyproject { .. } => "fix the TOML syntax of that file",
             ChangesError::Io { .. } => "check that the file exists and is readable",
             ChangesError::Git(_) => "check that the repository is not corrupt (`git fsck`)",
         }

@@ -46,6 +46,15 @@ pub fn is_within(path: &str, prefix: &str) -> bool {
             && path.as_bytes()[prefix.len()] == b'/')
 }
 
+/// A repo-relative path for people and JSON: the root is `.`.
+pub fn display(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.is_empty() {
+        ".".into()
+    } else {
+        path.into()
+    }
+}
+
 /// Repo-relative paths from git are bytes; non-UTF-8 names are shown lossily.
 pub fn from_bytes(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -40,6 +40,7 @@ impl Repo {
     pub fn resolve(&self, rev: &str) -> Result<Oid, ChangesError> {
         let unknown = || ChangesError::UnknownRevision {
             rev: rev.to_string(),
+            flag: None,
         };
         if rev.trim().is_empty() {
             return Err(unknown());
@@ -53,6 +54,7 @@ impl Repo {
             .peel_to_commit()
             .map_err(|_| ChangesError::NotACommit {
                 rev: rev.to_string(),
+                flag: None,
             })?;
         Ok(commit.id())
     }

@@ -3,13 +3,41 @@
 //!
 //! The environment is read only through the callback handed to [`CiContext::detect`], so
 //! behaviour is a pure function of it (and of the GitHub event payload file it names).
+//! Detection never fails: a broken event payload is kept as the answer to "what base does the
+//! event give", an error only for callers that need that base (not with `--base`).
 
 use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::changes::{BaseSource, ChangesError};
+use crate::changes::BaseSource;
+/// The base revision a CI event names (a SHA as the CI gave it, possibly all zeros).
+pub use crate::changes::EventBase as CiBase;
 use crate::config::Env;
+
+/// What the CI gave that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CiError {
+    #[error("cannot read the CI event payload {}: {message}", path.display())]
+    EventPayload { path: PathBuf, message: String },
+}
+
+impl CiError {
+    /// A stable code for `--json` errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CiError::EventPayload { .. } => "ci-event-payload",
+        }
+    }
+
+    pub fn hint(&self) -> &'static str {
+        match self {
+            CiError::EventPayload { .. } => {
+                "the CI runner's event file is missing or broken; pass --base REV to choose the base yourself"
+            }
+        }
+    }
+}
 
 /// The CI service, decided by the first of its marker variables that is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -54,21 +82,24 @@ impl CiProvider {
     }
 }
 
-/// The base revision a CI event names (a SHA as the CI gave it, possibly all zeros).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CiBase {
-    pub sha: String,
-    pub source: BaseSource,
-}
-
 /// Everything we learn from the environment about the CI run, decided once.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CiContext {
     /// `None` outside CI.
     pub provider: Option<CiProvider>,
-    /// GitHub: `pull_request.base.sha`, else the push's `before`, from the event payload.
-    /// GitLab: `CI_MERGE_REQUEST_DIFF_BASE_SHA`, else `CI_COMMIT_BEFORE_SHA`.
-    pub base: Option<CiBase>,
+    /// GitHub: `pull_request.base.sha`, else `merge_group.base_sha`, else the push's `before`,
+    /// from the event payload (an error when that file cannot be read). GitLab:
+    /// `CI_MERGE_REQUEST_DIFF_BASE_SHA`, else `CI_COMMIT_BEFORE_SHA`.
+    pub base: Result<Option<CiBase>, CiError>,
+}
+
+impl Default for CiContext {
+    fn default() -> CiContext {
+        CiContext {
+            provider: None,
+            base: Ok(None),
+        }
+    }
 }
 
 impl CiContext {
@@ -78,18 +109,18 @@ impl CiContext {
     }
 
     /// Decides the CI context from the environment. On GitHub the event payload file named by
-    /// `GITHUB_EVENT_PATH` is read; one that cannot be read or parsed is an error naming it.
-    pub fn detect(env: Env) -> Result<CiContext, ChangesError> {
+    /// `GITHUB_EVENT_PATH` is read.
+    pub fn detect(env: Env) -> CiContext {
         let provider = MARKERS
             .iter()
             .find(|(var, _)| env(var).is_some_and(|v| truthy(&v)))
             .map(|(_, p)| *p);
         let base = match provider {
-            Some(CiProvider::Github) => github_base(env)?,
-            Some(CiProvider::Gitlab) => gitlab_base(env),
-            _ => None,
+            Some(CiProvider::Github) => github_base(env),
+            Some(CiProvider::Gitlab) => Ok(gitlab_base(env)),
+            _ => Ok(None),
         };
-        Ok(CiContext { provider, base })
+        CiContext { provider, base }
     }
 
     pub fn is_ci(&self) -> bool {
@@ -109,16 +140,16 @@ fn non_empty(env: Env, var: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn github_base(env: Env) -> Result<Option<CiBase>, ChangesError> {
+fn github_base(env: Env) -> Result<Option<CiBase>, CiError> {
     let Some(path) = non_empty(env, "GITHUB_EVENT_PATH") else {
         return Ok(None);
     };
     let path = PathBuf::from(path);
-    let text = std::fs::read(&path).map_err(|e| ChangesError::CiEventPayload {
+    let text = std::fs::read(&path).map_err(|e| CiError::EventPayload {
         path: path.clone(),
         message: e.to_string(),
     })?;
-    let event: Value = serde_json::from_slice(&text).map_err(|e| ChangesError::CiEventPayload {
+    let event: Value = serde_json::from_slice(&text).map_err(|e| CiError::EventPayload {
         path: path.clone(),
         message: format!("not valid JSON: {e}"),
     })?;
@@ -134,6 +165,13 @@ fn github_base(env: Env) -> Result<Option<CiBase>, ChangesError> {
         return Ok(Some(CiBase {
             sha: base,
             source: BaseSource::GithubPullRequest,
+        }));
+    }
+    // A merge queue run: the queue's target branch tip.
+    if let Some(base) = sha(event.pointer("/merge_group/base_sha")) {
+        return Ok(Some(CiBase {
+            sha: base,
+            source: BaseSource::GithubMergeGroup,
         }));
     }
     Ok(sha(event.get("before")).map(|before| CiBase {

@@ -30,7 +30,7 @@ pub fn run(args: &BuildArgs) -> Result<u8, Error> {
     if args.json {
         print!(
             "{}",
-            output::json(&BuildJson::new(&prepared.plan, &report, statedir))
+            output::json(&BuildJson::new(&prepared.plan, &report, statedir))?
         );
     } else {
         print!("{}", report.table());
@@ -56,7 +56,7 @@ impl Prepared {
             force: selection.locations.clone(),
             all: selection.all,
         };
-        let ci = CiContext::detect(&super::process_env)?;
+        let ci = CiContext::detect(&super::process_env);
         let plan = plan::plan(&req, &ci, &super::process_env)?;
         let options = options(flags, &plan)?;
         let targets = build::resolve_all(&plan, &options);

@@ -20,7 +20,7 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
     if args.dry_run {
         let dry = DryRun::new(&prepared.plan, &prepared.targets);
         if args.json {
-            print!("{}", output::json(&dry));
+            print!("{}", output::json(&dry)?);
         } else {
             print!("{}", dry.text());
         }
@@ -56,7 +56,7 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
                 report: &report,
                 statedir,
                 registered: false,
-            })
+            })?
         );
     } else {
         print!("{}", report.table());

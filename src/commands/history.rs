@@ -83,7 +83,7 @@ pub fn run_history(a: &HistoryArgs) -> Result<u8, Error> {
                 location: &a.location,
                 deployment: target.deployment(),
                 revisions: &revisions,
-            })
+            })?
         );
     } else {
         print!("{}", history_table(&revisions));
@@ -121,7 +121,7 @@ pub fn run_rollback(a: &RollbackArgs) -> Result<u8, Error> {
                 "deployment": target.deployment(),
                 "revision": revision,
                 "document": document,
-            }))
+            }))?
         );
     } else {
         println!(

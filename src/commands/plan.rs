@@ -15,10 +15,10 @@ pub fn run(args: &PlanArgs) -> Result<u8, Error> {
         force: args.locations.clone(),
         all: args.all,
     };
-    let ci = CiContext::detect(&super::process_env)?;
+    let ci = CiContext::detect(&super::process_env);
     let plan = plan::plan(&req, &ci, &super::process_env)?;
     if args.json {
-        print!("{}", output::json(&plan));
+        print!("{}", output::json(&plan)?);
     } else {
         print!("{}", output::plan_table(&plan));
     }

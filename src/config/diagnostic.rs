@@ -50,7 +50,7 @@ impl Sink {
 }
 
 /// Sorts diagnostics by file, line and column (stable, so same-position ones keep their order).
-pub(crate) fn sort(diagnostics: &mut [Diagnostic]) {
+pub fn sort(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
 }
 

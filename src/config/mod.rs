@@ -31,9 +31,11 @@
 mod defaults;
 mod diagnostic;
 mod entry;
+mod jinja2;
 mod load;
 mod node;
 mod pyyaml;
+mod redact;
 mod scalar;
 mod settings;
 mod template;
@@ -44,8 +46,11 @@ mod yaml;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
+
+pub use diagnostic::sort as sort_diagnostics;
+pub use redact::Redactions;
 
 /// The default file name the reference CLI looks for.
 pub const CONFIG_FILE_NAME: &str = "dagster_cloud.yaml";
@@ -56,7 +61,7 @@ pub const SETTINGS_FILE_NAME: &str = "dagster-deploy.toml";
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// A loaded, validated `dagster_cloud.yaml` plus `dagster-deploy.toml`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Workspace {
     /// The yaml file as the user named it (used in messages).
     pub file: PathBuf,
@@ -64,12 +69,34 @@ pub struct Workspace {
     pub root: PathBuf,
     pub locations: Vec<Location>,
     pub settings: Settings,
+    /// Values the template read from the environment: never shown in messages.
+    pub redactions: Redactions,
+}
+
+/// Values read from the environment are redacted here too.
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let raw = format!(
+            "Workspace {{ file: {:?}, root: {:?}, locations: {:?}, settings: {:?}, redactions: {:?} }}",
+            self.file, self.root, self.locations, self.settings, self.redactions
+        );
+        f.write_str(&self.redactions.apply(&raw))
+    }
+}
+
+impl Workspace {
+    /// `dagster-deploy.toml` beside the yaml file (whether it exists or not).
+    pub fn settings_file(&self) -> PathBuf {
+        load::settings_path(&self.file)
+    }
 }
 
 /// One code location with `defaults` already merged in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Location {
     pub name: String,
+    /// Its index in the yaml's `locations` list.
+    pub index: usize,
     /// The full entry after templating and `defaults` merging, `build` included, null values
     /// dropped. Location documents are built from this.
     pub entry: Map<String, Value>,
@@ -89,6 +116,7 @@ pub struct Location {
 /// One problem found in a config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
+    #[serde(serialize_with = "lossy_path")]
     pub file: PathBuf,
     /// 1-based.
     pub line: usize,
@@ -100,11 +128,29 @@ pub struct Diagnostic {
     pub hint: String,
 }
 
+/// A path as JSON text (non-UTF-8 bytes replaced: paths are for people to read there).
+pub fn lossy_path<S: Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
+}
+
+impl Diagnostic {
+    /// The diagnostic with its message and hint redacted.
+    pub fn redacted(mut self, redactions: &Redactions) -> Diagnostic {
+        self.message = redactions.apply(&self.message);
+        self.hint = redactions.apply(&self.hint);
+        self
+    }
+}
+
 /// Settings from `dagster-deploy.toml`. All paths and globs are relative to its folder.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Settings {
     pub defaults: LocationSettings,
     pub locations: BTreeMap<String, LocationSettings>,
+    /// 1-based line and column of values, by field path (`locations.a.watch[0]`,
+    /// `defaults.dockerfile`): for diagnostics about them found after loading.
+    #[serde(skip)]
+    pub positions: BTreeMap<String, (usize, usize)>,
 }
 
 /// Per-location build settings that dagster_cloud.yaml has no key for.
@@ -141,11 +187,43 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{} has {} problem(s)", file.display(), diagnostics.len())]
+    #[error("{}", problem_count(file, diagnostics))]
     Invalid {
         file: PathBuf,
         diagnostics: Vec<Diagnostic>,
     },
+}
+
+/// `a.yaml has 1 problem, b.toml has 2 problems`: per file, the yaml first.
+fn problem_count(file: &Path, diagnostics: &[Diagnostic]) -> String {
+    let mut files: Vec<(&Path, usize)> = vec![(file, 0)];
+    for d in diagnostics {
+        match files.iter_mut().find(|(f, _)| *f == d.file) {
+            Some((_, n)) => *n += 1,
+            None => files.push((&d.file, 1)),
+        }
+    }
+    files
+        .iter()
+        .filter(|(f, n)| *n > 0 || *f == file && diagnostics.is_empty())
+        .map(|(f, n)| {
+            format!(
+                "{} has {n} problem{}",
+                f.display(),
+                if *n == 1 { "" } else { "s" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The loaded workspace with every problem found, for `check` (which adds its own checks
+/// before reporting them all).
+pub struct Inspected {
+    /// What could be read: locations that are mappings, settings that parse.
+    pub workspace: Workspace,
+    /// Already redacted and sorted.
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 /// Loads and validates `file` and the `dagster-deploy.toml` beside it, reading the environment
@@ -159,8 +237,14 @@ pub fn parse(source: &Source, env: Env) -> Result<Workspace, ConfigError> {
     load::parse(source, env)
 }
 
-/// Checks that every location's build directory exists; `is_dir` gets paths relative to the
-/// yaml's folder.
-pub fn check_directories(ws: &Workspace, is_dir: &dyn Fn(&str) -> bool) -> Vec<Diagnostic> {
-    load::check_directories(ws, is_dir)
+/// Same as [`load`], but what could be read is returned along with the problems; an error
+/// only when a file cannot be read.
+pub fn inspect(file: &Path, env: Env) -> Result<Inspected, ConfigError> {
+    load::inspect(file, env)
+}
+
+/// The text of a config file read as bytes; a file that is not UTF-8 is invalid, with the
+/// position of its first bad byte.
+pub fn decode(file: &Path, bytes: Vec<u8>) -> Result<String, ConfigError> {
+    load::decode(file, bytes)
 }

@@ -1,6 +1,8 @@
 //! PyYAML's own rules where YAML 1.2 (saphyr) differs: where tabs may appear and which
 //! explicit tags the safe loader constructs.
 
+use std::ops::Range;
+
 use saphyr_parser::Tag;
 
 use super::node::{Pos, Value};
@@ -8,15 +10,72 @@ use super::scalar::{self, Scalar};
 use super::yaml::YamlProblem;
 
 /// PyYAML allows tabs only inside quoted scalars, block scalars and comments; YAML 1.2 (and
-/// saphyr) also allows them as separation space. `quoted` holds the character ranges of the
-/// quoted and block scalars.
-pub(crate) fn tab_problems(text: &str, quoted: &[std::ops::Range<usize>]) -> Vec<YamlProblem> {
+/// saphyr) also allows them as separation space. `scalars` holds the character ranges of the
+/// quoted and block scalars as saphyr spans them (a quoted scalar's span may run on over the
+/// blanks after its closing quote, so quotes are matched here). One pass over the text.
+pub(crate) fn tab_problems(text: &str, scalars: &[Range<usize>]) -> Vec<YamlProblem> {
+    let mut starts: Vec<&Range<usize>> = scalars.iter().collect();
+    starts.sort_by_key(|r| r.start);
+    let mut starts = starts.into_iter().peekable();
+    let mut state = Within::Text;
     let mut problems = Vec::new();
     let (mut line, mut column) = (1, 1);
     let mut in_comment = false;
     let mut previous = '\n';
-    for (index, c) in text.chars().enumerate() {
-        let inside = quoted.iter().any(|r| r.contains(&index));
+    let mut chars = text.chars().enumerate().peekable();
+    while let Some((index, c)) = chars.next() {
+        if matches!(state, Within::Text) {
+            while starts.next_if(|r| r.start < index).is_some() {}
+            if let Some(r) = starts.next_if(|r| r.start == index) {
+                state = Within::Prefix(r.end);
+            }
+        }
+        state = match state {
+            Within::Prefix(end) | Within::Block(end) if index >= end => Within::Text,
+            Within::Prefix(end) => match c {
+                '"' | '\'' => Within::Quoted {
+                    quote: c,
+                    escaped: false,
+                },
+                '|' | '>' => Within::Block(end),
+                _ => Within::Prefix(end),
+            },
+            Within::Quoted { quote, escaped } => {
+                if escaped {
+                    Within::Quoted {
+                        quote,
+                        escaped: false,
+                    }
+                } else if quote == '"' && c == '\\' {
+                    Within::Quoted {
+                        quote,
+                        escaped: true,
+                    }
+                } else if c == quote
+                    && quote == '\''
+                    && chars.next_if(|(_, n)| *n == '\'').is_some()
+                {
+                    // `''` inside single quotes is a quote (both characters are consumed).
+                    column += 1;
+                    Within::Quoted {
+                        quote,
+                        escaped: false,
+                    }
+                } else if c == quote {
+                    Within::Closing
+                } else {
+                    Within::Quoted {
+                        quote,
+                        escaped: false,
+                    }
+                }
+            }
+            other => other,
+        };
+        let inside = !matches!(state, Within::Text);
+        if matches!(state, Within::Closing) {
+            state = Within::Text;
+        }
         if c == '\n' {
             in_comment = false;
         } else if c == '#' && !inside && previous.is_whitespace() {
@@ -42,6 +101,23 @@ pub(crate) fn tab_problems(text: &str, quoted: &[std::ops::Range<usize>]) -> Vec
         }
     }
     problems
+}
+
+/// Where the tab scan is, relative to the quoted and block scalars.
+#[derive(Clone, Copy)]
+enum Within {
+    Text,
+    /// In a scalar's span before its first character (tags, anchors); the span's end.
+    Prefix(usize),
+    /// In a block scalar, up to the end of its span.
+    Block(usize),
+    /// In a quoted scalar; `escaped` right after a `\` in double quotes.
+    Quoted {
+        quote: char,
+        escaped: bool,
+    },
+    /// At the closing quote.
+    Closing,
 }
 
 /// The non-specific tag `!` (saphyr gives it an empty handle and the suffix `!`): PyYAML
@@ -115,6 +191,12 @@ mod tests {
             "a: x\n  \ty\n",
             "a: b\n\t\n",
             "- a:\tb\n",
+            // After a quoted scalar the tab is separation space again.
+            "image: \"i\"\t\n",
+            "image: 'i'\t\n",
+            "image: \"i\"\t# c\n",
+            "env: [\"A=1\"\t]\n",
+            "env: ['A=1'\t, 'B']\n",
         ];
         for text in rejected {
             let problems = parse(text).problems;

@@ -8,6 +8,7 @@
 //! build_args = { PIP_INDEX_URL = "https://..." }
 //! ```
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -65,6 +66,38 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Where the value `value` of `field` (`watch`, `dockerfile`, ...) that location `name`
+    /// uses was written: its field path and 1-based line and column (its own table first,
+    /// then `[defaults]`). `None` when it was not read from the file.
+    pub fn origin(&self, name: &str, field: &str, value: &str) -> Option<(String, usize, usize)> {
+        let found = |path: String, table: &LocationSettings| -> Option<String> {
+            match field {
+                "watch" | "ignore" => {
+                    let list = if field == "watch" {
+                        &table.watch
+                    } else {
+                        &table.ignore
+                    };
+                    let index = list.iter().position(|v| v == value)?;
+                    Some(format!("{path}.{field}[{index}]"))
+                }
+                _ => Some(format!("{path}.{field}")),
+            }
+        };
+        let own = self
+            .locations
+            .get(name)
+            .and_then(|t| found(format!("locations.{name}"), t));
+        own.into_iter()
+            .chain(found("defaults".into(), &self.defaults))
+            .find_map(|path| {
+                let (line, column) = *self.positions.get(&path)?;
+                Some((path, line, column))
+            })
+    }
+}
+
 /// Parses the settings text. `names` are the locations of the yaml (`None` when the yaml could
 /// not be read far enough to know them: then `[locations.X]` names are not checked).
 pub(crate) fn parse(text: &str, names: Option<&[String]>, sink: &mut Sink) -> Settings {
@@ -82,7 +115,10 @@ pub(crate) fn parse(text: &str, names: Option<&[String]>, sink: &mut Sink) -> Se
         }
         return settings;
     }
-    let reader = Reader { text };
+    let reader = Reader {
+        text,
+        positions: RefCell::default(),
+    };
     for (key, value) in root.get_ref() {
         let key_name = key.get_ref().as_ref();
         match key_name {
@@ -134,16 +170,26 @@ pub(crate) fn parse(text: &str, names: Option<&[String]>, sink: &mut Sink) -> Se
             ),
         }
     }
+    settings.positions = reader.positions.into_inner();
     settings
 }
 
 struct Reader<'t> {
     text: &'t str,
+    /// Positions of the values read, by field path.
+    positions: RefCell<BTreeMap<String, (usize, usize)>>,
 }
 
 impl Reader<'_> {
     fn pos(&self, span: Range<usize>) -> super::yaml::Pos {
         pos_at(self.text, span.start)
+    }
+
+    fn remember(&self, field: &str, span: Range<usize>) {
+        let pos = self.pos(span);
+        self.positions
+            .borrow_mut()
+            .insert(field.to_string(), (pos.line, pos.column));
     }
 
     fn table<'v, 'i>(
@@ -193,7 +239,10 @@ impl Reader<'_> {
 
     fn string(&self, value: &Spanned<DeValue>, field: &str, sink: &mut Sink) -> Option<String> {
         match value.get_ref() {
-            DeValue::String(s) => Some(s.to_string()),
+            DeValue::String(s) => {
+                self.remember(field, value.span());
+                Some(s.to_string())
+            }
             other => {
                 let name = field.rsplit('.').next().unwrap_or(field);
                 sink.push(
@@ -251,6 +300,7 @@ impl Reader<'_> {
                 );
                 continue;
             }
+            self.remember(&item_field, item.span());
             out.push(s.to_string());
         }
         out

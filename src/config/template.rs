@@ -2,6 +2,9 @@
 //! (`JinjaTemplateLoader`): Jinja defaults (no auto-escaping, undefined names render empty,
 //! one trailing newline dropped) plus `get_env(name, default="")` and a `to_yaml` filter.
 //!
+//! minijinja is not Jinja2; `jinja2.rs` closes most of the gap (Python methods, filters,
+//! how values print).
+//!
 //! The environment comes from the injected [`Env`] callback. minijinja functions must be
 //! `'static`, so the callback cannot be captured: instead each pass records the names it had no
 //! answer for, we look those up and render again, until a pass asks for nothing new.
@@ -14,8 +17,17 @@ use minijinja::{AutoEscape, Environment, Error};
 
 use super::Env;
 use super::diagnostic::pos_at;
+use super::jinja2;
 use super::to_yaml::to_yaml;
 use super::yaml::Pos;
+
+/// A rendered template and the values it read from the environment (to keep out of
+/// messages).
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    pub text: String,
+    pub from_env: Vec<String>,
+}
 
 /// A template that could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,17 +48,27 @@ const MAX_PASSES: usize = 64;
 type Known = Arc<Mutex<BTreeMap<String, Option<String>>>>;
 type Missing = Arc<Mutex<BTreeSet<String>>>;
 
-pub(crate) fn render(source: &str, env: Env) -> Result<String, TemplateError> {
+/// Renders `source`. The error, too, carries the values read so far (its message may quote
+/// them).
+pub(crate) fn render(source: &str, env: Env) -> Result<Rendered, (TemplateError, Vec<String>)> {
     let known: Known = Arc::default();
     let missing: Missing = Arc::default();
+    let from_env = |known: &Known| -> Vec<String> {
+        let known = known.lock().unwrap_or_else(PoisonError::into_inner);
+        known.values().flatten().cloned().collect()
+    };
     for _ in 0..MAX_PASSES {
         let jinja = environment(known.clone(), missing.clone());
-        let rendered = jinja
-            .render_str(source, ())
-            .map_err(|err| template_error(source, &err))?;
+        let rendered = match jinja.render_str(source, ()) {
+            Ok(text) => text,
+            Err(err) => return Err((template_error(source, &err), from_env(&known))),
+        };
         let wanted = std::mem::take(&mut *missing.lock().unwrap_or_else(PoisonError::into_inner));
         if wanted.is_empty() {
-            return Ok(rendered);
+            return Ok(Rendered {
+                text: rendered,
+                from_env: from_env(&known),
+            });
         }
         let mut known = known.lock().unwrap_or_else(PoisonError::into_inner);
         for name in wanted {
@@ -54,16 +76,21 @@ pub(crate) fn render(source: &str, env: Env) -> Result<String, TemplateError> {
             known.insert(name, value);
         }
     }
-    Err(TemplateError {
-        pos: Pos { line: 1, column: 1 },
-        message: "template error: too many distinct `get_env` names".into(),
-    })
+    Err((
+        TemplateError {
+            pos: Pos { line: 1, column: 1 },
+            message: "template error: too many distinct `get_env` names".into(),
+        },
+        from_env(&known),
+    ))
 }
 
 fn environment(known: Known, missing: Missing) -> Environment<'static> {
     let mut jinja = Environment::new();
+    minijinja_contrib::add_to_environment(&mut jinja);
+    jinja.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     jinja.set_auto_escape_callback(|_| AutoEscape::None);
-    jinja.set_keep_trailing_newline(false);
+    jinja2::add_to(&mut jinja);
     jinja.add_function(
         "get_env",
         move |name: String, default: Option<Value>, kwargs: Kwargs| -> Result<Value, Error> {
@@ -132,21 +159,27 @@ mod tests {
             &env,
         )
         .unwrap();
-        assert_eq!(out, "a: example.com/r\nb: dflt\nc: ''\nd: ''\ne: kw");
+        assert_eq!(out.text, "a: example.com/r\nb: dflt\nc: ''\nd: ''\ne: kw");
+        // Only values found in the environment are recorded, defaults are not.
+        let mut from_env = out.from_env;
+        from_env.sort();
+        assert_eq!(from_env, vec!["", "example.com/r"]);
     }
 
     #[test]
     fn names_reached_only_through_other_names_are_found() {
         let env = env_of(&[("A", "1"), ("B", "two")]);
         let out = render("{% if get_env('A') %}{{ get_env('B') }}{% endif %}", &env).unwrap();
-        assert_eq!(out, "two");
+        assert_eq!(out.text, "two");
     }
 
     #[test]
     fn undefined_names_render_empty_and_nothing_is_escaped() {
         let env = env_of(&[("V", "<a&b>")]);
         assert_eq!(
-            render("x{{ nope }}y {{ get_env('V') }}", &env).unwrap(),
+            render("x{{ nope }}y {{ get_env('V') }}", &env)
+                .unwrap()
+                .text,
             "xy <a&b>"
         );
     }
@@ -154,12 +187,27 @@ mod tests {
     #[test]
     fn errors_point_at_the_template() {
         let env = env_of(&[]);
-        let err = render("a: 1\nb: {{ get_env( }}\n", &env).unwrap_err();
+        let (err, _) = render("a: 1\nb: {{ get_env( }}\n", &env).unwrap_err();
         assert_eq!(err.pos.line, 2);
         assert!(
             err.message.starts_with("template error: syntax error: "),
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn python_methods_and_jinja2_filters_work() {
+        let env = env_of(&[("B", "Feature/X")]);
+        let out = render(
+            "{{ get_env('B').lower().replace('/', '-') }} {{ 'a,b'.split(',')[1] }} \
+             {{ 'q-{}'.format(1) }} {{ 'ab'.startswith('a') }} {{ {'k': 1} | tojson }} \
+             {{ 'one two' | wordcount }} {{ 'abcdefghijklmnopqrstuvwxyz' | truncate(9, true, '') }}",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(out.text, "feature-x b q-1 True {\"k\": 1} 2 abcdefghi");
+        let out = render("{{ [1, 'a', none, {'k': \"it's\"}] }} {{ false }}", &env).unwrap();
+        assert_eq!(out.text, "[1, 'a', None, {'k': \"it's\"}] False");
     }
 }

@@ -6,6 +6,7 @@
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
+use super::diagnostic::join;
 use super::node::size;
 pub(crate) use super::node::{Entry, Node, Pos, Value};
 use super::pyyaml::{Tagged, is_non_specific, tab_problems, tagged_scalar};
@@ -90,14 +91,6 @@ fn syntax(pos: Pos, info: &str) -> Fatal {
         path: String::new(),
         message: format!("invalid YAML: {info}"),
         hint: "fix the YAML syntax at this position".into(),
-    }
-}
-
-fn child_path(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
     }
 }
 
@@ -282,7 +275,7 @@ impl<'a> Builder<'a> {
                 break;
             }
             if matches!(&ev, Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<") {
-                let key_path = child_path(path, "<<");
+                let key_path = join(path, "<<");
                 let (vev, vsp) = self.next()?;
                 let value = self.node(vev, vsp, &key_path, depth + 1)?;
                 self.merge_into(&mut merged, value, &key_path);
@@ -298,7 +291,7 @@ impl<'a> Builder<'a> {
             } else {
                 self.node(ev, sp, path, depth + 1)?
             };
-            let key_path = child_path(path, &key.key_text());
+            let key_path = join(path, &key.key_text());
             let (vev, vsp) = self.next()?;
             let value = self.node(vev, vsp, &key_path, depth + 1)?;
             if matches!(key.value, Value::Seq(_) | Value::Map(_)) {

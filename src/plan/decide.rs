@@ -52,11 +52,14 @@ pub(super) fn decide(f: &Facts) -> (Action, Reason) {
             ReasonCode::InputsChanged,
             describe_paths(f.changed),
         ),
-        // Registering again is cheap; missing a change is not.
+        // Without the base's settings nothing proves the last image was built with today's
+        // (a new registry, build arguments, ...): building is the safe choice.
         BaseEntry::Unknown => (
-            Action::Redeploy,
+            Action::Build,
             ReasonCode::BaseConfigUnreadable,
-            "dagster_cloud.yaml at the base revision does not load; registering again".into(),
+            "dagster_cloud.yaml at the base revision does not load, so its build settings \
+             cannot be compared; building"
+                .into(),
         ),
         BaseEntry::Known { location, settings } => {
             let build_keys = build_setting_changes(location, settings, f.location, f.settings);
@@ -104,22 +107,28 @@ fn describe_paths(paths: &[&String]) -> String {
     s
 }
 
-/// Names of the build settings that differ (`build.registry`, `dockerfile`, ...).
+/// Names of the build settings that differ (`build.registry`, `dockerfile`, ...), comparing
+/// meanings rather than spellings (`./a/` is `a`). `ignore` globs are a trigger policy, not a
+/// setting of the image: changing them builds nothing.
 fn build_setting_changes(
     base: &Location,
     base_settings: &LocationSettings,
     head: &Location,
     settings: &LocationSettings,
 ) -> Vec<String> {
-    let build = |l: &Location| l.entry.get("build").cloned().unwrap_or(Value::Null);
-    let mut keys: Vec<String> = match (build(base), build(head)) {
-        (Value::Object(a), Value::Object(b)) => changed_keys(&a, &b)
-            .into_iter()
-            .map(|k| format!("build.{k}"))
-            .collect(),
-        (a, b) if a != b => vec!["build".into()],
-        _ => Vec::new(),
+    // A missing `build` or `directory` means the yaml's folder, as `directory: .` does.
+    let build = |l: &Location| {
+        let mut b = match l.entry.get("build") {
+            Some(Value::Object(b)) => b.clone(),
+            _ => Map::new(),
+        };
+        b.insert("directory".into(), Value::String(l.build_directory.clone()));
+        b
     };
+    let mut keys: Vec<String> = changed_keys(&build(base), &build(head))
+        .into_iter()
+        .map(|k| format!("build.{k}"))
+        .collect();
     let a = image_settings(base_settings);
     let b = image_settings(settings);
     keys.extend(
@@ -127,8 +136,9 @@ fn build_setting_changes(
             .into_iter()
             .map(|k| format!("{}:{k}", config::SETTINGS_FILE_NAME)),
     );
-    if base_settings.watch != settings.watch || base_settings.ignore != settings.ignore {
-        keys.push(format!("{}:watch/ignore", config::SETTINGS_FILE_NAME));
+    let sorted = |w: &[String]| -> BTreeSet<String> { w.iter().cloned().collect() };
+    if sorted(&base_settings.watch) != sorted(&settings.watch) {
+        keys.push(format!("{}:watch", config::SETTINGS_FILE_NAME));
     }
     keys
 }

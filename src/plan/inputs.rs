@@ -2,7 +2,8 @@
 //! below them do not count.
 //!
 //! Inputs are the build directory (the Docker context), the Dockerfile when it lives elsewhere,
-//! paths watched in dagster-deploy.toml and local path dependencies (transitively). Two rules
+//! paths watched in dagster-deploy.toml, the symlinks on the way to any of these (see
+//! `locate.rs`) and local path dependencies (transitively). Two rules
 //! take files below them out, for different reasons:
 //! - the Docker context's ignore file: the build never sends those files, so they are not part
 //!   of the image (nor of its content key), and a context of `.` narrowed by `.dockerignore`
@@ -14,13 +15,11 @@ use std::collections::BTreeSet;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use super::locate::LocationPaths;
 use crate::build::dockerignore::{DockerIgnore, ignore_file_candidates};
 use crate::changes::{self, Dependencies, FileSource, PathFilter};
-use crate::config::{self, Location, LocationSettings};
+use crate::config::{self, LocationSettings};
 use crate::error::Error;
-
-/// The default Dockerfile name inside the build directory.
-pub const DOCKERFILE: &str = "Dockerfile";
 
 pub struct BuildInputs {
     /// Non-overlapping, sorted, repo-relative paths (`""` is the whole repository).
@@ -89,38 +88,33 @@ impl PathFilter for ContextFilter {
     }
 }
 
-/// Resolves the inputs of `loc` as the files in `files` (head) describe them.
+/// The inputs of a location whose paths are `paths`, as the files in `files` (head)
+/// describe them.
 pub fn resolve(
     files: &dyn FileSource,
     deps: &Dependencies,
     yaml_dir: &str,
-    loc: &Location,
+    paths: &LocationPaths,
     settings: &LocationSettings,
 ) -> Result<BuildInputs, Error> {
-    let context_dir = changes::normalize(yaml_dir, &loc.build_directory)?;
-    let dockerfile = match &settings.dockerfile {
-        Some(path) => changes::normalize(yaml_dir, path)?,
-        None => changes::normalize(&context_dir, DOCKERFILE)?,
-    };
-
-    let mut paths = BTreeSet::from([context_dir.clone(), dockerfile.clone()]);
-    for watched in &settings.watch {
-        paths.insert(changes::normalize(yaml_dir, watched)?);
-    }
-    paths.extend(deps.of(&context_dir)?);
+    let context_dir = &paths.context_dir;
+    let mut all = BTreeSet::from([context_dir.clone(), paths.dockerfile.clone()]);
+    all.extend(paths.watch.iter().cloned());
+    all.extend(paths.links.iter().cloned());
+    all.extend(deps.of(context_dir)?);
     // Inputs inside another input add nothing: keep the outermost.
-    let all: Vec<String> = paths.into_iter().collect();
-    let paths = all
+    let all: Vec<String> = all.into_iter().collect();
+    let paths_kept = all
         .iter()
         .filter(|p| !all.iter().any(|q| q != *p && changes::is_within(p, q)))
         .cloned()
         .collect();
 
     Ok(BuildInputs {
-        paths,
+        paths: paths_kept,
         ignore: ignore_globs(yaml_dir, settings)?,
-        context: ContextFilter(docker_context(files, &context_dir, &dockerfile)?),
-        context_dir,
+        context: ContextFilter(docker_context(files, context_dir, &paths.dockerfile)?),
+        context_dir: context_dir.clone(),
     })
 }
 

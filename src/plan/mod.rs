@@ -10,13 +10,16 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::changes::{self, Base, BaseSource, Dependencies, FileSource, Head, Repo, paths};
+use crate::changes::{
+    self, Base, BaseSource, Dependencies, FileSource, Head, Repo, display, paths,
+};
 use crate::ci::context::CiContext;
 use crate::config::{self, Env, LocationSettings, Workspace};
 use crate::error::Error;
 
 mod decide;
 pub mod inputs;
+pub mod locate;
 
 use decide::{BaseEntry, Facts, content_salt, decide};
 
@@ -88,7 +91,8 @@ pub struct PlannedLocation {
     /// Changed paths among its build inputs (repo-relative, at most [`MAX_PATHS_JSON`]).
     pub changed_paths: Vec<String>,
     pub changed_paths_count: usize,
-    /// Repo-relative folders (and files) whose content makes the image.
+    /// Repo-relative folders (and files) whose content makes the image (`.` for the
+    /// repository root).
     pub inputs: Vec<String>,
     /// Repo-relative build directory (`.` for the repository root).
     pub build_directory: String,
@@ -146,6 +150,7 @@ pub struct MatrixEntry {
 pub struct Plan {
     pub schema_version: u32,
     /// The work tree root (absolute).
+    #[serde(serialize_with = "config::lossy_path")]
     pub repository: PathBuf,
     /// dagster_cloud.yaml, repo-relative.
     pub config: String,
@@ -179,7 +184,7 @@ pub fn plan_with_bases(
     env: Env,
     location_bases: &BTreeMap<String, String>,
 ) -> Result<Plan, Error> {
-    let repo = Repo::discover(config_dir(&req.config))?;
+    let repo = Repo::discover(existing_ancestor(config_dir(&req.config)))?;
     let config_rel = repo.relative_path(&absolute(&req.config)?)?;
     let yaml_dir = paths::parent(&config_rel).to_string();
     let settings_rel = paths::join(&yaml_dir, config::SETTINGS_FILE_NAME);
@@ -187,7 +192,7 @@ pub fn plan_with_bases(
     // Head: a commit, or HEAD plus the work tree (the default on a laptop).
     let include_dirty = req.include_dirty.unwrap_or(!ci.is_ci());
     let head = match &req.head {
-        Some(rev) => Head::Commit(repo.resolve(rev)?),
+        Some(rev) => Head::Commit(repo.resolve(rev).map_err(|e| e.given_to("--head"))?),
         None if include_dirty => Head::WorkTree(repo.head_commit()?),
         None => Head::Commit(repo.head_commit()?),
     };
@@ -195,8 +200,21 @@ pub fn plan_with_bases(
     let workspace = load_at(&*head_files, &repo, &config_rel, env)?
         .ok_or_else(|| missing_config(&req.config, &head))?;
     check_forced(&workspace, &req.force)?;
+    let (located, problems) = locate::locate(&repo, &*head_files, &yaml_dir, &workspace);
+    if !problems.is_empty() {
+        return Err(config::ConfigError::Invalid {
+            file: workspace.file.clone(),
+            diagnostics: problems,
+        }
+        .into());
+    }
 
-    let base = changes::choose_base(&repo, req.base.as_deref(), ci)?;
+    // The CI event is only asked for its base when --base does not give one.
+    let event = match req.base {
+        Some(_) => None,
+        None => ci.base.clone()?,
+    };
+    let base = changes::choose_base(&repo, req.base.as_deref(), event.as_ref())?;
     // The changed paths (dagster_cloud.yaml and dagster-deploy.toml are compared entry by
     // entry, not as files) and the config, at one base commit.
     let facts_at = |oid: git2::Oid| -> Result<(Vec<String>, BaseConfig), Error> {
@@ -229,9 +247,12 @@ pub fn plan_with_bases(
 
     let deps = Dependencies::new(&*head_files);
     let mut locations = Vec::with_capacity(workspace.locations.len());
-    for loc in &workspace.locations {
+    for (loc, paths) in workspace.locations.iter().zip(&located) {
+        // Every location has its paths once no problem was found.
+        let Some(paths) = paths else { continue };
         let settings = workspace.settings.for_location(&loc.name);
-        let inputs = inputs::resolve(&*head_files, &deps, &yaml_dir, loc, &settings)?;
+        let inputs = inputs::resolve(&*head_files, &deps, &yaml_dir, paths, &settings)
+            .map_err(|e| e.in_location(&loc.name))?;
         let (loc_changed, loc_config) = own_base
             .get(&loc.name)
             .and_then(|oid| facts_by_commit.get(oid))
@@ -266,8 +287,12 @@ pub fn plan_with_bases(
                 .take(MAX_PATHS_JSON)
                 .map(|p| p.to_string())
                 .collect(),
-            build_directory: display_dir(&inputs.context_dir),
-            inputs: inputs.paths,
+            build_directory: display(&inputs.context_dir).into_owned(),
+            inputs: inputs
+                .paths
+                .iter()
+                .map(|p| display(p).into_owned())
+                .collect(),
             registry: loc.registry.clone(),
             content_key,
             entry: loc.entry.clone(),
@@ -397,18 +422,13 @@ fn load_at(
         return Ok(None);
     };
     let yaml_dir = paths::parent(config_rel);
-    let toml = files.read(&paths::join(yaml_dir, config::SETTINGS_FILE_NAME));
-    let to_text = |bytes: Vec<u8>, path: &str| {
-        String::from_utf8(bytes).map_err(|_| Error::Failed {
-            message: format!("{path} is not valid UTF-8"),
-            hint: "save the file as UTF-8".into(),
-        })
-    };
-    let yaml = to_text(yaml, config_rel)?;
-    let toml = toml
-        .map(|t| to_text(t, config::SETTINGS_FILE_NAME))
-        .transpose()?;
+    let toml_rel = paths::join(yaml_dir, config::SETTINGS_FILE_NAME);
+    let toml = files.read(&toml_rel);
     let file = Path::new(config_rel);
+    let yaml = config::decode(file, yaml)?;
+    let toml = toml
+        .map(|t| config::decode(Path::new(&toml_rel), t))
+        .transpose()?;
     let root = repo.workdir.join(yaml_dir);
     let ws = config::parse(
         &config::Source {
@@ -439,9 +459,12 @@ fn missing_config(config: &Path, head: &Head) -> Error {
             ),
             hint: "pick a --head revision that has the file, or pass --config".into(),
         },
+        // The error the filesystem gives, worded as `check` words it.
         Head::WorkTree(_) => Error::Config(config::ConfigError::Read {
             path: config.to_path_buf(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            source: std::fs::metadata(config)
+                .err()
+                .unwrap_or_else(|| std::io::ErrorKind::NotFound.into()),
         }),
     }
 }
@@ -453,11 +476,11 @@ fn config_dir(config: &Path) -> &Path {
     }
 }
 
-/// `.` for the repository root.
-fn display_dir(dir: &str) -> String {
-    if dir.is_empty() {
-        ".".into()
-    } else {
-        dir.to_string()
-    }
+/// The nearest folder of `dir` (itself or above) that exists: the repository is found from
+/// there, so a `--config` in a missing folder is reported as the unreadable file it is.
+fn existing_ancestor(dir: &Path) -> &Path {
+    dir.ancestors()
+        .find(|d| d.as_os_str().is_empty() || d.is_dir())
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }

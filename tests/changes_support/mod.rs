@@ -96,3 +96,93 @@ impl TestRepo {
 pub fn oid(sha: &str) -> git2::Oid {
     git2::Oid::from_str(sha).expect("sha")
 }
+
+/// The `dagster-deploy` binary run in `cwd`, with every CI marker removed from its environment
+/// (tests set the CI context they want themselves).
+pub fn bin(cwd: &Path) -> Command {
+    use assert_cmd::cargo::CommandCargoExt;
+    let mut cmd = Command::cargo_bin("dagster-deploy").expect("binary built");
+    cmd.current_dir(cwd);
+    for var in [
+        "CI",
+        "GITHUB_ACTIONS",
+        "GITHUB_EVENT_PATH",
+        "GITHUB_EVENT_NAME",
+        "GITLAB_CI",
+        "CI_MERGE_REQUEST_DIFF_BASE_SHA",
+        "CI_COMMIT_BEFORE_SHA",
+        "BUILDKITE",
+        "CIRCLECI",
+        "JENKINS_URL",
+        "BITBUCKET_BUILD_NUMBER",
+        "CODEBUILD_BUILD_ID",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// What a finished command printed, and its exit code.
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Asserts the exit code, showing what was printed when it differs.
+    pub fn exits(&self, code: i32) -> &Ran {
+        assert_eq!(self.code, Some(code), "{}{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts that stderr holds `text`.
+    pub fn says(&self, text: &str) -> &Ran {
+        assert!(
+            self.stderr.contains(text),
+            "expected {text:?} in:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", self.stdout, self.stderr))
+    }
+}
+
+/// Runs the binary in `cwd` with `args`.
+pub fn run(cwd: &Path, args: &[&str]) -> Ran {
+    let out = bin(cwd).args(args).output().expect("runs");
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl TestRepo {
+    /// `plan --json ARGS`, which must succeed; the plan.
+    pub fn plan(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["plan", "--json"];
+        all.extend_from_slice(args);
+        let ran = run(self.path(), &all);
+        assert_eq!(
+            ran.code,
+            Some(0),
+            "plan failed: {}{}",
+            ran.stdout,
+            ran.stderr
+        );
+        ran.json()
+    }
+}
+
+/// The planned location called `name`.
+pub fn planned<'a>(plan: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    plan["locations"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["name"] == name))
+        .unwrap_or_else(|| panic!("no location {name} in {plan:#}"))
+}

@@ -15,8 +15,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
-use super::paths::{is_within, join};
-use super::{ChangesError, FileSource};
+use super::paths::{display, is_within, join};
+use super::{ChangesError, FileSource, Resolved};
 
 /// What a reference names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +111,11 @@ impl Walk<'_, '_> {
                 continue;
             }
             if let Some(pos) = self.stack.iter().position(|d| *d == r.path) {
-                let mut cycle: Vec<String> = self.stack[pos..].iter().map(|d| shown(d)).collect();
-                cycle.push(shown(&r.path));
+                let mut cycle: Vec<String> = self.stack[pos..]
+                    .iter()
+                    .map(|d| display(d).into_owned())
+                    .collect();
+                cycle.push(display(&r.path).into_owned());
                 return Err(ChangesError::DependencyCycle { cycle });
             }
             if !self.done.contains(&r.path) {
@@ -141,11 +144,16 @@ fn references(src: &dyn FileSource, dir: &str) -> Result<Vec<Ref>, ChangesError>
     Ok(refs)
 }
 
-/// The repository root reads better as `.` in messages.
-fn shown(dir: &str) -> String {
-    if dir.is_empty() {
-        ".".into()
-    } else {
-        dir.to_string()
-    }
+/// Adds a resolved reference (`None`: it names something outside the work tree, in the
+/// image) and the symlinks on its way, which are inputs too.
+fn push(out: &mut Vec<Ref>, resolved: Option<Resolved>, kind: Kind) {
+    let Some(resolved) = resolved else { return };
+    out.extend(resolved.links.into_iter().map(|path| Ref {
+        path,
+        kind: Kind::Input,
+    }));
+    out.push(Ref {
+        path: resolved.path,
+        kind,
+    });
 }

@@ -3,7 +3,7 @@
 use toml::{Table, Value};
 
 use super::reference::{file_url_path, repo_path};
-use super::{Kind, Ref};
+use super::{Kind, Ref, push};
 use crate::changes::paths::parent;
 use crate::changes::{ChangesError, FileSource};
 
@@ -62,15 +62,11 @@ pub(super) fn references(
     }
 
     let dir = parent(file);
-    paths
-        .iter()
-        .map(|p| {
-            Ok(Ref {
-                path: repo_path(src, dir, p, file)?,
-                kind: Kind::Package,
-            })
-        })
-        .collect()
+    let mut refs = Vec::new();
+    for p in &paths {
+        push(&mut refs, repo_path(src, dir, p, file)?, Kind::Package);
+    }
+    Ok(refs)
 }
 
 fn get<'a>(doc: &'a Table, keys: &[&str]) -> Option<&'a Value> {

@@ -1,9 +1,9 @@
 //! Turning a path or `file:` URL written in a project file into a repo-relative path.
 
-use std::path::{Component, Path};
+use std::path::Path;
 
-use super::super::paths::join_normalized;
-use super::super::{ChangesError, FileSource};
+use super::super::paths::{from_bytes, join};
+use super::super::{ChangesError, FileSource, Resolved, Unresolvable};
 
 /// pdm writes paths as `file:///${PROJECT_ROOT}/../lib`: the folder of the pyproject.toml.
 const PROJECT_ROOT: &str = "${PROJECT_ROOT}";
@@ -34,42 +34,45 @@ pub(super) fn file_url_path(url: &str) -> Option<String> {
     Some(path)
 }
 
-/// Resolves `path` (relative to the repo folder `base_dir`, or absolute inside the work tree)
-/// to a repo-relative path. `file` is the project file that names it (for the error).
+/// Resolves `path` (relative to the repo folder `base_dir`, or absolute) to the repo-relative
+/// path it names, symlinks followed. `file` is the project file that names it (for errors).
+/// An absolute path outside the work tree names something in the image (`--find-links
+/// /wheels`, `file:///opt/app/lib`): `None`, not a build input. A relative path that climbs
+/// out of the repository is an error.
 pub(super) fn repo_path(
     src: &dyn FileSource,
     base_dir: &str,
     path: &str,
     file: &str,
-) -> Result<String, ChangesError> {
-    let outside = || ChangesError::OutsideRepository {
-        path: format!("{path} (in {file})"),
-    };
+) -> Result<Option<Resolved>, ChangesError> {
     let cleaned = path.trim().replace('\\', "/");
     let cleaned = strip_extras(&cleaned);
     let project_relative = cleaned
         .strip_prefix('/')
         .unwrap_or(cleaned)
         .strip_prefix(PROJECT_ROOT);
-    if let Some(rest) = project_relative {
-        return join_normalized(base_dir, rest).ok_or_else(outside);
-    }
-    if cleaned.starts_with('/') {
-        let root = src.root().ok_or_else(outside)?;
-        let rel = Path::new(cleaned)
-            .strip_prefix(root)
-            .map_err(|_| outside())?;
-        let mut parts = Vec::new();
-        for c in rel.components() {
-            match c {
-                Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
-                Component::CurDir => {}
-                _ => parts.push("..".into()),
+    let joined = match project_relative {
+        Some(rest) => join(base_dir, rest.trim_start_matches('/')),
+        None if cleaned.starts_with('/') => {
+            let inside = src
+                .root()
+                .and_then(|root| Path::new(cleaned).strip_prefix(root).ok());
+            match inside {
+                Some(rel) => from_bytes(rel.as_os_str().as_encoded_bytes()),
+                None => return Ok(None),
             }
         }
-        return join_normalized("", &parts.join("/")).ok_or_else(outside);
+        None => join(base_dir, cleaned),
+    };
+    match src.resolve(&joined) {
+        Ok(resolved) => Ok(Some(resolved)),
+        Err(Unresolvable::Outside) => Err(ChangesError::OutsideRepository {
+            path: format!("{path} (in {file})"),
+        }),
+        Err(Unresolvable::Loop) => Err(ChangesError::SymlinkLoop {
+            path: format!("{path} (in {file})"),
+        }),
     }
-    join_normalized(base_dir, cleaned).ok_or_else(outside)
 }
 
 /// `./lib[extra1,extra2]` names the folder `./lib`.

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::pyproject::direct_reference;
 use super::reference::{file_url_path, repo_path};
-use super::{Kind, Ref};
+use super::{Kind, Ref, push};
 use crate::changes::paths::parent;
 use crate::changes::{ChangesError, FileSource};
 
@@ -32,38 +32,29 @@ pub(super) fn references(
         }
         let Some((opt, arg)) = option(&line) else {
             if let Some(path) = requirement_path(&line) {
-                out.push(Ref {
-                    path: resolve(&path)?,
-                    kind: Kind::Package,
-                });
+                push(out, resolve(&path)?, Kind::Package);
             }
             continue;
         };
         match opt {
             "-e" | "--editable" => {
                 if let Some(path) = requirement_path(arg) {
-                    out.push(Ref {
-                        path: resolve(&path)?,
-                        kind: Kind::Package,
-                    });
+                    push(out, resolve(&path)?, Kind::Package);
                 }
             }
             "-r" | "--requirement" | "-c" | "--constraint" if !is_url(arg) => {
-                let included = resolve(arg)?;
-                out.push(Ref {
-                    path: included.clone(),
-                    kind: Kind::Input,
-                });
+                let Some(included) = resolve(arg)? else {
+                    continue;
+                };
+                let path = included.path.clone();
+                push(out, Some(included), Kind::Input);
                 if matches!(opt, "-r" | "--requirement") {
-                    references(src, &included, seen, out)?;
+                    references(src, &path, seen, out)?;
                 }
             }
             "-f" | "--find-links" if !is_url(arg) || arg.starts_with("file:") => {
                 let path = file_url_path(arg).unwrap_or_else(|| arg.to_string());
-                out.push(Ref {
-                    path: resolve(&path)?,
-                    kind: Kind::Input,
-                });
+                push(out, resolve(&path)?, Kind::Input);
             }
             _ => {}
         }
