@@ -4,7 +4,7 @@ mod changes_support;
 
 use changes_support::{TestRepo, oid};
 use dagster_deploy::changes::{
-    ChangesError, FileSource, Unresolvable, WorkTreeSource, local_dependencies,
+    ChangesError, Dependencies, FileSource, Unresolvable, WorkTreeSource, local_dependencies,
 };
 use tempfile::TempDir;
 
@@ -315,4 +315,54 @@ fn tree_source_reads_lists_and_follows_links_inside_the_tree() {
     );
     assert!(disk.is_dir("app/sub") && !disk.is_dir("app/a.py"));
     assert_eq!(disk.read("../etc/passwd"), None);
+}
+
+/// Dependencies at `commit`, through a freshly opened repository (so only the on-disk cache
+/// carries anything over), saving what it learnt.
+fn deps_at(t: &TestRepo, commit: &str, dir: &str) -> Vec<String> {
+    let repo = t.open();
+    let tree = repo.tree_source(oid(commit)).unwrap();
+    let found = Dependencies::of_tree(&tree).of(dir).unwrap();
+    repo.save_caches();
+    found
+}
+
+#[test]
+fn folders_remembered_across_runs_give_the_same_answers() {
+    let t = TestRepo::new();
+    t.write("own/requirements.txt", "-e ../libs/a\n");
+    t.write("shared/base.txt", "-e ../libs/a\n");
+    t.write("via/requirements.txt", "-r ../shared/base.txt\n");
+    t.write("libs/a/pyproject.toml", "[project]\nname = \"a\"\n");
+    t.write("libs/b/pyproject.toml", "[project]\nname = \"b\"\n");
+    let first = t.commit("one");
+    assert_eq!(deps_at(&t, &first, "own"), vec!["libs/a"]);
+    assert_eq!(
+        deps_at(&t, &first, "via"),
+        vec!["libs/a", "shared/base.txt"]
+    );
+    let cache = t.abs(".git/dagster-deploy/folders.json");
+    let stored = std::fs::read_to_string(&cache).expect("cache written");
+    // `own` depends on its own files only: remembered; `via` reads outside itself: not.
+    assert!(stored.contains("\"text\":\"../libs/a\""), "{stored}");
+    assert!(!stored.contains("../shared/base.txt"), "{stored}");
+
+    // `via`'s folder is unchanged, but what it includes changed: answered afresh.
+    t.write("shared/base.txt", "-e ../libs/b\n");
+    let second = t.commit("two");
+    assert_eq!(
+        deps_at(&t, &second, "via"),
+        vec!["libs/b", "shared/base.txt"]
+    );
+    assert_eq!(deps_at(&t, &second, "own"), vec!["libs/a"]);
+    // A changed folder is a new tree: its new references are read.
+    t.write("own/requirements.txt", "-e ../libs/b\n");
+    let third = t.commit("three");
+    assert_eq!(deps_at(&t, &third, "own"), vec!["libs/b"]);
+    assert_eq!(deps_at(&t, &first, "own"), vec!["libs/a"]);
+
+    // A damaged cache is ignored (and replaced).
+    std::fs::write(&cache, "{not json").unwrap();
+    assert_eq!(deps_at(&t, &third, "own"), vec!["libs/b"]);
+    assert!(std::fs::read_to_string(&cache).unwrap().starts_with('{'));
 }

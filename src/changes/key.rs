@@ -31,7 +31,7 @@ use git2::{ObjectType, Oid};
 use sha2::{Digest, Sha256};
 
 use super::diff::name_order;
-use super::files::LINK_MODE;
+use super::files::{LINK_MODE, TREE_MODE};
 use super::paths::{from_bytes, is_within, join, join_normalized};
 use super::{ChangesError, Head, PathFilter, Repo};
 
@@ -41,7 +41,6 @@ const FORMAT_LINE: &[u8] = b"dagster-deploy content key v1\n";
 /// Hex digits kept: 64 bits, plenty within one repository's history of builds.
 const KEY_HEX_LEN: usize = 16;
 
-const TREE_MODE: i32 = 0o040000;
 const FILE_MODE: i32 = 0o100644;
 const EXEC_MODE: i32 = 0o100755;
 

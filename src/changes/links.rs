@@ -35,30 +35,38 @@ pub(super) fn resolve(
     path: &str,
 ) -> Result<Resolved, Unresolvable> {
     let mut pending: Vec<String> = segments(path).rev().map(str::to_string).collect();
-    let mut done: Vec<String> = Vec::new();
+    // The path resolved so far, and where each of its components starts.
+    let mut done = String::new();
+    let mut starts: Vec<usize> = Vec::new();
     let mut links = Vec::new();
     while let Some(segment) = pending.pop() {
         match segment.as_str() {
             "" | "." => continue,
             ".." => {
-                done.pop().ok_or(Unresolvable::Outside)?;
+                let start = starts.pop().ok_or(Unresolvable::Outside)?;
+                done.truncate(start.saturating_sub(1));
                 continue;
             }
             _ => {}
         }
-        done.push(segment);
-        let here = done.join("/");
-        let Some(target) = src.link_target(&here) else {
+        let start = if done.is_empty() { 0 } else { done.len() + 1 };
+        if !done.is_empty() {
+            done.push('/');
+        }
+        done.push_str(&segment);
+        let Some(target) = src.link_target(&done) else {
+            starts.push(start);
             continue;
         };
         if links.len() == MAX_HOPS {
             return Err(Unresolvable::Loop);
         }
-        links.push(here);
-        done.pop();
+        links.push(done.clone());
+        done.truncate(start.saturating_sub(1));
         let target = if target.starts_with('/') {
             // An absolute target counts when it points into the work tree.
             done.clear();
+            starts.clear();
             let root = src.root().ok_or(Unresolvable::Outside)?;
             let rel = Path::new(&target)
                 .strip_prefix(root)
@@ -69,10 +77,7 @@ pub(super) fn resolve(
         };
         pending.extend(segments(&target).rev().map(str::to_string));
     }
-    Ok(Resolved {
-        path: done.join("/"),
-        links,
-    })
+    Ok(Resolved { path: done, links })
 }
 
 fn segments(path: &str) -> impl DoubleEndedIterator<Item = &str> {

@@ -10,6 +10,7 @@ mod base;
 mod deps;
 mod diff;
 mod files;
+mod folders;
 mod key;
 mod links;
 pub mod paths;
@@ -34,6 +35,8 @@ pub struct Repo {
     pub workdir: PathBuf,
     /// Uncommitted paths relative to a commit, sorted (see above).
     uncommitted: std::cell::RefCell<Option<(git2::Oid, std::sync::Arc<[String]>)>>,
+    /// Folders of commits, remembered across runs by tree id (see `folders.rs`).
+    folders: folders::FolderCache,
 }
 
 /// What the plan compares against.

@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use git2::{ErrorClass, ErrorCode, Oid};
 
+use super::folders::FolderCache;
 use super::{ChangesError, Repo};
 
 impl Repo {
@@ -27,10 +28,12 @@ impl Repo {
             .to_path_buf();
         // Canonical, so paths given by users (possibly through symlinks) can be related to it.
         let workdir = workdir.canonicalize().unwrap_or(workdir);
+        let folders = FolderCache::new(repo.path().to_path_buf());
         Ok(Repo {
             repo,
             workdir,
             uncommitted: Default::default(),
+            folders,
         })
     }
 
@@ -57,6 +60,11 @@ impl Repo {
                 flag: None,
             })?;
         Ok(commit.id())
+    }
+
+    /// Writes what this `Repo` learnt about folders for later runs (best effort).
+    pub fn save_caches(&self) {
+        self.folders.save();
     }
 
     /// The commit HEAD points at.

@@ -11,7 +11,9 @@
 //! - `ignore` globs from dagster-deploy.toml: a trigger policy. A change there never causes a
 //!   build, but the files may still be copied into the image, so they stay in the content key.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
@@ -24,8 +26,8 @@ use crate::error::Error;
 pub struct BuildInputs {
     /// Non-overlapping, sorted, repo-relative paths (`""` is the whole repository).
     pub paths: Vec<String>,
-    /// dagster-deploy.toml `ignore` globs, repo-relative.
-    pub ignore: GlobSet,
+    /// dagster-deploy.toml `ignore` globs, repo-relative (shared by locations with the same).
+    pub ignore: Rc<GlobSet>,
     /// What the Docker context leaves out; the content key's filter.
     pub context: ContextFilter,
     /// Repo-relative build directory.
@@ -93,7 +95,7 @@ impl PathFilter for ContextFilter {
 pub fn resolve(
     files: &dyn FileSource,
     deps: &Dependencies,
-    yaml_dir: &str,
+    globs: &IgnoreGlobs,
     paths: &LocationPaths,
     settings: &LocationSettings,
 ) -> Result<BuildInputs, Error> {
@@ -112,7 +114,7 @@ pub fn resolve(
 
     Ok(BuildInputs {
         paths: paths_kept,
-        ignore: ignore_globs(yaml_dir, settings)?,
+        ignore: globs.get(&settings.ignore)?,
         context: ContextFilter(docker_context(files, context_dir, &paths.dockerfile)?),
         context_dir: context_dir.clone(),
     })
@@ -149,23 +151,45 @@ fn docker_context(
 }
 
 /// `ignore` globs from dagster-deploy.toml, relative to its folder; `**/…` patterns match
-/// anywhere in the repository.
-fn ignore_globs(yaml_dir: &str, settings: &LocationSettings) -> Result<GlobSet, Error> {
-    let invalid = |pattern: &str, e: globset::Error| Error::Failed {
-        message: format!(
-            "{}: invalid ignore pattern `{pattern}`: {e}",
-            config::SETTINGS_FILE_NAME
-        ),
-        hint: "fix the glob (`dagster-deploy check` lists every problem)".into(),
-    };
-    let mut builder = GlobSetBuilder::new();
-    for pattern in &settings.ignore {
-        let full = if pattern.starts_with("**/") || yaml_dir.is_empty() {
-            pattern.clone()
-        } else {
-            format!("{yaml_dir}/{pattern}")
-        };
-        builder.add(Glob::new(&full).map_err(|e| invalid(pattern, e))?);
+/// anywhere in the repository. Compiled once per distinct list (most locations share the
+/// defaults', and compiling is the costly part).
+pub struct IgnoreGlobs {
+    yaml_dir: String,
+    compiled: RefCell<HashMap<Vec<String>, Rc<GlobSet>>>,
+}
+
+impl IgnoreGlobs {
+    pub fn new(yaml_dir: &str) -> IgnoreGlobs {
+        IgnoreGlobs {
+            yaml_dir: yaml_dir.to_string(),
+            compiled: RefCell::default(),
+        }
     }
-    builder.build().map_err(|e| invalid("", e))
+
+    fn get(&self, patterns: &[String]) -> Result<Rc<GlobSet>, Error> {
+        if let Some(set) = self.compiled.borrow().get(patterns) {
+            return Ok(Rc::clone(set));
+        }
+        let invalid = |pattern: &str, e: globset::Error| Error::Failed {
+            message: format!(
+                "{}: invalid ignore pattern `{pattern}`: {e}",
+                config::SETTINGS_FILE_NAME
+            ),
+            hint: "fix the glob (`dagster-deploy check` lists every problem)".into(),
+        };
+        let mut builder = GlobSetBuilder::new();
+        for pattern in patterns {
+            let full = if pattern.starts_with("**/") || self.yaml_dir.is_empty() {
+                pattern.clone()
+            } else {
+                format!("{}/{pattern}", self.yaml_dir)
+            };
+            builder.add(Glob::new(&full).map_err(|e| invalid(pattern, e))?);
+        }
+        let set = Rc::new(builder.build().map_err(|e| invalid("", e))?);
+        self.compiled
+            .borrow_mut()
+            .insert(patterns.to_vec(), Rc::clone(&set));
+        Ok(set)
+    }
 }

@@ -11,7 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::changes::{
-    self, Base, BaseSource, Dependencies, FileSource, Head, Repo, display, paths,
+    self, Base, BaseSource, Dependencies, FileSource, Head, Repo, TreeSource, WorkTreeSource,
+    display, paths,
 };
 use crate::ci::context::CiContext;
 use crate::config::{self, Env, LocationSettings, Workspace};
@@ -184,7 +185,22 @@ pub fn plan_with_bases(
     env: Env,
     location_bases: &BTreeMap<String, String>,
 ) -> Result<Plan, Error> {
-    let repo = Repo::discover(existing_ancestor(config_dir(&req.config)))?;
+    plan_in(&open_repo(req)?, req, ci, env, location_bases)
+}
+
+/// The repository holding the request's dagster_cloud.yaml.
+pub fn open_repo(req: &PlanRequest) -> Result<Repo, Error> {
+    Ok(Repo::discover(existing_ancestor(config_dir(&req.config)))?)
+}
+
+/// [`plan_with_bases`] in a repository already open (see [`open_repo`]).
+pub fn plan_in(
+    repo: &Repo,
+    req: &PlanRequest,
+    ci: &CiContext,
+    env: Env,
+    location_bases: &BTreeMap<String, String>,
+) -> Result<Plan, Error> {
     let config_rel = repo.relative_path(&absolute(&req.config)?)?;
     let yaml_dir = paths::parent(&config_rel).to_string();
     let settings_rel = paths::join(&yaml_dir, config::SETTINGS_FILE_NAME);
@@ -196,11 +212,12 @@ pub fn plan_with_bases(
         None if include_dirty => Head::WorkTree(repo.head_commit()?),
         None => Head::Commit(repo.head_commit()?),
     };
-    let head_files = head_source(&repo, &head)?;
-    let workspace = load_at(&*head_files, &repo, &config_rel, env)?
+    let head_source = HeadFiles::new(repo, &head)?;
+    let head_files = head_source.files();
+    let workspace = load_at(head_files, repo, &config_rel, env)?
         .ok_or_else(|| missing_config(&req.config, &head))?;
     check_forced(&workspace, &req.force)?;
-    let (located, problems) = locate::locate(&repo, &*head_files, &yaml_dir, &workspace);
+    let (located, problems) = locate::locate(repo, head_files, &yaml_dir, &workspace);
     if !problems.is_empty() {
         return Err(config::ConfigError::Invalid {
             file: workspace.file.clone(),
@@ -214,21 +231,25 @@ pub fn plan_with_bases(
         Some(_) => None,
         None => ci.base.clone()?,
     };
-    let base = changes::choose_base(&repo, req.base.as_deref(), event.as_ref())?;
+    let base = changes::choose_base(repo, req.base.as_deref(), event.as_ref())?;
     // The changed paths (dagster_cloud.yaml and dagster-deploy.toml are compared entry by
     // entry, not as files) and the config, at one base commit.
     let facts_at = |oid: git2::Oid| -> Result<(Vec<String>, BaseConfig), Error> {
-        let base_files = repo.tree_source(oid)?;
-        let config = match load_at(&base_files, &repo, &config_rel, env) {
-            Ok(Some(ws)) => BaseConfig::Loaded(Box::new(ws)),
-            Ok(None) => BaseConfig::Absent,
-            Err(_) => BaseConfig::Unreadable,
+        let mut changed = repo.changed_paths(oid, &head)?;
+        let config_changed = changed
+            .iter()
+            .any(|p| *p == config_rel || *p == settings_rel);
+        // Unchanged files load as they did at head (same text, same environment).
+        let config = if !config_changed {
+            BaseConfig::Loaded(Box::new(workspace.clone()))
+        } else {
+            match load_at(&repo.tree_source(oid)?, repo, &config_rel, env) {
+                Ok(Some(ws)) => BaseConfig::Loaded(Box::new(ws)),
+                Ok(None) => BaseConfig::Absent,
+                Err(_) => BaseConfig::Unreadable,
+            }
         };
-        let changed = repo
-            .changed_paths(oid, &head)?
-            .into_iter()
-            .filter(|p| *p != config_rel && *p != settings_rel)
-            .collect();
+        changed.retain(|p| *p != config_rel && *p != settings_rel);
         Ok((changed, config))
     };
     let (changed, base_config) = match &base {
@@ -245,13 +266,14 @@ pub fn plan_with_bases(
         own_base.insert(name.clone(), oid);
     }
 
-    let deps = Dependencies::new(&*head_files);
+    let deps = head_source.dependencies();
+    let globs = inputs::IgnoreGlobs::new(&yaml_dir);
     let mut locations = Vec::with_capacity(workspace.locations.len());
     for (loc, paths) in workspace.locations.iter().zip(&located) {
         // Every location has its paths once no problem was found.
         let Some(paths) = paths else { continue };
         let settings = workspace.settings.for_location(&loc.name);
-        let inputs = inputs::resolve(&*head_files, &deps, &yaml_dir, paths, &settings)
+        let inputs = inputs::resolve(head_files, &deps, &globs, paths, &settings)
             .map_err(|e| e.in_location(&loc.name))?;
         let (loc_changed, loc_config) = own_base
             .get(&loc.name)
@@ -269,7 +291,7 @@ pub fn plan_with_bases(
         // files of the context, so skipped locations are not charged for one.
         let content_key = match action {
             Action::Build => Some(changes::content_key(
-                &repo,
+                repo,
                 &head,
                 &inputs.paths,
                 &inputs.context,
@@ -309,6 +331,7 @@ pub fn plan_with_bases(
             .collect(),
         _ => Vec::new(),
     };
+    repo.save_caches();
     Ok(Plan {
         schema_version: SCHEMA_VERSION,
         repository: repo.workdir.clone(),
@@ -442,11 +465,34 @@ fn load_at(
     Ok(Some(ws))
 }
 
-fn head_source<'r>(repo: &'r Repo, head: &Head) -> Result<Box<dyn FileSource + 'r>, Error> {
-    Ok(match head {
-        Head::Commit(oid) => Box::new(repo.tree_source(*oid)?),
-        Head::WorkTree(_) => Box::new(repo.worktree_source()),
-    })
+/// The files at head: a commit's tree, or the work tree on disk.
+enum HeadFiles<'r> {
+    Tree(TreeSource<'r>),
+    Disk(WorkTreeSource),
+}
+
+impl<'r> HeadFiles<'r> {
+    fn new(repo: &'r Repo, head: &Head) -> Result<HeadFiles<'r>, Error> {
+        Ok(match head {
+            Head::Commit(oid) => HeadFiles::Tree(repo.tree_source(*oid)?),
+            Head::WorkTree(_) => HeadFiles::Disk(repo.worktree_source()),
+        })
+    }
+
+    fn files(&self) -> &dyn FileSource {
+        match self {
+            HeadFiles::Tree(tree) => tree,
+            HeadFiles::Disk(disk) => disk,
+        }
+    }
+
+    /// A commit's folders are remembered across runs; the work tree's are read each time.
+    fn dependencies(&self) -> Dependencies<'_> {
+        match self {
+            HeadFiles::Tree(tree) => Dependencies::of_tree(tree),
+            HeadFiles::Disk(disk) => Dependencies::new(disk),
+        }
+    }
 }
 
 fn missing_config(config: &Path, head: &Head) -> Error {

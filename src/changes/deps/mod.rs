@@ -15,8 +15,10 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
-use super::paths::{display, is_within, join};
-use super::{ChangesError, FileSource, Resolved};
+use super::folders::RawRef;
+use super::paths::{display, is_within, join, parent};
+use super::{ChangesError, FileSource, Resolved, TreeSource};
+use reference::repo_path;
 
 /// What a reference names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +48,8 @@ pub fn local_dependencies(src: &dyn FileSource, dir: &str) -> Result<Vec<String>
 /// project files once (monorepo locations share libraries).
 pub struct Dependencies<'a> {
     src: &'a dyn FileSource,
+    /// A commit's tree, when `src` is one: it remembers folders' references across runs.
+    memory: Option<&'a TreeSource<'a>>,
     /// Direct references per folder.
     refs: RefCell<HashMap<String, Rc<Vec<Ref>>>>,
 }
@@ -54,7 +58,17 @@ impl<'a> Dependencies<'a> {
     pub fn new(src: &'a dyn FileSource) -> Self {
         Dependencies {
             src,
+            memory: None,
             refs: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Reading `tree`, whose folders' references are remembered by tree id (see
+    /// `folders.rs`): a folder seen in an earlier run is not read again.
+    pub fn of_tree(tree: &'a TreeSource<'a>) -> Self {
+        Dependencies {
+            memory: Some(tree),
+            ..Dependencies::new(tree)
         }
     }
 
@@ -83,7 +97,31 @@ impl<'a> Dependencies<'a> {
         if let Some(refs) = self.refs.borrow().get(dir) {
             return Ok(Rc::clone(refs));
         }
-        let refs = Rc::new(references(self.src, dir)?);
+        let known = self.memory.and_then(|tree| tree.known_refs(dir));
+        let raw = match known {
+            Some(raw) => raw,
+            None => {
+                let (raw, contained) = raw_references(self.src, dir)?;
+                if let (Some(tree), true) = (self.memory, contained) {
+                    tree.remember_refs(dir, &raw);
+                }
+                raw
+            }
+        };
+        let mut refs = Vec::new();
+        for r in &raw {
+            let kind = if r.package {
+                Kind::Package
+            } else {
+                Kind::Input
+            };
+            push(
+                &mut refs,
+                repo_path(self.src, parent(&r.file), &r.text, &r.file)?,
+                kind,
+            );
+        }
+        let refs = Rc::new(refs);
         self.refs
             .borrow_mut()
             .insert(dir.to_string(), Rc::clone(&refs));
@@ -128,20 +166,30 @@ impl Walk<'_, '_> {
     }
 }
 
-/// Everything the project files in `dir` refer to.
-fn references(src: &dyn FileSource, dir: &str) -> Result<Vec<Ref>, ChangesError> {
+/// Everything the project files in `dir` refer to, as written, and whether that depends on
+/// `dir`'s content alone (no file read through a link or outside it).
+fn raw_references(src: &dyn FileSource, dir: &str) -> Result<(Vec<RawRef>, bool), ChangesError> {
     let mut refs = Vec::new();
+    let mut contained = true;
     let pyproject = join(dir, "pyproject.toml");
     if let Some(bytes) = src.read(&pyproject) {
-        refs.extend(pyproject::references(src, &pyproject, &bytes)?);
+        contained &= plain_file_within(src, &pyproject, dir);
+        refs.extend(pyproject::raw_references(&pyproject, &bytes)?);
     }
     let mut seen = BTreeSet::new();
     for name in src.list(dir) {
         if name.starts_with("requirements") && name.ends_with(".txt") {
-            requirements::references(src, &join(dir, &name), &mut seen, &mut refs)?;
+            let file = join(dir, &name);
+            requirements::raw_references(src, dir, &file, &mut seen, &mut refs, &mut contained)?;
         }
     }
-    Ok(refs)
+    Ok((refs, contained))
+}
+
+/// `file` is read as itself (no link on its way) and lies inside `folder`.
+fn plain_file_within(src: &dyn FileSource, file: &str, folder: &str) -> bool {
+    src.resolve(file)
+        .is_ok_and(|r| r.links.is_empty() && is_within(&r.path, folder))
 }
 
 /// Adds a resolved reference (`None`: it names something outside the work tree, in the

@@ -2,17 +2,13 @@
 
 use toml::{Table, Value};
 
-use super::reference::{file_url_path, repo_path};
-use super::{Kind, Ref, push};
-use crate::changes::paths::parent;
-use crate::changes::{ChangesError, FileSource};
+use super::reference::file_url_path;
+use crate::changes::ChangesError;
+use crate::changes::folders::RawRef;
 
-/// Every local package `file` (a repo-relative pyproject.toml, content `bytes`) refers to.
-pub(super) fn references(
-    src: &dyn FileSource,
-    file: &str,
-    bytes: &[u8],
-) -> Result<Vec<Ref>, ChangesError> {
+/// Every local package `file` (a repo-relative pyproject.toml, content `bytes`) refers to, as
+/// written (paths, or `file:` URL paths).
+pub(super) fn raw_references(file: &str, bytes: &[u8]) -> Result<Vec<RawRef>, ChangesError> {
     let invalid = |message: String| ChangesError::InvalidPyproject {
         path: file.to_string(),
         message,
@@ -61,12 +57,14 @@ pub(super) fn references(
         }
     }
 
-    let dir = parent(file);
-    let mut refs = Vec::new();
-    for p in &paths {
-        push(&mut refs, repo_path(src, dir, p, file)?, Kind::Package);
-    }
-    Ok(refs)
+    Ok(paths
+        .into_iter()
+        .map(|text| RawRef {
+            file: file.to_string(),
+            text,
+            package: true,
+        })
+        .collect())
 }
 
 fn get<'a>(doc: &'a Table, keys: &[&str]) -> Option<&'a Value> {

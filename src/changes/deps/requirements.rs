@@ -2,19 +2,24 @@
 
 use std::collections::BTreeSet;
 
+use super::plain_file_within;
 use super::pyproject::direct_reference;
 use super::reference::{file_url_path, repo_path};
-use super::{Kind, Ref, push};
+use crate::changes::folders::RawRef;
 use crate::changes::paths::parent;
 use crate::changes::{ChangesError, FileSource};
 
-/// Appends what the requirements `file` (repo-relative) refers to, following `-r` includes
-/// (each file once; `seen` guards include loops). Paths are relative to the file naming them.
-pub(super) fn references(
+/// Appends the references the requirements `file` (repo-relative) makes, as written,
+/// following `-r` includes (each file once; `seen` guards include loops). `contained` is
+/// cleared when a file read is not a plain file inside `folder` (then the references depend on
+/// more than the folder's content).
+pub(super) fn raw_references(
     src: &dyn FileSource,
+    folder: &str,
     file: &str,
     seen: &mut BTreeSet<String>,
-    out: &mut Vec<Ref>,
+    out: &mut Vec<RawRef>,
+    contained: &mut bool,
 ) -> Result<(), ChangesError> {
     if !seen.insert(file.to_string()) {
         return Ok(());
@@ -22,9 +27,13 @@ pub(super) fn references(
     let Some(bytes) = src.read(file) else {
         return Ok(());
     };
+    *contained &= plain_file_within(src, file, folder);
     let text = String::from_utf8_lossy(&bytes);
-    let dir = parent(file);
-    let resolve = |path: &str| repo_path(src, dir, path, file);
+    let raw = |text: String, package: bool| RawRef {
+        file: file.to_string(),
+        text,
+        package,
+    };
     for line in logical_lines(&text) {
         let line = strip_comment(&line).trim().to_string();
         if line.is_empty() {
@@ -32,29 +41,30 @@ pub(super) fn references(
         }
         let Some((opt, arg)) = option(&line) else {
             if let Some(path) = requirement_path(&line) {
-                push(out, resolve(&path)?, Kind::Package);
+                out.push(raw(path, true));
             }
             continue;
         };
         match opt {
             "-e" | "--editable" => {
                 if let Some(path) = requirement_path(arg) {
-                    push(out, resolve(&path)?, Kind::Package);
+                    out.push(raw(path, true));
                 }
             }
             "-r" | "--requirement" | "-c" | "--constraint" if !is_url(arg) => {
-                let Some(included) = resolve(arg)? else {
-                    continue;
-                };
-                let path = included.path.clone();
-                push(out, Some(included), Kind::Input);
-                if matches!(opt, "-r" | "--requirement") {
-                    references(src, &path, seen, out)?;
+                out.push(raw(arg.to_string(), false));
+                // A path that cannot be followed is reported when the reference is resolved.
+                if matches!(opt, "-r" | "--requirement")
+                    && let Ok(Some(included)) = repo_path(src, parent(file), arg, file)
+                {
+                    raw_references(src, folder, &included.path, seen, out, contained)?;
                 }
             }
             "-f" | "--find-links" if !is_url(arg) || arg.starts_with("file:") => {
-                let path = file_url_path(arg).unwrap_or_else(|| arg.to_string());
-                push(out, resolve(&path)?, Kind::Input);
+                out.push(raw(
+                    file_url_path(arg).unwrap_or_else(|| arg.to_string()),
+                    false,
+                ));
             }
             _ => {}
         }
