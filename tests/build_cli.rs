@@ -622,6 +622,10 @@ fn dry_run_prints_what_would_be_built_and_touches_nothing() {
         "localhost:1/dagster-deploy-dry-run:ml-latest"
     );
     assert!(run.stderr.is_empty(), "{run}");
+    // Nothing is deployed yet, and a dry run does not create the local store.
+    let target = json["target"].as_str().unwrap();
+    assert!(target.ends_with("(created on first deploy)"), "{target}");
+    assert!(!m.path().join(".dagster-deploy").exists());
 
     let text = Run::of(
         std::process::Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
@@ -715,10 +719,10 @@ async fn layers_are_reused_from_the_pushed_cache_image_on_a_fresh_engine() {
     );
 }
 
-/// `deploy` (first version) builds like `build` and records the results for the deploy job;
-/// the state folder may come from DAGSTER_BUILD_STATEDIR.
+/// `build` records the results for a separate deploy job; the state folder may come from
+/// DAGSTER_BUILD_STATEDIR, the organisation and deployment from the environment.
 #[tokio::test]
-async fn deploy_builds_and_records_results_in_the_state_folder() {
+async fn build_records_results_in_the_state_folder_named_by_the_environment() {
     let Some(s) = services().await else { return };
     let repo_path = unique("dagster-deploy-test/deploy");
     let m = one_location(
@@ -729,7 +733,7 @@ async fn deploy_builds_and_records_results_in_the_state_folder() {
     let state = tempfile::tempdir().unwrap();
     let mut cleanup = Cleanup::new(&s);
     let run = Run::of(
-        m.command(&s, &["deploy", "--all", "--json", "--no-cache-from"])
+        m.command(&s, &["build", "--all", "--json", "--no-cache-from"])
             .env("DAGSTER_BUILD_STATEDIR", state.path())
             .env("DAGSTER_CLOUD_ORGANIZATION", "acme")
             .env("DAGSTER_CLOUD_DEPLOYMENT", "staging"),
@@ -738,7 +742,6 @@ async fn deploy_builds_and_records_results_in_the_state_folder() {
     let json = run.json();
     clean_pushed(&mut cleanup, &json);
     assert_eq!(json["summary"]["built"], 1, "{run}");
-    assert_eq!(json["registered"], false);
     assert_eq!(json["statedir"], state.path().to_string_lossy().as_ref());
     let saved: Value =
         serde_json::from_slice(&std::fs::read(state.path().join("location-app.json")).unwrap())

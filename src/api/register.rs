@@ -96,6 +96,16 @@ impl Target {
     ) -> Result<Target, ApiError> {
         let dir = repo_root.join(LOCAL_STORE_DIR);
         let deployments = Deployments::open(&dir)?;
+        // git must not see the store: it would count as an uncommitted change to plan.
+        let ignore = dir.join(".gitignore");
+        if !ignore.exists() {
+            std::fs::write(&ignore, "# dagster-deploy's local deployment store\n*\n").map_err(
+                |e| ApiError::InvalidInput {
+                    message: format!("cannot write {}: {e}", ignore.display()),
+                    hint: format!("make {} writable", dir.display()),
+                },
+            )?;
+        }
         deployments.ensure_deployment(deployment)?;
         Ok(Target::Local {
             dir,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::ConfigArgs;
+use super::api::{ConnectionArgs, WaitArgs};
 
 /// Which locations: the plan's flags (shared by `build` and `deploy`).
 #[derive(Debug, Args, Clone)]
@@ -89,7 +90,18 @@ pub struct DeployArgs {
     pub plan: PlanSelection,
     #[command(flatten)]
     pub build: BuildFlags,
-    /// Print what would be built and pushed, and touch nothing (no engine, no registry).
+    /// Where to register (Dagster+ or `dagster-deploy serve`); with no setting at all (flags,
+    /// environment or ~/.dagster_cloud_cli/config), the local store in `.dagster-deploy/` at
+    /// the repository root.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    /// Register even where the deployed commit is newer than the one being deployed.
+    #[arg(long)]
+    pub force: bool,
+    /// Print what would be built, pushed and registered, and touch nothing (no engine, no
+    /// registry, no registration).
     #[arg(long)]
     pub dry_run: bool,
     /// Print the results as JSON on stdout.

@@ -30,7 +30,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Build and push one image per location to build, in parallel (reusing existing ones).
     Build(BuildArgs),
-    /// Plan, build and push; registering with the deployment API comes in a later version.
+    /// Plan, build and push what changed, then register it and wait for it to load.
     Deploy(DeployArgs),
     /// Manage a deployment's code locations (the dagster-cloud `deployment` commands).
     Deployment(Box<api::DeploymentArgs>),
@@ -63,23 +63,14 @@ pub struct CheckArgs {
 #[derive(Debug, Args, Clone)]
 pub struct PlanArgs {
     #[command(flatten)]
-    pub config: ConfigArgs,
-    /// Revision to compare against [default: from the CI event, else the merge-base with the
-    /// default branch].
-    #[arg(long, value_name = "REV")]
-    pub base: Option<String>,
-    /// Revision to plan for [default: HEAD, plus uncommitted changes outside CI].
-    #[arg(long, value_name = "REV")]
-    pub head: Option<String>,
-    /// Count uncommitted changes in the work tree [default: on outside CI, off in CI].
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub include_dirty: Option<bool>,
-    /// Build this location whatever changed (repeatable).
-    #[arg(long = "location", value_name = "NAME")]
-    pub locations: Vec<String>,
-    /// Build every location.
+    pub selection: PlanSelection,
+    /// Where `deploy` registers: each deployed location is compared with the commit it was
+    /// deployed from (Dagster+ / `serve` settings, else the local store when it exists).
+    #[command(flatten)]
+    pub connection: api::ConnectionArgs,
+    /// Compare every location with the git base only; read nothing deployed.
     #[arg(long)]
-    pub all: bool,
+    pub git_only: bool,
     /// Print the plan as JSON on stdout.
     #[arg(long)]
     pub json: bool,

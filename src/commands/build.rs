@@ -9,6 +9,7 @@ use crate::build::{
     self, BuildOptions, BuildReport, BuildTarget, DockerfileSource, EXIT_INTERRUPTED, Failure,
     Outcome,
 };
+use crate::changes::Repo;
 use crate::ci::context::CiContext;
 use crate::ci::state::{self, SessionDefaults, StateDir};
 use crate::cli::{BuildArgs, BuildFlags, PlanSelection};
@@ -47,17 +48,23 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
+    /// Plans against the common base (the git facts only).
     pub fn new(selection: &PlanSelection, flags: &BuildFlags) -> Result<Prepared, Error> {
-        let req = PlanRequest {
-            config: super::locate_config(&selection.config)?,
-            base: selection.base.clone(),
-            head: selection.head.clone(),
-            include_dirty: selection.include_dirty,
-            force: selection.locations.clone(),
-            all: selection.all,
-        };
+        let req = request(selection)?;
+        let repo = plan::open_repo(&req)?;
+        Prepared::in_repo(&repo, &req, flags, &BTreeMap::new())
+    }
+
+    /// Plans in `repo`, comparing each location named in `location_bases` with its own base
+    /// revision (see [`plan::plan_with_bases`]).
+    pub fn in_repo(
+        repo: &Repo,
+        req: &PlanRequest,
+        flags: &BuildFlags,
+        location_bases: &BTreeMap<String, String>,
+    ) -> Result<Prepared, Error> {
         let ci = CiContext::detect(&super::process_env);
-        let plan = plan::plan(&req, &ci, &super::process_env)?;
+        let plan = plan::plan_in(repo, req, &ci, &super::process_env, location_bases)?;
         let options = options(flags, &plan)?;
         let targets = build::resolve_all(&plan, &options);
         Ok(Prepared {
@@ -114,6 +121,18 @@ impl Prepared {
         }
         Ok(Some(dir.path.display().to_string()))
     }
+}
+
+/// The plan request the selection flags describe.
+pub(super) fn request(selection: &PlanSelection) -> Result<PlanRequest, Error> {
+    Ok(PlanRequest {
+        config: super::locate_config(&selection.config)?,
+        base: selection.base.clone(),
+        head: selection.head.clone(),
+        include_dirty: selection.include_dirty,
+        force: selection.locations.clone(),
+        all: selection.all,
+    })
 }
 
 fn options(flags: &BuildFlags, plan: &Plan) -> Result<BuildOptions, Error> {

@@ -1,35 +1,39 @@
-//! `deploy`: plan → build → record results → (registration, with the deployment API issue).
-//! `--dry-run` runs the same code up to the first side effect and prints what would happen.
+//! `deploy`: plan → build and push → record results → register in one `deployLocations` →
+//! wait for load → per-location summary. `--dry-run` runs the same code up to the first side
+//! effect and prints what would happen.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use super::build::Prepared;
-use crate::build::{BuildTarget, DockerfileSource, EXIT_INTERRUPTED, Failure, target};
+use super::deployed;
+use crate::api::{self, RegisterOptions, RegisterReport, RegisterStatus, Target};
+use crate::build::{BuildReport, BuildTarget, DockerfileSource, EXIT_INTERRUPTED, Failure, target};
+use crate::changes::Repo;
+use crate::ci::repo_facts;
 use crate::cli::DeployArgs;
 use crate::error::{EXIT_FAILURE, Error};
 use crate::output;
-use crate::plan::{Action, Plan};
+use crate::plan::{self, Action, Plan, PlanRequest};
 use crate::progress::{Mode, Reporter};
+use crate::registry::{ImageRef, Keychain};
+use crate::server::RegistryAccess;
 
 pub fn run(args: &DeployArgs) -> Result<u8, Error> {
-    // 1. Plan (and resolve what building means): no side effect yet.
-    let prepared = Prepared::new(&args.plan, &args.build)?;
+    let settings = super::compat::settings(&args.connection, Some(&args.wait))?;
+    let req = super::build::request(&args.plan)?;
+    let repo = plan::open_repo(&req)?;
+    let runtime = super::runtime()?;
     if args.dry_run {
-        let dry = DryRun::new(&prepared.plan, &prepared.targets);
-        if args.json {
-            print!("{}", output::json(&dry)?);
-        } else {
-            print!("{}", dry.text());
-        }
-        return Ok(if dry.failures.is_empty() {
-            0
-        } else {
-            EXIT_FAILURE
-        });
+        return dry_run(args, &settings, &repo, &req, &runtime);
     }
+
+    // 1. Where to register, and what is deployed there; then plan: no side effect yet.
+    let mut target = deployed::target(&settings, &repo.workdir)?;
+    let bases = deployed::bases(&runtime, Some(&target), &req)?;
+    let prepared = Prepared::in_repo(&repo, &req, &args.build, &bases)?;
 
     // 2. Build and push.
     let reporter = Reporter::new(Mode::detect(&prepared.ci));
@@ -40,12 +44,26 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
     // 3. Record the results where a separate deploy job reads them.
     let statedir = prepared.save_state(&args.build, &report, &reporter)?;
 
-    // 4. Registration goes here (deployment API issue): send one `deployLocations` with every
-    //    built or reused location (image from `report`) and every `redeploy` location, then
-    //    wait for them to load. Until then `deploy` stops after building.
+    // 4. Register every built, reused and redeployed location at once (a location whose build
+    //    failed is reported, never registered), and wait for them to load.
     if !report.success() {
-        reporter.message("not registering anything: some locations failed to build");
+        reporter.message("locations that failed to build are not registered");
     }
+    let images = images_of(&report);
+    if let Target::Local { registry, .. } = &mut target {
+        *registry = Some(local_registry_access(&prepared.plan, &images)?);
+    }
+    let options = RegisterOptions {
+        force: args.force,
+        git: repo_facts::discover(&repo.repo, &prepared.plan.head.commit, &super::process_env),
+    };
+    let registration = runtime.block_on(api::register(
+        &prepared.plan,
+        &images,
+        &target,
+        &options,
+        &|line: &str| reporter.message(line),
+    ))?;
 
     if args.json {
         print!(
@@ -55,13 +73,132 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
                 head: &prepared.plan.head.commit,
                 report: &report,
                 statedir,
-                registered: false,
+                registration: &registration,
             })?
         );
     } else {
-        print!("{}", report.table());
+        print!("{}{}", report.table(), registration_table(&registration));
     }
-    Ok(if report.success() { 0 } else { EXIT_FAILURE })
+    Ok(if report.success() && registration.succeeded() {
+        0
+    } else {
+        EXIT_FAILURE
+    })
+}
+
+/// The image to register for every location that has one after the build.
+fn images_of(report: &BuildReport) -> BTreeMap<String, String> {
+    report
+        .results
+        .iter()
+        .filter_map(|r| Some((r.location.clone(), r.image.clone()?)))
+        .collect()
+}
+
+/// The local store checks that images exist with the credentials the build pushed with.
+fn local_registry_access(
+    plan: &Plan,
+    images: &BTreeMap<String, String>,
+) -> Result<RegistryAccess, Error> {
+    let keychain = Keychain::from_env(&super::process_env).map_err(crate::build::RunError::from)?;
+    let deployed = plan
+        .locations
+        .iter()
+        .filter_map(|l| l.entry.get("image").and_then(|v| v.as_str()));
+    let registries: BTreeSet<String> = images
+        .values()
+        .map(String::as_str)
+        .chain(deployed)
+        .filter_map(|image| ImageRef::parse(image).ok())
+        .map(|r| r.registry)
+        .collect();
+    let mut access = RegistryAccess::default();
+    for registry in registries {
+        if let Some(credentials) = keychain
+            .get(&registry)
+            .map_err(crate::build::RunError::from)?
+        {
+            access.credentials.push(credentials);
+        }
+    }
+    Ok(access)
+}
+
+fn dry_run(
+    args: &DeployArgs,
+    settings: &api::Settings,
+    repo: &Repo,
+    req: &PlanRequest,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<u8, Error> {
+    // Reads what is deployed; a local store that does not exist yet is not created.
+    let target = deployed::existing_target(settings, &repo.workdir)?;
+    let bases = deployed::bases(runtime, target.as_ref(), req)?;
+    let prepared = Prepared::in_repo(repo, req, &args.build, &bases)?;
+    let destination = match &target {
+        Some(t) => t.describe(),
+        None => format!(
+            "local store {} (created on first deploy)",
+            repo.workdir.join(api::register::LOCAL_STORE_DIR).display()
+        ),
+    };
+    let dry = DryRun::new(&prepared.plan, &prepared.targets, destination);
+    if args.json {
+        print!("{}", output::json(&dry)?);
+    } else {
+        print!("{}", dry.text());
+    }
+    Ok(if dry.failures.is_empty() {
+        0
+    } else {
+        EXIT_FAILURE
+    })
+}
+
+/// The registration summary for people: one row per location, load errors in full.
+fn registration_table(r: &RegisterReport) -> String {
+    let mut out = String::new();
+    if r.locations.is_empty() {
+        let _ = writeln!(out, "\nnothing to register: every location is up to date");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nregistration in {} at commit {}:",
+        r.target,
+        r.commit.get(..7).unwrap_or(&r.commit)
+    );
+    let width = r
+        .locations
+        .iter()
+        .map(|l| l.location.len())
+        .max()
+        .unwrap_or(0);
+    for l in &r.locations {
+        let status = match l.status {
+            RegisterStatus::Loaded => "loaded",
+            RegisterStatus::LoadFailed => "LOAD FAILED",
+            RegisterStatus::SkippedBackwards => "skipped",
+            RegisterStatus::NotRegistered => "not registered",
+        };
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:8}  {:14}  {}",
+            l.location,
+            l.action.as_str(),
+            status,
+            l.image.as_deref().unwrap_or("-"),
+        );
+        if !matches!(l.status, RegisterStatus::Loaded) {
+            let _ = writeln!(out, "  {:width$}  {}", "", l.message);
+        }
+        if let Some(error) = &l.load_error {
+            for line in error.render().lines() {
+                let _ = writeln!(out, "  {:width$}    {line}", "");
+            }
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -71,8 +208,7 @@ struct DeployJson<'a> {
     #[serde(flatten)]
     report: &'a crate::build::BuildReport,
     statedir: Option<String>,
-    /// Whether the locations were registered (not yet implemented).
-    registered: bool,
+    registration: &'a RegisterReport,
 }
 
 /// What `deploy` would do.
@@ -80,6 +216,8 @@ struct DeployJson<'a> {
 struct DryRun {
     dry_run: bool,
     head: String,
+    /// Where the locations would be registered.
+    target: String,
     builds: Vec<PlannedBuild>,
     redeploy: Vec<String>,
     skip: Vec<String>,
@@ -109,7 +247,7 @@ struct PlannedFailure {
 }
 
 impl DryRun {
-    fn new(plan: &Plan, targets: &[Result<BuildTarget, Failure>]) -> DryRun {
+    fn new(plan: &Plan, targets: &[Result<BuildTarget, Failure>], target: String) -> DryRun {
         let names = |action| {
             plan.locations
                 .iter()
@@ -149,6 +287,7 @@ impl DryRun {
         DryRun {
             dry_run: true,
             head: plan.head.commit.clone(),
+            target,
             builds,
             redeploy: names(Action::Redeploy),
             skip: names(Action::Skip),

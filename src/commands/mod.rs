@@ -4,6 +4,7 @@ mod build;
 mod check;
 mod compat;
 mod deploy;
+mod deployed;
 mod history;
 mod plan;
 mod serve;

@@ -1,23 +1,28 @@
-//! `plan`: what would be built, redeployed or skipped, and why.
+//! `plan`: what would be built, redeployed or skipped, and why: what `deploy` would do.
 
 use crate::ci::context::CiContext;
 use crate::cli::PlanArgs;
 use crate::error::Error;
 use crate::output;
-use crate::plan::{self, PlanRequest};
+use crate::plan;
 
 pub fn run(args: &PlanArgs) -> Result<u8, Error> {
-    let req = PlanRequest {
-        config: super::locate_config(&args.config)?,
-        base: args.base.clone(),
-        head: args.head.clone(),
-        include_dirty: args.include_dirty,
-        force: args.locations.clone(),
-        all: args.all,
-    };
+    let req = super::build::request(&args.selection)?;
     let ci = CiContext::detect(&super::process_env);
     let repo = plan::open_repo(&req)?;
-    let plan = plan::plan_in(&repo, &req, &ci, &super::process_env, &Default::default());
+    // As `deploy` plans: each location against its deployed commit, when something is deployed.
+    let target = match args.git_only {
+        true => None,
+        false => {
+            let settings = super::compat::settings(&args.connection, None)?;
+            super::deployed::existing_target(&settings, &repo.workdir)?
+        }
+    };
+    let bases = match &target {
+        Some(target) => super::deployed::bases(&super::runtime()?, Some(target), &req)?,
+        None => Default::default(),
+    };
+    let plan = plan::plan_in(&repo, &req, &ci, &super::process_env, &bases);
     // The process ends right after: leave unmapping git's pack files and freeing its caches to
     // the OS (on a large repository that is a measurable share of the whole run).
     std::mem::forget(repo);

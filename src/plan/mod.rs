@@ -101,11 +101,28 @@ pub struct PlannedLocation {
     /// Hash of the build inputs and build settings: the image tag that makes identical inputs
     /// never build twice. Computed for locations to build; `None` for the others.
     pub content_key: Option<String>,
+    /// The commit this location was compared with; `None` when there is none.
+    pub compared_with: Option<ComparedWith>,
     /// The merged dagster_cloud.yaml entry (what the location document is built from).
     #[serde(skip)]
     pub entry: serde_json::Map<String, Value>,
     #[serde(skip)]
     pub settings: LocationSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ComparedWith {
+    pub commit: String,
+    pub source: ComparedSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComparedSource {
+    /// The commit its deployed document records (see [`plan_with_bases`]).
+    Deployment,
+    /// The plan's common base.
+    PlanBase,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -275,10 +292,19 @@ pub fn plan_in(
         let settings = workspace.settings.for_location(&loc.name);
         let inputs = inputs::resolve(head_files, &deps, &globs, paths, &settings)
             .map_err(|e| e.in_location(&loc.name))?;
-        let (loc_changed, loc_config) = own_base
-            .get(&loc.name)
+        let own = own_base.get(&loc.name);
+        let (loc_changed, loc_config) = own
             .and_then(|oid| facts_by_commit.get(oid))
             .map_or((&changed, &base_config), |(c, b)| (c, b));
+        let compared_with = match (own, &base) {
+            (Some(oid), _) => Some((oid, ComparedSource::Deployment)),
+            (None, Base::Commit { oid, .. }) => Some((oid, ComparedSource::PlanBase)),
+            (None, Base::Missing { .. }) => None,
+        }
+        .map(|(oid, source)| ComparedWith {
+            commit: oid.to_string(),
+            source,
+        });
         let relevant: Vec<&String> = loc_changed.iter().filter(|p| inputs.counts(p)).collect();
         let (action, reason) = decide(&Facts {
             forced: req.all || req.force.contains(&loc.name),
@@ -317,6 +343,7 @@ pub fn plan_in(
                 .collect(),
             registry: loc.registry.clone(),
             content_key,
+            compared_with,
             entry: loc.entry.clone(),
             settings,
         });
