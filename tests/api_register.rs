@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use dagster_deploy::api::register::{LOCAL_STORE_DIR, RegisterStatus, Target};
 use dagster_deploy::api::{
-    ApiToken, Client, ClientOptions, RegisterOptions, deployed_commits, register,
+    ApiToken, Client, ClientOptions, RegisterOptions, deployed_locations, register,
 };
 use dagster_deploy::build::{Engine, ImageRef};
 use dagster_deploy::ci::context::CiContext;
@@ -118,7 +118,7 @@ async fn local_store_registers_builds_keeps_images_on_redeploy_and_never_goes_ba
     let dir = tmp.path();
     let c1 = repo(dir);
     let target = Target::local(dir, "prod", None).unwrap();
-    assert!(deployed_commits(&target).await.unwrap().is_empty());
+    assert!(deployed_locations(&target).await.unwrap().is_empty());
 
     // Everything built, but b's build failed: only a is registered.
     let plan = plan_at(dir, None, None, true);
@@ -178,8 +178,8 @@ async fn local_store_registers_builds_keeps_images_on_redeploy_and_never_goes_ba
     assert_eq!(docs["a"]["image"], "localhost:5000/a:ck-1");
     assert_eq!(docs["a"]["attribute"], "defs");
     assert_eq!(
-        deployed_commits(&target).await.unwrap(),
-        BTreeMap::from([("a".to_string(), c2.clone())])
+        deployed_locations(&target).await.unwrap(),
+        BTreeMap::from([("a".to_string(), Some(c2.clone()))])
     );
 
     // Deploying the older commit again: refused unless forced.
@@ -258,8 +258,11 @@ async fn one_deploy_locations_call_to_our_server_and_load_waiting() {
         ]
     );
     assert_eq!(
-        deployed_commits(&target).await.unwrap(),
-        BTreeMap::from([("a".to_string(), c1.clone()), ("b".to_string(), c1)])
+        deployed_locations(&target).await.unwrap(),
+        BTreeMap::from([
+            ("a".to_string(), Some(c1.clone())),
+            ("b".to_string(), Some(c1))
+        ])
     );
     assert!(progress.lock().unwrap()[0].contains("Registered a, b"));
     server.stop().await;
@@ -405,18 +408,30 @@ async fn deployed_commits_are_the_plans_base_per_location() {
     };
     let common = plan::plan(&req, &CiContext::none(), &|_| None).unwrap();
     assert_eq!(common.location("a").unwrap().action, Action::Skip);
-    let bases = deployed_commits(&target).await.unwrap();
-    assert_eq!(bases["a"], c1);
-    let own = plan::plan_with_bases(&req, &CiContext::none(), &|_| None, &bases).unwrap();
+    let deployed = deployed_locations(&target).await.unwrap();
+    assert_eq!(deployed["a"].as_deref(), Some(c1.as_str()));
+    let own = plan::plan_with_bases(&req, &CiContext::none(), &|_| None, Some(&deployed)).unwrap();
     let a = own.location("a").unwrap();
     assert_eq!(a.action, Action::Build, "{:?}", a.reason);
     assert_eq!(a.changed_paths, ["a/code.py"]);
     assert_eq!(own.location("b").unwrap().action, Action::Skip);
     // A base this clone does not have falls back to the common base.
-    let unknown = BTreeMap::from([(
-        "a".to_string(),
-        "0123456789abcdef0123456789abcdef01234567".to_string(),
-    )]);
-    let fallback = plan::plan_with_bases(&req, &CiContext::none(), &|_| None, &unknown).unwrap();
+    let unknown = BTreeMap::from([
+        (
+            "a".to_string(),
+            Some("0123456789abcdef0123456789abcdef01234567".to_string()),
+        ),
+        ("b".to_string(), None),
+    ]);
+    let fallback =
+        plan::plan_with_bases(&req, &CiContext::none(), &|_| None, Some(&unknown)).unwrap();
     assert_eq!(fallback.location("a").unwrap().action, Action::Skip);
+    assert_eq!(fallback.location("b").unwrap().action, Action::Skip);
+    // A location the deployment does not hold is built, whatever git says.
+    let only_a = BTreeMap::from([("a".to_string(), Some(c1.clone()))]);
+    let partial =
+        plan::plan_with_bases(&req, &CiContext::none(), &|_| None, Some(&only_a)).unwrap();
+    let b = partial.location("b").unwrap();
+    assert_eq!(b.action, Action::Build);
+    assert_eq!(b.reason.message, "not deployed yet");
 }

@@ -11,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 
 use dagster_deploy::server::{Actor, Deployments};
 use serde_json::Value;
-use support::{Cleanup, Monorepo, Run, Services, python_shim_image, services, unique};
+use support::{
+    Cleanup, Monorepo, Run, Services, python_shim_image, registry_tags, services, unique,
+};
 
 /// The server process; killed when the test ends.
 struct Serve {
@@ -114,7 +116,19 @@ async fn example_monorepo_deploys_to_serve_then_only_the_changed_location() {
     let base_arg = format!("BASE_IMAGE={shim}");
     let deploy = ["deploy", "--json", "--build-arg", &base_arg];
 
-    // First deploy: nothing is deployed, so every location is new.
+    // Git alone sees nothing new since the last commit, but the deployment holds nothing yet:
+    // `plan` (like `deploy`) plans against what is deployed.
+    m.commit("an unrelated commit");
+    let plan = against(&m, &s, &server, &["plan", "--json"]);
+    assert_eq!(plan.code, 0, "{plan}");
+    for l in plan.json()["locations"].as_array().unwrap() {
+        assert_eq!(l["action"], "build", "{plan}");
+        assert_eq!(l["reason"]["code"], "not-deployed", "{plan}");
+    }
+    let git_only = against(&m, &s, &server, &["plan", "--json", "--git-only"]);
+    assert_eq!(git_only.json()["summary"]["build"], 0, "{git_only}");
+
+    // First deploy: every location is built and registered.
     let first = against(&m, &s, &server, &deploy);
     let json = first.json();
     clean_pushed(&mut cleanup, &json);
@@ -219,10 +233,8 @@ async fn with_no_settings_deploy_uses_the_local_store_and_a_missing_image_fails_
     let mut cleanup = Cleanup::new(&s);
 
     let run = Run::of(&mut m.command(&s, &["deploy", "--no-cache-from"]));
-    for word in run.stdout.split_whitespace() {
-        if word.starts_with(&registry) {
-            cleanup.image(word);
-        }
+    for tag in registry_tags(&s, &repo_path) {
+        cleanup.image(&format!("{registry}:{tag}"));
     }
     assert_eq!(run.code, 0, "{run}");
     let store = m.path().join(".dagster-deploy");

@@ -16,7 +16,7 @@ pub mod wait;
 pub use client::{Client, ClientOptions};
 pub use error::{ApiError, ChainLink, LoadFailure};
 pub use register::{
-    LocationReport, RegisterOptions, RegisterReport, RegisterStatus, Target, deployed_commits,
+    LocationReport, RegisterOptions, RegisterReport, RegisterStatus, Target, deployed_locations,
     register,
 };
 pub use secret::{ApiToken, redact};

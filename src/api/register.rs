@@ -28,7 +28,7 @@ use super::settings::{
 };
 use super::wait::{LoadResult, WaitOptions, wait_for_load};
 use crate::changes::Repo;
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Deployed, Plan};
 use crate::server::{self, Actor, DEFAULT_DEPLOYMENT, Deployments, ImageCheck, RegistryAccess};
 
 /// The local store's folder at the repository root.
@@ -156,16 +156,15 @@ fn local_documents(
         .collect())
 }
 
-/// The deployed `git.commit_hash` of every location that has one: the default base per
-/// location for planning (a failed or skipped pipeline then never loses a change).
-pub async fn deployed_commits(target: &Target) -> Result<BTreeMap<String, String>, ApiError> {
-    Ok(commits_of(&target.current_documents().await?))
-}
-
-fn commits_of(docs: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
-    docs.iter()
-        .filter_map(|(name, doc)| Some((name.clone(), document::commit_hash(doc)?.to_string())))
-        .collect()
+/// Every deployed location with the `git.commit_hash` its document records, if any: what
+/// `plan::plan_with_bases` plans against.
+pub async fn deployed_locations(target: &Target) -> Result<Deployed, ApiError> {
+    Ok(target
+        .current_documents()
+        .await?
+        .iter()
+        .map(|(name, doc)| (name.clone(), document::commit_hash(doc).map(str::to_string)))
+        .collect())
 }
 
 #[derive(Debug, Clone, Default)]

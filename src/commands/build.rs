@@ -15,7 +15,7 @@ use crate::ci::state::{self, SessionDefaults, StateDir};
 use crate::cli::{BuildArgs, BuildFlags, PlanSelection};
 use crate::error::{EXIT_FAILURE, Error};
 use crate::output;
-use crate::plan::{self, Plan, PlanRequest};
+use crate::plan::{self, Deployed, Plan, PlanRequest};
 use crate::progress::{Mode, Reporter};
 
 pub fn run(args: &BuildArgs) -> Result<u8, Error> {
@@ -52,19 +52,18 @@ impl Prepared {
     pub fn new(selection: &PlanSelection, flags: &BuildFlags) -> Result<Prepared, Error> {
         let req = request(selection)?;
         let repo = plan::open_repo(&req)?;
-        Prepared::in_repo(&repo, &req, flags, &BTreeMap::new())
+        Prepared::in_repo(&repo, &req, flags, None)
     }
 
-    /// Plans in `repo`, comparing each location named in `location_bases` with its own base
-    /// revision (see [`plan::plan_with_bases`]).
+    /// Plans in `repo`, against what is `deployed` when given (see [`plan::plan_with_bases`]).
     pub fn in_repo(
         repo: &Repo,
         req: &PlanRequest,
         flags: &BuildFlags,
-        location_bases: &BTreeMap<String, String>,
+        deployed: Option<&Deployed>,
     ) -> Result<Prepared, Error> {
         let ci = CiContext::detect(&super::process_env);
-        let plan = plan::plan_in(repo, req, &ci, &super::process_env, location_bases)?;
+        let plan = plan::plan_in(repo, req, &ci, &super::process_env, deployed)?;
         let options = options(flags, &plan)?;
         let targets = build::resolve_all(&plan, &options);
         Ok(Prepared {

@@ -32,8 +32,8 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
 
     // 1. Where to register, and what is deployed there; then plan: no side effect yet.
     let mut target = deployed::target(&settings, &repo.workdir)?;
-    let bases = deployed::bases(&runtime, Some(&target), &req)?;
-    let prepared = Prepared::in_repo(&repo, &req, &args.build, &bases)?;
+    let deployed = deployed::deployed(&runtime, Some(&target), &req)?;
+    let prepared = Prepared::in_repo(&repo, &req, &args.build, deployed.as_ref())?;
 
     // 2. Build and push.
     let reporter = Reporter::new(Mode::detect(&prepared.ci));
@@ -133,8 +133,8 @@ fn dry_run(
 ) -> Result<u8, Error> {
     // Reads what is deployed; a local store that does not exist yet is not created.
     let target = deployed::existing_target(settings, &repo.workdir)?;
-    let bases = deployed::bases(runtime, target.as_ref(), req)?;
-    let prepared = Prepared::in_repo(repo, req, &args.build, &bases)?;
+    let deployed = deployed::deployed(runtime, target.as_ref(), req)?;
+    let prepared = Prepared::in_repo(repo, req, &args.build, deployed.as_ref())?;
     let destination = match &target {
         Some(t) => t.describe(),
         None => format!(

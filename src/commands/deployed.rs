@@ -2,13 +2,12 @@
 //! when any setting names one, else the local store) and each location's deployed commit,
 //! which is that location's plan base, so a failed or skipped pipeline never loses a change.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::api::register::LOCAL_STORE_DIR;
 use crate::api::{self, ClientOptions, Settings, Target};
 use crate::error::Error;
-use crate::plan::PlanRequest;
+use crate::plan::{Deployed, PlanRequest};
 
 /// The registration target (a local store is created on first use).
 pub(super) fn target(settings: &Settings, repo_root: &Path) -> Result<Target, Error> {
@@ -32,14 +31,17 @@ pub(super) fn existing_target(
     target(settings, repo_root).map(Some)
 }
 
-/// Each location's deployed commit, to plan against; none when `--base` names one for all.
-pub(super) fn bases(
+/// What the target holds, to plan against; `None` (git only) without a target or when `--base`
+/// names the base for all.
+pub(super) fn deployed(
     runtime: &tokio::runtime::Runtime,
     target: Option<&Target>,
     req: &PlanRequest,
-) -> Result<BTreeMap<String, String>, Error> {
+) -> Result<Option<Deployed>, Error> {
     match target {
-        Some(target) if req.base.is_none() => Ok(runtime.block_on(api::deployed_commits(target))?),
-        _ => Ok(BTreeMap::new()),
+        Some(target) if req.base.is_none() => {
+            Ok(Some(runtime.block_on(api::deployed_locations(target))?))
+        }
+        _ => Ok(None),
     }
 }

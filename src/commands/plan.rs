@@ -18,11 +18,11 @@ pub fn run(args: &PlanArgs) -> Result<u8, Error> {
             super::deployed::existing_target(&settings, &repo.workdir)?
         }
     };
-    let bases = match &target {
-        Some(target) => super::deployed::bases(&super::runtime()?, Some(target), &req)?,
-        None => Default::default(),
+    let deployed = match &target {
+        Some(target) => super::deployed::deployed(&super::runtime()?, Some(target), &req)?,
+        None => None,
     };
-    let plan = plan::plan_in(&repo, &req, &ci, &super::process_env, &bases);
+    let plan = plan::plan_in(&repo, &req, &ci, &super::process_env, deployed.as_ref());
     // The process ends right after: leave unmapping git's pack files and freeing its caches to
     // the OS (on a large repository that is a measurable share of the whole run).
     std::mem::forget(repo);

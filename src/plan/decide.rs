@@ -16,6 +16,8 @@ pub(super) enum BaseEntry<'a> {
     NoBase(&'a str),
     /// The location is not in the base's dagster_cloud.yaml (or there is no such file).
     Absent,
+    /// The deployment planned against does not hold the location.
+    NotDeployed,
     /// The base's dagster_cloud.yaml does not load: entries cannot be compared.
     Unknown,
     Known {
@@ -46,6 +48,11 @@ pub(super) fn decide(f: &Facts) -> (Action, Reason) {
             Action::Build,
             ReasonCode::NewLocation,
             "new location".into(),
+        ),
+        BaseEntry::NotDeployed => (
+            Action::Build,
+            ReasonCode::NotDeployed,
+            "not deployed yet".into(),
         ),
         _ if !f.changed.is_empty() => (
             Action::Build,

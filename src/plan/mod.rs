@@ -77,6 +77,7 @@ pub enum ReasonCode {
     Forced,
     NoBase,
     NewLocation,
+    NotDeployed,
     InputsChanged,
     BuildSettingsChanged,
     EntryChanged,
@@ -189,20 +190,24 @@ impl Plan {
 
 /// Computes the plan. Reads git and files only.
 pub fn plan(req: &PlanRequest, ci: &CiContext, env: Env) -> Result<Plan, Error> {
-    plan_with_bases(req, ci, env, &BTreeMap::new())
+    plan_with_bases(req, ci, env, None)
 }
 
-/// As [`plan`], with a base revision per location (typically the commit its deployed document
-/// records, from `api::deployed_commits`): such a location is compared with that commit
-/// instead of the common base, so a failed or skipped deploy never loses a change. A revision
-/// this clone does not have falls back to the common base.
+/// Every location a deployment holds, with the commit its document records (if any): from
+/// `api::deployed_locations`.
+pub type Deployed = BTreeMap<String, Option<String>>;
+
+/// As [`plan`], against what is deployed: a location is compared with the commit its
+/// deployed document records instead of the common base, so a failed or skipped deploy never
+/// loses a change; a location the deployment does not hold is built. A deployed document
+/// without a commit, or with one this clone does not have, falls back to the common base.
 pub fn plan_with_bases(
     req: &PlanRequest,
     ci: &CiContext,
     env: Env,
-    location_bases: &BTreeMap<String, String>,
+    deployed: Option<&Deployed>,
 ) -> Result<Plan, Error> {
-    plan_in(&open_repo(req)?, req, ci, env, location_bases)
+    plan_in(&open_repo(req)?, req, ci, env, deployed)
 }
 
 /// The repository holding the request's dagster_cloud.yaml.
@@ -216,7 +221,7 @@ pub fn plan_in(
     req: &PlanRequest,
     ci: &CiContext,
     env: Env,
-    location_bases: &BTreeMap<String, String>,
+    deployed: Option<&Deployed>,
 ) -> Result<Plan, Error> {
     let config_rel = repo.relative_path(&absolute(&req.config)?)?;
     let yaml_dir = paths::parent(&config_rel).to_string();
@@ -275,7 +280,11 @@ pub fn plan_in(
     };
     let mut own_base: HashMap<String, git2::Oid> = HashMap::new();
     let mut facts_by_commit: HashMap<git2::Oid, (Vec<String>, BaseConfig)> = HashMap::new();
-    for (name, rev) in location_bases {
+    let deployed_commits = deployed
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, commit)| Some((name, commit.as_ref()?)));
+    for (name, rev) in deployed_commits {
         let Ok(oid) = repo.resolve(rev) else { continue };
         if let std::collections::hash_map::Entry::Vacant(e) = facts_by_commit.entry(oid) {
             e.insert(facts_at(oid)?);
@@ -306,9 +315,13 @@ pub fn plan_in(
             source,
         });
         let relevant: Vec<&String> = loc_changed.iter().filter(|p| inputs.counts(p)).collect();
+        let base_entry = match deployed {
+            Some(d) if !d.contains_key(&loc.name) => BaseEntry::NotDeployed,
+            _ => loc_config.entry(&loc.name),
+        };
         let (action, reason) = decide(&Facts {
             forced: req.all || req.force.contains(&loc.name),
-            base: loc_config.entry(&loc.name),
+            base: base_entry,
             location: loc,
             settings: &settings,
             changed: &relevant,
