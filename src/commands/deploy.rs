@@ -65,6 +65,14 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
         &|line: &str| reporter.message(line),
     ))?;
 
+    if prepared.plan.head.dirty && !registration.registered().is_empty() {
+        reporter.message(&format!(
+            "deployed uncommitted changes: the deployment records commit {}, so reverting them \
+             is not a change; run `dagster-deploy deploy --location NAME` to deploy the \
+             committed code again",
+            short(&prepared.plan.head.commit)
+        ));
+    }
     if args.json {
         print!(
             "{}",
@@ -124,6 +132,10 @@ fn local_registry_access(
     Ok(access)
 }
 
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
 fn dry_run(
     args: &DeployArgs,
     settings: &api::Settings,
@@ -166,7 +178,7 @@ fn registration_table(r: &RegisterReport) -> String {
         out,
         "\nregistration in {} at commit {}:",
         r.target,
-        r.commit.get(..7).unwrap_or(&r.commit)
+        short(&r.commit)
     );
     let width = r
         .locations

@@ -142,7 +142,7 @@ pub enum PlanBase {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanHead {
     pub commit: String,
-    /// Uncommitted work-tree changes were counted.
+    /// The work tree has uncommitted changes, and they were counted.
     pub dirty: bool,
 }
 
@@ -388,7 +388,10 @@ pub fn plan_in(
             commit: match head {
                 Head::Commit(oid) | Head::WorkTree(oid) => oid.to_string(),
             },
-            dirty: matches!(head, Head::WorkTree(_)),
+            dirty: match head {
+                Head::WorkTree(oid) => !repo.changed_paths(oid, &head)?.is_empty(),
+                Head::Commit(_) => false,
+            },
         },
         summary: Summary::of(&locations),
         matrix: Matrix::of(&locations),
