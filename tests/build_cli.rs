@@ -176,6 +176,30 @@ async fn example_monorepo_is_built_pushed_run_and_reused() {
             .unwrap()
             .starts_with("reused image")
     );
+
+    // A new commit that changes no input: nothing is built, but the reused images get the new
+    // commit's human tag, set on the registry to the same manifest.
+    let next = m.commit("nothing that matters");
+    let third = Run::of(&mut m.command(&s, &args));
+    assert_eq!(third.code, 0, "{third}");
+    let tagged = third.json();
+    clean_pushed(&mut cleanup, &tagged);
+    assert_eq!(tagged["summary"]["reused"], 4, "{third}");
+    for r in results(&tagged) {
+        let location = r["location"].as_str().unwrap();
+        let human = format!("{location}-{}", &next[..7]);
+        assert_eq!(
+            r["pushed_tags"],
+            serde_json::json!([format!("{registry}:{human}")]),
+            "{third}"
+        );
+        let key = r["content_key"].as_str().unwrap();
+        assert_eq!(
+            registry_digest(&s, &repo_path, &human),
+            registry_digest(&s, &repo_path, &format!("{location}-{key}"))
+        );
+    }
+    assert!(!third.stderr.contains("Step 1/"), "{third}");
 }
 
 /// One location per bad input, plus a good one and a broken Dockerfile: each fails alone,

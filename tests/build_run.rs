@@ -207,7 +207,9 @@ async fn at_most_jobs_builds_run_at_once_and_results_keep_plan_order() {
 
 #[tokio::test]
 async fn existing_images_are_reused_and_new_ones_pushed_key_tag_first() {
-    let registry = fake_registry(&["team:old-ck-old"]).await;
+    // The human tag exists too (a re-run of the same commit); adding a missing one is tested
+    // against the real registry (build_cli).
+    let registry = fake_registry(&["team:old-ck-old", "team:old-abc1234"]).await;
     let tmp = tempfile::tempdir().unwrap();
     let targets = vec![
         target(tmp.path(), &registry, "old", true),

@@ -88,7 +88,8 @@ pub struct LocationResult {
     pub status: BuildStatus,
     /// The image to register: `<registry>:<location>-<content key>`.
     pub image: Option<String>,
-    /// Every tag pushed in this run (empty when reused).
+    /// Every tag pushed in this run; for a reused image, the human tag when it was new (set
+    /// on the registry, no layer pushed).
     pub pushed_tags: Vec<String>,
     /// Manifest digest of the pushed image, when the engine reported it.
     pub digest: Option<String>,

@@ -187,10 +187,38 @@ async fn build_one<E: Engine>(
             )
         })?;
     if exists {
+        // The human tag names this commit: point it at the reused image (registry side, no
+        // layer moves) unless it already exists.
+        let mut pushed_tags = Vec::new();
+        for extra in &target.extra_tags {
+            let tag_failure = |e: crate::registry::RegistryError| {
+                fail(
+                    Step::Push,
+                    format!(
+                        "location `{location}`: tagging {} as {extra}: {e}",
+                        target.image
+                    ),
+                    e.hint(),
+                )
+            };
+            let registry = services.registry;
+            if !registry
+                .manifest_exists(extra, credentials.as_ref())
+                .await
+                .map_err(tag_failure)?
+            {
+                progress.step(&format!("tagging {extra}"));
+                registry
+                    .copy_tag(&target.image, extra.reference(), credentials.as_ref())
+                    .await
+                    .map_err(tag_failure)?;
+                pushed_tags.push(extra.to_string());
+            }
+        }
         return Ok(Done {
             status: BuildStatus::Reused,
             image: target.image.to_string(),
-            pushed_tags: Vec::new(),
+            pushed_tags,
             digest: None,
             content_key: target.content_key.clone(),
         });

@@ -1,11 +1,12 @@
 //! The registry HTTP API (Docker Registry v2 / OCI distribution), as far as we need it: does a
-//! manifest exist? One `HEAD /v2/<path>/manifests/<reference>`, anonymous first, then with
-//! basic auth or a bearer token from the registry's token endpoint, as its challenge asks.
+//! manifest exist (`HEAD /v2/<path>/manifests/<reference>`), and one more tag for an existing
+//! manifest (GET it, PUT it under the tag). Each request goes anonymous first, then with basic
+//! auth or a bearer token from the registry's token endpoint, as its challenge asks.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
 
 use super::credentials::{RegistryCredentials, normalize_host};
 use super::{ImageRef, RegistryError};
@@ -59,70 +60,114 @@ impl RegistryClient {
         image: &ImageRef,
         credentials: Option<&RegistryCredentials>,
     ) -> Result<bool, RegistryError> {
+        let url = self.manifest_url(image, image.reference());
+        let answer = self
+            .send(image, credentials, |http| {
+                http.head(&url).header(ACCEPT, MANIFEST_TYPES)
+            })
+            .await?;
+        match answer.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            s => Err(refused(&image.registry, s)),
+        }
+    }
+
+    /// Tags `image`'s manifest as `tag` too, in the same repository: the manifest is read and
+    /// written back under the new tag, so no layer moves.
+    pub async fn copy_tag(
+        &self,
+        image: &ImageRef,
+        tag: &str,
+        credentials: Option<&RegistryCredentials>,
+    ) -> Result<(), RegistryError> {
+        let registry = image.registry.as_str();
+        let from = self.manifest_url(image, image.reference());
+        let answer = self
+            .send(image, credentials, |http| {
+                http.get(&from).header(ACCEPT, MANIFEST_TYPES)
+            })
+            .await?;
+        if !answer.status().is_success() {
+            return Err(refused(registry, answer.status()));
+        }
+        let media_type =
+            answer
+                .headers()
+                .get(CONTENT_TYPE)
+                .cloned()
+                .ok_or_else(|| RegistryError::Protocol {
+                    registry: registry.to_string(),
+                    message: format!("its manifest for {image} has no content type"),
+                })?;
+        let manifest = answer.bytes().await.map_err(|e| transport(registry, &e))?;
+        let to = self.manifest_url(image, tag);
+        let answer = self
+            .send(image, credentials, |http| {
+                http.put(&to)
+                    .header(CONTENT_TYPE, media_type.clone())
+                    .body(manifest.clone())
+            })
+            .await?;
+        match answer.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(refused(registry, s)),
+        }
+    }
+
+    fn manifest_url(&self, image: &ImageRef, reference: &str) -> String {
         let scheme = if self.is_insecure(&image.registry) {
             "http"
         } else {
             "https"
         };
-        let url = format!(
-            "{scheme}://{}/v2/{}/manifests/{}",
+        format!(
+            "{scheme}://{}/v2/{}/manifests/{reference}",
             image.api_host(),
-            image.path,
-            image.reference()
-        );
+            image.path
+        )
+    }
+
+    /// Sends a request anonymously first and, when the registry answers 401, again with basic
+    /// auth or a bearer token for the scope its challenge names (pull, or pull and push).
+    async fn send(
+        &self,
+        image: &ImageRef,
+        credentials: Option<&RegistryCredentials>,
+        request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
         let registry = image.registry.as_str();
-        let head = |auth: Option<Auth>| {
-            let mut req = self.http.head(&url).header(ACCEPT, MANIFEST_TYPES);
-            req = match auth {
-                Some(Auth::Basic(c)) => req.basic_auth(&c.username, Some(c.password.expose())),
-                Some(Auth::Bearer(t)) => req.bearer_auth(t),
-                None => req,
-            };
-            req.send()
-        };
-        let first = head(None).await.map_err(|e| transport(registry, &e))?;
-        let answer = if first.status() == StatusCode::UNAUTHORIZED {
-            let challenge = first
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .map(Challenge::parse)
-                .unwrap_or_default();
-            let auth = if challenge.scheme.eq_ignore_ascii_case("bearer") {
-                Auth::Bearer(
-                    self.bearer_token(registry, &challenge, credentials, &image.path)
-                        .await?,
-                )
-            } else {
-                match credentials {
-                    Some(c) if !c.is_identity_token() => Auth::Basic(c),
-                    _ => {
-                        return Err(RegistryError::CredentialsRequired {
-                            registry: registry.to_string(),
-                        });
-                    }
-                }
-            };
-            head(Some(auth))
-                .await
-                .map_err(|e| transport(registry, &e))?
-        } else {
-            first
-        };
-        match answer.status() {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-                Err(RegistryError::Unauthorized {
-                    registry: registry.to_string(),
-                    status: s.as_u16(),
-                })
-            }
-            s => Err(RegistryError::Status {
-                registry: registry.to_string(),
-                status: s.as_u16(),
-            }),
+        let first = request(&self.http)
+            .send()
+            .await
+            .map_err(|e| transport(registry, &e))?;
+        if first.status() != StatusCode::UNAUTHORIZED {
+            return Ok(first);
         }
+        let challenge = first
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(Challenge::parse)
+            .unwrap_or_default();
+        let authed = if challenge.scheme.eq_ignore_ascii_case("bearer") {
+            let token = self
+                .bearer_token(registry, &challenge, credentials, &image.path)
+                .await?;
+            request(&self.http).bearer_auth(token)
+        } else {
+            match credentials {
+                Some(c) if !c.is_identity_token() => {
+                    request(&self.http).basic_auth(&c.username, Some(c.password.expose()))
+                }
+                _ => {
+                    return Err(RegistryError::CredentialsRequired {
+                        registry: registry.to_string(),
+                    });
+                }
+            }
+        };
+        authed.send().await.map_err(|e| transport(registry, &e))
     }
 
     /// The token flow: `GET realm?service=..&scope=repository:<path>:pull` with basic
@@ -186,9 +231,18 @@ impl RegistryClient {
     }
 }
 
-enum Auth<'a> {
-    Basic(&'a RegistryCredentials),
-    Bearer(String),
+/// A refusal: 401/403 say the credentials do not allow it.
+fn refused(registry: &str, status: StatusCode) -> RegistryError {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
+            registry: registry.to_string(),
+            status: status.as_u16(),
+        },
+        s => RegistryError::Status {
+            registry: registry.to_string(),
+            status: s.as_u16(),
+        },
+    }
 }
 
 /// Sorts a failed request: unknown host, timeout, refused connection, other.
