@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 use support::{
-    Cleanup, Monorepo, Run, Services, python_shim_image, registry_digest, registry_tags, services,
-    unique,
+    Cleanup, Monorepo, Run, Services, clean_pushed, python_shim_image, registry_digest,
+    registry_tags, services, unique,
 };
 
 fn results(json: &Value) -> Vec<Value> {
@@ -24,15 +24,6 @@ fn result<'a>(results: &'a [Value], location: &str) -> &'a Value {
         .iter()
         .find(|r| r["location"] == location)
         .unwrap_or_else(|| panic!("no result for {location}: {results:#?}"))
-}
-
-/// Removes every tag a run pushed from the local engine when the test ends.
-fn clean_pushed(cleanup: &mut Cleanup, json: &Value) {
-    for r in results(json) {
-        for tag in r["pushed_tags"].as_array().cloned().unwrap_or_default() {
-            cleanup.image(tag.as_str().unwrap_or_default());
-        }
-    }
 }
 
 /// A Docker client config folder holding `auth` for the test registry.

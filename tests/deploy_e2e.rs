@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use dagster_deploy::server::{Actor, Deployments};
 use serde_json::Value;
 use support::{
-    Cleanup, Monorepo, Run, Services, python_shim_image, registry_tags, services, unique,
+    Cleanup, Monorepo, Run, Services, clean_pushed, python_shim_image, registry_tags, services,
+    unique,
 };
 
 /// The server process; killed when the test ends.
@@ -86,14 +87,6 @@ fn names(list: &Value) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn clean_pushed(cleanup: &mut Cleanup, json: &Value) {
-    for r in json["results"].as_array().unwrap() {
-        for tag in r["pushed_tags"].as_array().unwrap() {
-            cleanup.image(tag.as_str().unwrap());
-        }
-    }
 }
 
 /// Every revision of `location` the server stored, through `history --json`.

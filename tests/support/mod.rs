@@ -189,6 +189,15 @@ impl<'a> Cleanup<'a> {
     }
 }
 
+/// Removes every tag a `build`/`deploy --json` run pushed from the local engine at the end.
+pub fn clean_pushed(cleanup: &mut Cleanup, json: &serde_json::Value) {
+    for r in json["results"].as_array().into_iter().flatten() {
+        for tag in r["pushed_tags"].as_array().into_iter().flatten() {
+            cleanup.image(tag.as_str().unwrap_or_default());
+        }
+    }
+}
+
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         for image in &self.images {
