@@ -15,6 +15,7 @@ use super::{
 };
 use crate::server::error::DeployError;
 use crate::server::store::{Revision, RevisionAction};
+use crate::server::{Actor, Deployments};
 
 pub(crate) struct MutationRoot;
 
@@ -44,6 +45,27 @@ fn registered(ctx: &Context<'_>, deployment: &str, revisions: &[Revision]) {
     }
 }
 
+/// A change to the target deployment's locations, made off the async threads as the request's
+/// actor; what it registered is then checked and logged.
+async fn change_locations<F>(ctx: &Context<'_>, change: F) -> Result<Vec<Revision>, DeployError>
+where
+    F: FnOnce(&Deployments, &str, &Actor) -> Result<Vec<Revision>, DeployError> + Send + 'static,
+{
+    let deployment = target_deployment(ctx)?;
+    let actor = actor(ctx);
+    let dep = deployment.clone();
+    let revs = blocking(ctx, move |d| change(d, &dep, &actor)).await?;
+    registered(ctx, &deployment, &revs);
+    Ok(revs)
+}
+
+/// The one revision a single-location change makes.
+fn only(revs: Vec<Revision>) -> Result<Revision, DeployError> {
+    revs.into_iter()
+        .next()
+        .ok_or_else(|| DeployError::Internal("the change made no revision".into()))
+}
+
 /// Registrations only (reconcile's deletions are not part of its answer).
 fn entries(revisions: Vec<Revision>) -> Vec<WorkspaceEntry> {
     revisions
@@ -60,18 +82,11 @@ impl MutationRoot {
         ctx: &Context<'_>,
         document: GenericScalar,
     ) -> AddOrUpdateLocationResult {
-        let result = async {
-            let deployment = target_deployment(ctx)?;
-            let actor = actor(ctx);
-            let dep = deployment.clone();
-            let rev = blocking(ctx, move |d| {
-                d.add_or_update_location(&dep, document.0, &actor)
-            })
-            .await?;
-            registered(ctx, &deployment, std::slice::from_ref(&rev));
-            Ok::<_, DeployError>(rev)
-        }
-        .await;
+        let result = change_locations(ctx, move |d, dep, actor| {
+            Ok(vec![d.add_or_update_location(dep, document.0, actor)?])
+        })
+        .await
+        .and_then(only);
         match result {
             Ok(rev) => {
                 AddOrUpdateLocationResult::WorkspaceEntry(WorkspaceEntry::from_revision(rev))
@@ -86,15 +101,9 @@ impl MutationRoot {
         ctx: &Context<'_>,
         document: GenericScalar,
     ) -> DeployLocationsResult {
-        let result = async {
-            let deployment = target_deployment(ctx)?;
-            let actor = actor(ctx);
-            let dep = deployment.clone();
-            let revs =
-                blocking(ctx, move |d| d.deploy_locations(&dep, &document.0, &actor)).await?;
-            registered(ctx, &deployment, &revs);
-            Ok::<_, DeployError>(revs)
-        }
+        let result = change_locations(ctx, move |d, dep, actor| {
+            d.deploy_locations(dep, &document.0, actor)
+        })
         .await;
         match result {
             Ok(revs) => DeployLocationsResult::DeployLocationsSuccess(DeployLocationsSuccess {
@@ -110,17 +119,9 @@ impl MutationRoot {
         ctx: &Context<'_>,
         document: GenericScalar,
     ) -> ReconcileLocationsResult {
-        let result = async {
-            let deployment = target_deployment(ctx)?;
-            let actor = actor(ctx);
-            let dep = deployment.clone();
-            let revs = blocking(ctx, move |d| {
-                d.reconcile_locations(&dep, &document.0, &actor)
-            })
-            .await?;
-            registered(ctx, &deployment, &revs);
-            Ok::<_, DeployError>(revs)
-        }
+        let result = change_locations(ctx, move |d, dep, actor| {
+            d.reconcile_locations(dep, &document.0, actor)
+        })
         .await;
         match result {
             Ok(revs) => {
@@ -137,18 +138,11 @@ impl MutationRoot {
         ctx: &Context<'_>,
         location_name: String,
     ) -> DeleteLocationResult {
-        let result = async {
-            let deployment = target_deployment(ctx)?;
-            let actor = actor(ctx);
-            let dep = deployment.clone();
-            let rev = blocking(ctx, move |d| {
-                d.delete_location(&dep, &location_name, &actor)
-            })
-            .await?;
-            registered(ctx, &deployment, std::slice::from_ref(&rev));
-            Ok::<_, DeployError>(rev)
-        }
-        .await;
+        let result = change_locations(ctx, move |d, dep, actor| {
+            Ok(vec![d.delete_location(dep, &location_name, actor)?])
+        })
+        .await
+        .and_then(only);
         match result {
             Ok(rev) => DeleteLocationResult::DeleteLocationSuccess(DeleteLocationSuccess {
                 location_name: rev.location,
@@ -165,18 +159,11 @@ impl MutationRoot {
         location_name: String,
         revision_id: Option<i64>,
     ) -> AddOrUpdateLocationResult {
-        let result = async {
-            let deployment = target_deployment(ctx)?;
-            let actor = actor(ctx);
-            let dep = deployment.clone();
-            let rev = blocking(ctx, move |d| {
-                d.rollback(&dep, &location_name, revision_id, &actor)
-            })
-            .await?;
-            registered(ctx, &deployment, std::slice::from_ref(&rev));
-            Ok::<_, DeployError>(rev)
-        }
-        .await;
+        let result = change_locations(ctx, move |d, dep, actor| {
+            Ok(vec![d.rollback(dep, &location_name, revision_id, actor)?])
+        })
+        .await
+        .and_then(only);
         match result {
             Ok(rev) => {
                 AddOrUpdateLocationResult::WorkspaceEntry(WorkspaceEntry::from_revision(rev))
