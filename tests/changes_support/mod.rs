@@ -102,8 +102,17 @@ pub fn oid(sha: &str) -> git2::Oid {
 pub fn bin(cwd: &Path) -> Command {
     use assert_cmd::cargo::CommandCargoExt;
     let mut cmd = Command::cargo_bin("dagster-deploy").expect("binary built");
-    cmd.current_dir(cwd);
+    // No Dagster+ settings from the machine: plans read git alone (and the local store a test
+    // creates itself).
+    cmd.current_dir(cwd).env(
+        "DAGSTER_CLOUD_CLI_CONFIG",
+        cwd.join(".no-dagster-cloud-config"),
+    );
     for var in [
+        "DAGSTER_CLOUD_URL",
+        "DAGSTER_CLOUD_ORGANIZATION",
+        "DAGSTER_CLOUD_DEPLOYMENT",
+        "DAGSTER_CLOUD_API_TOKEN",
         "CI",
         "GITHUB_ACTIONS",
         "GITHUB_EVENT_PATH",
