@@ -70,6 +70,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage { .. } | Error::Config(ConfigError::Read { .. }) => EXIT_USAGE,
+            Error::State(StateError::NoFolder | StateError::NoSession { .. }) => EXIT_USAGE,
             Error::Changes(e) if e.is_usage() => EXIT_USAGE,
             Error::Api(e) if e.is_usage() => EXIT_USAGE,
             Error::Location { source, .. } => source.exit_code(),

@@ -1,0 +1,403 @@
+//! `dagster-deploy ci ...` and the reference `dagster-cloud ci ...` taking turns on ONE state
+//! folder against our server, and `ci` bad-input handling. The reference CLI comes from
+//! `DAGSTER_CLOUD_REFERENCE` (these tests fail without it in CI, skip elsewhere).
+
+#[path = "server_common.rs"]
+mod common;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{TestServer, reference_cli, run_clean};
+use serde_json::{Value, json};
+use support::Monorepo;
+
+const YAML: &str = "\
+locations:
+  - location_name: a
+    code_source:
+      module_name: a.defs
+    working_directory: a
+    build:
+      directory: a
+      registry: registry.example.com/a
+  - location_name: b
+    code_source:
+      package_name: b
+    build:
+      directory: b
+      registry: registry.example.com/b
+    container_context:
+      k8s:
+        env_vars:
+          - X=1
+";
+
+const OURS: &str = env!("CARGO_BIN_EXE_dagster-deploy");
+
+/// A repository whose last commit changes only location `a`.
+fn project() -> Monorepo {
+    let m = Monorepo::new();
+    m.write("dagster_cloud.yaml", YAML);
+    m.write("a/defs.py", "x = 1\n");
+    m.write("b/setup.py", "\n");
+    m.commit("both");
+    m.write("a/defs.py", "x = 2\n");
+    m.commit("change a");
+    m
+}
+
+async fn ours(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    run_clean(Path::new(OURS), home, args, env).await
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Lines sorted: the reference lists state files in directory order.
+fn sorted_lines(out: &Output) -> Vec<String> {
+    let mut lines: Vec<String> = stdout(out).lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stored(server: &TestServer) -> Value {
+    server
+        .server
+        .deployments()
+        .locations_document("prod")
+        .unwrap()
+}
+
+fn deploy_requests(server: &TestServer) -> Vec<Value> {
+    server
+        .take_requests()
+        .into_iter()
+        .filter(|r| r.root_fields == ["deployLocations"])
+        .map(|r| r.variables["document"].clone())
+        .collect()
+}
+
+/// Every file of the state folder, concatenated.
+fn state_text(statedir: &Path) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(statedir).unwrap() {
+        all.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_init_then_ours_then_reference_deploy() {
+    let Some(cli) = reference_cli() else { return };
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let repo = project();
+    let statedir = home.path().join("state");
+    let (p, s) = (repo.path().to_str().unwrap(), statedir.to_str().unwrap());
+    let url = server.url();
+    let env = [
+        ("DAGSTER_CLOUD_URL", url.as_str()),
+        ("DAGSTER_CLOUD_ORGANIZATION", "test"),
+        ("DAGSTER_CLOUD_API_TOKEN", server.token.as_str()),
+    ];
+    let init = [
+        "ci",
+        "init",
+        "--project-dir",
+        p,
+        "--deployment",
+        "prod",
+        "--statedir",
+        s,
+        "--commit-hash",
+        "abc123",
+        "--git-url",
+        "https://git.example/c/abc123",
+    ];
+    assert!(
+        run_clean(&cli, home.path(), &init, &env)
+            .await
+            .status
+            .success()
+    );
+
+    // Ours reads the reference's files.
+    let out = ours(home.path(), &["ci", "status", "--statedir", s], &env).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let states: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(states.len(), 2);
+    assert_eq!(states[0]["location_name"], "a");
+    assert_eq!(states[1]["build"]["commit_hash"], "abc123");
+    assert_eq!(states[1]["history"][0]["log"], "initialized");
+
+    // Ours edits them: b leaves the session, a gets an image.
+    let out = ours(
+        home.path(),
+        &["ci", "locations-deselect", "b", "--statedir", s],
+        &env,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ours(
+        home.path(),
+        &[
+            "ci",
+            "set-build-output",
+            "--statedir",
+            s,
+            "--image-tag",
+            "t1",
+        ],
+        &env,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("Recorded image registry.example.com/a:t1 for location a"));
+
+    // The reference sees our edits and deploys from them.
+    let out = run_clean(
+        &cli,
+        home.path(),
+        &["ci", "locations-list", "--statedir", s],
+        &env,
+    )
+    .await;
+    assert_eq!(sorted_lines(&out), ["a", "b DESELECTED"]);
+    server.take_requests();
+    let out = run_clean(&cli, home.path(), &["ci", "deploy", "--statedir", s], &env).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let sent = deploy_requests(&server);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        stored(&server),
+        json!({"locations": [{
+            "location_name": "a", "code_source": {"module_name": "a.defs"},
+            "working_directory": "a", "image": "registry.example.com/a:t1",
+            "git": {"commit_hash": "abc123", "url": "https://git.example/c/abc123"},
+        }]})
+    );
+    assert!(!state_text(&statedir).contains(&server.token));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ours_init_then_reference_then_ours_deploy() {
+    let Some(cli) = reference_cli() else { return };
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let repo = project();
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    let statedir = home.path().join("state");
+    let (p, s) = (repo.path().to_str().unwrap(), statedir.to_str().unwrap());
+    let url = server.url();
+    let env = [
+        ("DAGSTER_CLOUD_URL", url.as_str()),
+        ("DAGSTER_CLOUD_DEPLOYMENT", "prod"),
+        ("DAGSTER_CLOUD_API_TOKEN", server.token.as_str()),
+    ];
+    let init = [
+        "ci",
+        "init",
+        "--project-dir",
+        p,
+        "--statedir",
+        s,
+        "--base",
+        "HEAD~1",
+    ];
+    let out = ours(home.path(), &init, &env).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("- a (selected: "), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("- b (not selected: "),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        server.take_requests().len(),
+        0,
+        "outside a pull request init calls nobody"
+    );
+
+    // The reference reads our files: only the changed location is selected.
+    let out = run_clean(
+        &cli,
+        home.path(),
+        &["ci", "locations-list", "--statedir", s],
+        &env,
+    )
+    .await;
+    assert_eq!(sorted_lines(&out), ["a", "b DESELECTED"], "{}", text(&out));
+    let out = run_clean(
+        &cli,
+        home.path(),
+        &[
+            "ci",
+            "set-build-output",
+            "--statedir",
+            s,
+            "--image-tag",
+            "t2",
+        ],
+        &env,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = ours(home.path(), &["ci", "deploy", "--statedir", s], &env).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let sent = deploy_requests(&server);
+    assert_eq!(sent.len(), 1, "one deployLocations");
+    let expected = json!({"locations": [{
+        "location_name": "a", "code_source": {"module_name": "a.defs"},
+        "working_directory": "a", "image": "registry.example.com/a:t2",
+        "git": {"commit_hash": head},
+    }]});
+    assert_eq!(sent[0], expected);
+    assert_eq!(stored(&server), expected);
+    let out_text = text(&out);
+    assert!(!out_text.contains(&server.token));
+    assert!(!state_text(&statedir).contains(&server.token));
+
+    // Both tools read the history our deploy wrote.
+    let out = ours(
+        home.path(),
+        &[
+            "ci",
+            "status",
+            "--statedir",
+            s,
+            "--output-format",
+            "markdown",
+        ],
+        &env,
+    )
+    .await;
+    assert!(stdout(&out).contains("| a | "), "{}", text(&out));
+    assert!(stdout(&out).contains(&format!("[View in Cloud]({url}/prod/locations)")));
+    assert!(!stdout(&out).contains("| b | "));
+    let out = run_clean(&cli, home.path(), &["ci", "status", "--statedir", s], &env).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("deploy successful"), "{}", text(&out));
+    server.stop().await;
+}
+
+/// No server: every one of these fails before any request.
+#[tokio::test]
+async fn bad_input_is_named_with_a_fix() {
+    let home = tempfile::tempdir().unwrap();
+    let repo = project();
+    let statedir = home.path().join("state");
+    let (p, s) = (repo.path().to_str().unwrap(), statedir.to_str().unwrap());
+    let env = [
+        ("DAGSTER_CLOUD_URL", "http://127.0.0.1:9"),
+        ("DAGSTER_CLOUD_DEPLOYMENT", "prod"),
+        ("DAGSTER_CLOUD_API_TOKEN", "s3cret-token"),
+    ];
+
+    let out = ours(home.path(), &["ci", "status"], &env).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("--statedir"), "{}", text(&out));
+    assert!(text(&out).contains("DAGSTER_BUILD_STATEDIR"));
+
+    let out = ours(home.path(), &["ci", "deploy", "--statedir", s], &env).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains(s) && text(&out).contains("ci init"),
+        "{}",
+        text(&out)
+    );
+
+    let out = ours(
+        home.path(),
+        &[
+            "ci",
+            "init",
+            "--project-dir",
+            p,
+            "--statedir",
+            s,
+            "--location-name",
+            "nope",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("--location-name nope"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("known locations: a, b"));
+
+    let init = ["ci", "init", "--project-dir", p, "--statedir", s, "--all"];
+    let out = ours(home.path(), &init, &env).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Nothing built: deploy refuses and names them.
+    let out = ours(home.path(), &["ci", "deploy", "--statedir", s], &env).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("not been built: a, b"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("set-build-output"));
+
+    let out = ours(
+        home.path(),
+        &[
+            "ci",
+            "set-build-output",
+            "--statedir",
+            s,
+            "--image-tag",
+            "t",
+            "--location-name",
+            "zz",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("zz") && text(&out).contains("locations-list"),
+        "{}",
+        text(&out)
+    );
+
+    let file = statedir.join("location-b.json");
+    std::fs::write(&file, "{not json").unwrap();
+    let out = ours(
+        home.path(),
+        &["ci", "locations-list", "--statedir", s],
+        &env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains(file.to_str().unwrap()),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("not a valid location state file"));
+    assert!(text(&out).contains("ci init"));
+
+    assert!(!state_text(&statedir).contains("s3cret-token"));
+}
