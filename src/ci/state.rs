@@ -502,3 +502,65 @@ mod tests {
         assert_eq!(defaults.deployment_name, "prod");
     }
 }
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    fn state(name: &str, selected: bool) -> LocationState {
+        LocationState {
+            url: "https://acme.dagster.cloud".into(),
+            deployment_name: "prod".into(),
+            location_file: "/r/dagster_cloud.yaml".into(),
+            location_name: name.into(),
+            is_branch_deployment: false,
+            selected,
+            build: BuildMetadata::default(),
+            build_output: None,
+            status_url: None,
+            history: Vec::new(),
+            project_dir: None,
+            other: Map::new(),
+        }
+    }
+
+    #[test]
+    fn selection_picks_selected_locations_and_names_unknown_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir {
+            path: tmp.path().to_path_buf(),
+        };
+        for (name, selected) in [("a", true), ("b", false), ("c", true)] {
+            dir.save(&state(name, selected)).unwrap();
+        }
+        let names = |v: Vec<LocationState>| -> Vec<String> {
+            v.into_iter().map(|s| s.location_name).collect()
+        };
+        assert_eq!(names(dir.selected(&[]).unwrap()), ["a", "c"]);
+        assert_eq!(names(dir.selected(&["c".into()]).unwrap()), ["c"]);
+        let err = dir.selected(&["b".into(), "zz".into()]).unwrap_err();
+        assert_eq!(err.code(), "state-unknown-location");
+        assert!(err.to_string().contains("b, zz"), "{err}");
+
+        dir.set_selected(&["b".into()], true).unwrap();
+        assert_eq!(names(dir.selected(&[]).unwrap()), ["a", "b", "c"]);
+        assert!(dir.set_selected(&["zz".into()], false).is_err());
+
+        std::fs::write(tmp.path().join("notes.txt"), "kept").unwrap();
+        dir.clear().unwrap();
+        assert!(dir.list().unwrap().is_empty());
+        assert!(tmp.path().join("notes.txt").exists());
+    }
+
+    #[test]
+    fn a_session_folder_must_be_given_and_exist() {
+        let none = |_: &str| None;
+        assert_eq!(
+            StateDir::existing(None, &none).unwrap_err().code(),
+            "state-no-folder"
+        );
+        let err = StateDir::existing(Some(Path::new("/nonexistent/session")), &none).unwrap_err();
+        assert_eq!(err.code(), "state-no-session");
+        assert!(err.to_string().contains("/nonexistent/session"));
+    }
+}

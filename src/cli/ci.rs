@@ -244,3 +244,117 @@ pub struct NotifyArgs {
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub project_dir: PathBuf,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn ci(args: &[&str]) -> CiCommand {
+        let argv = ["dagster-deploy", "ci"]
+            .into_iter()
+            .chain(args.iter().copied());
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Ci(a)) => a.command,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_reference_command_lines_parse() {
+        let CiCommand::Init(a) = ci(&[
+            "init",
+            "--project-dir",
+            "p",
+            "--statedir",
+            "s",
+            "-d",
+            "prod",
+            "--user-token",
+            "t",
+            "--location-name",
+            "a",
+            "--location-name",
+            "b",
+            "--no-clean-statedir",
+            "--git-url",
+            "u",
+            "--commit-hash",
+            "c",
+            "--status-url",
+            "r",
+            "--snapshot-base-condition",
+            "on-update",
+            "--require-branch-deployment",
+        ]) else {
+            panic!("not init")
+        };
+        assert_eq!(a.statedir.statedir, Some(PathBuf::from("s")));
+        assert_eq!(a.deployment.as_deref(), Some("prod"));
+        assert_eq!(a.api_token.as_deref(), Some("t"));
+        assert_eq!(a.location_names, ["a", "b"]);
+        assert!(a.no_clean_statedir && a.require_branch_deployment && !a.all);
+        assert_eq!(
+            a.snapshot_base_condition,
+            Some(SnapshotBaseCondition::OnUpdate)
+        );
+
+        let CiCommand::Deploy(d) = ci(&["deploy", "--agent-timeout", "30", "--location-name", "a"])
+        else {
+            panic!("not deploy")
+        };
+        assert_eq!(d.wait.location_load_timeout, Some(30));
+        assert_eq!(
+            d.statedir.statedir, None,
+            "the variable is read later, by StateDir"
+        );
+
+        let CiCommand::Status(s) =
+            ci(&["status", "--statedir", "s", "--output-format", "markdown"])
+        else {
+            panic!("not status")
+        };
+        assert_eq!(s.output_format, StatusFormat::Markdown);
+
+        let CiCommand::LocationsDeselect(sel) = ci(&["locations-deselect", "a", "b"]) else {
+            panic!("not deselect")
+        };
+        assert_eq!(sel.location_names, ["a", "b"]);
+
+        let CiCommand::BranchDeployment(b) = ci(&["branch-deployment", "repo", "--mark-closed"])
+        else {
+            panic!("not branch-deployment")
+        };
+        assert!(b.mark_closed && !b.read_only);
+        assert_eq!(b.project_dir, PathBuf::from("repo"));
+
+        let CiCommand::Build(b) = ci(&[
+            "build",
+            "--statedir",
+            "s",
+            "--build-strategy",
+            "docker",
+            "--docker-env",
+            "A=1",
+        ]) else {
+            panic!("not build")
+        };
+        assert_eq!(b.build.statedir, Some(PathBuf::from("s")));
+        assert_eq!(b.docker_env, ["A=1"]);
+    }
+
+    #[test]
+    fn set_build_output_needs_a_tag_and_select_needs_names() {
+        let argv = [
+            "dagster-deploy",
+            "ci",
+            "set-build-output",
+            "--statedir",
+            "s",
+        ];
+        assert!(Cli::try_parse_from(argv).is_err());
+        assert!(Cli::try_parse_from(["dagster-deploy", "ci", "locations-select"]).is_err());
+    }
+}
