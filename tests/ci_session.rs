@@ -483,3 +483,151 @@ async fn ci_build_builds_the_selected_locations_and_deploy_registers_them() {
     assert_eq!(docs["locations"][0]["git"]["commit_hash"], json!(head));
     server.stop().await;
 }
+
+/// In a GitHub pull request, our `ci init` creates the branch deployment and targets it, the
+/// reference deploys into it from our files, and `ci branch-deployment --mark-closed` closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_requests_get_a_branch_deployment() {
+    let Some(cli) = reference_cli() else { return };
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let repo = project();
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    let event = home.path().join("event.json");
+    std::fs::write(
+        &event,
+        json!({"repository": {"full_name": "acme/mono", "default_branch": "main"},
+               "pull_request": {"number": 12, "state": "open", "merged": false,
+                                "html_url": "https://github.com/acme/mono/pull/12",
+                                "head": {"ref": "feature/Fast-UI", "sha": head},
+                                "base": {"sha": repo.git(&["rev-parse", "HEAD~1"])}}})
+        .to_string(),
+    )
+    .unwrap();
+    let statedir = home.path().join("state");
+    let (p, s, e) = (
+        repo.path().to_str().unwrap(),
+        statedir.to_str().unwrap(),
+        event.to_str().unwrap(),
+    );
+    let url = server.url();
+    let github = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_EVENT_PATH", e),
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        ("GITHUB_REPOSITORY", "acme/mono"),
+        ("DAGSTER_CLOUD_URL", url.as_str()),
+        ("DAGSTER_CLOUD_API_TOKEN", server.token.as_str()),
+    ];
+    let out = ours(
+        home.path(),
+        &[
+            "ci",
+            "init",
+            "--project-dir",
+            p,
+            "--statedir",
+            s,
+            "--deployment",
+            "prod",
+        ],
+        &github,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out)
+            .contains("Deploying to branch deployment feature-fast-ui, using base deployment prod"),
+        "{}",
+        text(&out)
+    );
+    let record = server
+        .server
+        .deployments()
+        .deployment("feature-fast-ui")
+        .unwrap();
+    let branch = record.branch.unwrap();
+    assert_eq!(branch.repo_name, "acme/mono");
+    assert_eq!(branch.pull_request_number.as_deref(), Some("12"));
+    assert_eq!(branch.pull_request_status.as_deref(), Some("OPEN"));
+    assert_eq!(branch.commit.commit_hash, head);
+    assert_eq!(branch.commit.commit_message.as_deref(), Some("change a"));
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(statedir.join("location-a.json")).unwrap()).unwrap();
+    assert_eq!(state["deployment_name"], "feature-fast-ui");
+    assert_eq!(state["is_branch_deployment"], true);
+    assert_eq!(
+        state["build"]["git_url"],
+        json!(format!("https://github.com/acme/mono/tree/{head}"))
+    );
+
+    // The reference deploys our session into the branch deployment (its GitHub detection
+    // needs GITHUB_ACTION, which is not set: it only reads the files here).
+    let plain = [
+        ("DAGSTER_CLOUD_URL", url.as_str()),
+        ("DAGSTER_CLOUD_API_TOKEN", server.token.as_str()),
+    ];
+    let out = run_clean(
+        &cli,
+        home.path(),
+        &[
+            "ci",
+            "set-build-output",
+            "--statedir",
+            s,
+            "--image-tag",
+            "pr12",
+        ],
+        &plain,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run_clean(
+        &cli,
+        home.path(),
+        &["ci", "deploy", "--statedir", s],
+        &plain,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let docs = server
+        .server
+        .deployments()
+        .locations_document("feature-fast-ui")
+        .unwrap();
+    assert_eq!(
+        docs["locations"][0]["image"],
+        json!("registry.example.com/a:pr12")
+    );
+    assert_eq!(docs["locations"][0]["git"]["repo_name"], json!("mono"));
+    assert_eq!(
+        stored(&server),
+        json!({"locations": []}),
+        "prod is untouched"
+    );
+
+    let out = ours(
+        home.path(),
+        &["ci", "branch-deployment", p, "--mark-closed"],
+        &github,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out).trim(), "feature-fast-ui");
+    let branch = server
+        .server
+        .deployments()
+        .deployment("feature-fast-ui")
+        .unwrap()
+        .branch
+        .unwrap();
+    assert_eq!(branch.pull_request_status.as_deref(), Some("CLOSED"));
+
+    // A push (no pull request) has no branch deployment: said plainly, exit 1.
+    std::fs::write(&event, r#"{"repository": {"full_name": "acme/mono"}}"#).unwrap();
+    let out = ours(home.path(), &["ci", "branch-deployment", p], &github).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("no pull request"), "{}", text(&out));
+    assert!(!text(&out).contains(&server.token));
+    server.stop().await;
+}
