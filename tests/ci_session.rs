@@ -468,6 +468,9 @@ async fn ci_build_builds_the_selected_locations_and_deploy_registers_them() {
         serde_json::from_slice(&std::fs::read(statedir.join("location-b.json")).unwrap()).unwrap();
     assert_eq!(state_b["build_output"], Value::Null, "b is not selected");
     let tags = support::registry_tags(&s, &repo_path);
+    for tag in &tags {
+        cleanup.image(&format!("{registry}:{tag}"));
+    }
     assert!(tags.iter().all(|t| t.starts_with("a-")), "{tags:?}");
 
     let run = tokio::task::spawn_blocking({
