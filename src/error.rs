@@ -5,6 +5,7 @@ use crate::api::ApiError;
 use crate::build::RunError;
 use crate::changes::ChangesError;
 use crate::ci::context::CiError;
+use crate::ci::state::StateError;
 use crate::config::{ConfigError, Diagnostic};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,8 @@ pub enum Error {
     Api(#[from] ApiError),
     #[error(transparent)]
     Ci(#[from] CiError),
+    #[error(transparent)]
+    State(#[from] StateError),
     /// A problem of one location: its name leads the message; code, hint and exit code are
     /// the problem's own.
     #[error("location `{location}`: {source}")]
@@ -57,6 +60,7 @@ impl Error {
             Error::Build(e) => e.code(),
             Error::Api(e) => e.code(),
             Error::Ci(e) => e.code(),
+            Error::State(e) => e.code(),
             Error::Location { source, .. } => source.code(),
             Error::Usage { .. } => "usage",
             Error::Failed { .. } => "failed",
@@ -66,6 +70,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage { .. } | Error::Config(ConfigError::Read { .. }) => EXIT_USAGE,
+            Error::State(StateError::NoFolder | StateError::NoSession { .. }) => EXIT_USAGE,
             Error::Changes(e) if e.is_usage() => EXIT_USAGE,
             Error::Api(e) if e.is_usage() => EXIT_USAGE,
             Error::Location { source, .. } => source.exit_code(),
@@ -86,6 +91,7 @@ impl Error {
             Error::Build(e) => e.hint(),
             Error::Api(e) => e.hint(),
             Error::Ci(e) => e.hint().into(),
+            Error::State(e) => e.hint().into(),
             Error::Location { source, .. } => source.hint(),
             Error::Usage { hint, .. } | Error::Failed { hint, .. } => hint.clone(),
         }

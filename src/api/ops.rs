@@ -150,6 +150,20 @@ pub const CREATE_OR_UPDATE_BRANCH_DEPLOYMENT: Operation = mutation(
 }",
 );
 
+pub const GET_BRANCH_DEPLOYMENT_NAME: Operation = query(
+    "getBranchDeploymentName",
+    "query CliGetBranchDeploymentName($repoName: String!, $branchName: String!) {
+  getBranchDeploymentName(repoName: $repoName, branchName: $branchName)
+}",
+);
+
+pub const ORGANIZATION_SETTINGS: Operation = query(
+    "organizationSettings",
+    "query CliOrganizationSettings {
+  organizationSettings { settings }
+}",
+);
+
 pub const DEPLOYMENT_BY_NAME: Operation = query(
     "deploymentByName",
     "query DeploymentByNameQuery($deploymentName: String!) {
@@ -468,6 +482,26 @@ pub async fn create_or_update_branch_deployment(
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| unexpected(op, "no deploymentName"))
+}
+
+/// Organisation-scoped: the branch deployment of a repository's branch, `None` when it has
+/// none.
+pub async fn branch_deployment_name(
+    client: &Client,
+    repo_name: &str,
+    branch_name: &str,
+) -> Result<Option<String>, ApiError> {
+    let op = &GET_BRANCH_DEPLOYMENT_NAME;
+    let variables = json!({ "repoName": repo_name, "branchName": branch_name });
+    let data = client.execute(op, variables).await?;
+    Ok(data[op.field].as_str().map(str::to_string))
+}
+
+/// Organisation-scoped: the organisation's settings (a connectivity and token check).
+pub async fn organization_settings(client: &Client) -> Result<Value, ApiError> {
+    let op = &ORGANIZATION_SETTINGS;
+    let data = client.execute(op, json!({})).await?;
+    Ok(field(&data, op)?["settings"].clone())
 }
 
 /// Organisation-scoped: deletes a branch deployment by name (refusing full deployments, as the

@@ -499,7 +499,7 @@ async fn load_results(
 
 /// `ci deploy`'s rule: 900 s for a Serverless deployment (unless a location names an agent
 /// queue), else 120 s.
-async fn heartbeat_default(
+pub async fn heartbeat_default(
     client: &Client,
     sent: &[(String, Value)],
 ) -> Result<Duration, ApiError> {

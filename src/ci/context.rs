@@ -20,6 +20,8 @@ use crate::config::Env;
 pub enum CiError {
     #[error("cannot read the CI event payload {}: {message}", path.display())]
     EventPayload { path: PathBuf, message: String },
+    #[error("cannot determine the branch deployment: {reason}")]
+    NoPullRequest { reason: String },
 }
 
 impl CiError {
@@ -27,6 +29,7 @@ impl CiError {
     pub fn code(&self) -> &'static str {
         match self {
             CiError::EventPayload { .. } => "ci-event-payload",
+            CiError::NoPullRequest { .. } => "ci-no-pull-request",
         }
     }
 
@@ -34,6 +37,9 @@ impl CiError {
         match self {
             CiError::EventPayload { .. } => {
                 "the CI runner's event file is missing or broken; pass --base REV to choose the base yourself"
+            }
+            CiError::NoPullRequest { .. } => {
+                "run in a pull (merge) request pipeline, or deploy to a named deployment with --deployment"
             }
         }
     }

@@ -127,6 +127,20 @@ pub enum StateError {
     },
     #[error("{} is not a valid location state file: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    #[error("no build session folder: --statedir is not given and {STATEDIR_VAR} is not set")]
+    NoFolder,
+    #[error("the build session folder {} does not exist", path.display())]
+    NoSession { path: PathBuf },
+    #[error("{} in the build session {}: {}", plural(names.len(), "unknown or deselected location"), path.display(), names.join(", "))]
+    UnknownLocations { path: PathBuf, names: Vec<String> },
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        what.to_string()
+    } else {
+        format!("{what}s")
+    }
 }
 
 impl StateError {
@@ -134,6 +148,9 @@ impl StateError {
         match self {
             StateError::Io { .. } => "state-io",
             StateError::Invalid { .. } => "state-invalid",
+            StateError::NoFolder => "state-no-folder",
+            StateError::NoSession { .. } => "state-no-session",
+            StateError::UnknownLocations { .. } => "state-unknown-location",
         }
     }
 
@@ -143,7 +160,18 @@ impl StateError {
                 "pass a writable folder with --statedir (or DAGSTER_BUILD_STATEDIR)"
             }
             StateError::Invalid { .. } => {
-                "remove the file (it is recreated) or start a new build session folder"
+                "fix or remove the file, or start a new session with `ci init` (a `build \
+                 --statedir` run recreates it too)"
+            }
+            StateError::NoFolder => {
+                "pass --statedir DIR (or set DAGSTER_BUILD_STATEDIR): the folder `ci init` wrote"
+            }
+            StateError::NoSession { .. } => {
+                "start the session with `ci init --statedir DIR` first, or pass the folder it used"
+            }
+            StateError::UnknownLocations { .. } => {
+                "`ci locations-list` shows the session's locations; `ci locations-select NAME` \
+                 selects one, `ci init --location-name NAME` adds one"
             }
         }
     }
@@ -165,6 +193,86 @@ impl StateDir {
                     .map(PathBuf::from)
             })
             .map(|path| StateDir { path })
+    }
+
+    /// The session folder of a `ci` command: given, and existing.
+    pub fn existing(flag: Option<&Path>, env: Env) -> Result<StateDir, StateError> {
+        let dir = StateDir::choose(flag, env).ok_or(StateError::NoFolder)?;
+        if !dir.path.is_dir() {
+            return Err(StateError::NoSession { path: dir.path });
+        }
+        Ok(dir)
+    }
+
+    /// The selected locations, all of them or those `requested` (each must be selected), as
+    /// the reference's `ci build`/`set-build-output`/`deploy` pick them.
+    pub fn selected(&self, requested: &[String]) -> Result<Vec<LocationState>, StateError> {
+        let selected: Vec<LocationState> = self
+            .list()?
+            .into_iter()
+            .filter(|s| s.selected)
+            .filter(|s| requested.is_empty() || requested.contains(&s.location_name))
+            .collect();
+        let mut unknown: Vec<String> = requested
+            .iter()
+            .filter(|r| !selected.iter().any(|s| &s.location_name == *r))
+            .cloned()
+            .collect();
+        unknown.dedup();
+        if !unknown.is_empty() {
+            return Err(StateError::UnknownLocations {
+                path: self.path.clone(),
+                names: unknown,
+            });
+        }
+        Ok(selected)
+    }
+
+    /// Sets `selected` of each named location; every name must have a state file.
+    pub fn set_selected(&self, names: &[String], selected: bool) -> Result<(), StateError> {
+        let mut states = Vec::new();
+        let mut unknown = Vec::new();
+        for name in names {
+            match self.load(name)? {
+                Some(state) => states.push(state),
+                None => unknown.push(name.clone()),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(StateError::UnknownLocations {
+                path: self.path.clone(),
+                names: unknown,
+            });
+        }
+        for mut state in states {
+            state.selected = selected;
+            self.save(&state)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every location file (a new session); other files in the folder stay.
+    pub fn clear(&self) -> Result<(), StateError> {
+        let io = |source| StateError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let entries = match std::fs::read_dir(&self.path) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(io)?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|n| n.starts_with(FILE_PREFIX)) {
+                std::fs::remove_file(&path).map_err(|source| StateError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
     }
 
     pub fn file(&self, location: &str) -> PathBuf {
@@ -211,7 +319,10 @@ impl StateDir {
             source,
         };
         std::fs::create_dir_all(&self.path).map_err(io)?;
-        let tmp = path.with_extension("json.tmp");
+        // Hidden and without the `location-` prefix: the reference lists every file with it.
+        let tmp = self
+            .path
+            .join(format!(".{FILE_PREFIX}{}.json.tmp", state.location_name));
         let text = serde_json::to_vec(state).map_err(|e| io(std::io::Error::other(e)))?;
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
         file.write_all(&text).map_err(io)?;
@@ -298,7 +409,8 @@ fn apply(state: &mut LocationState, result: &LocationResult) {
     }
 }
 
-fn new_state(plan: &Plan, location: &str, defaults: &SessionDefaults) -> LocationState {
+/// A new location's state from the plan: its build settings, the plan's head commit.
+pub fn new_state(plan: &Plan, location: &str, defaults: &SessionDefaults) -> LocationState {
     let planned = plan.location(location);
     let build_config = planned.map(|l| BuildConfig {
         directory: l
@@ -388,5 +500,67 @@ mod tests {
         });
         assert_eq!(defaults.url, "https://acme.dagster.cloud");
         assert_eq!(defaults.deployment_name, "prod");
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    fn state(name: &str, selected: bool) -> LocationState {
+        LocationState {
+            url: "https://acme.dagster.cloud".into(),
+            deployment_name: "prod".into(),
+            location_file: "/r/dagster_cloud.yaml".into(),
+            location_name: name.into(),
+            is_branch_deployment: false,
+            selected,
+            build: BuildMetadata::default(),
+            build_output: None,
+            status_url: None,
+            history: Vec::new(),
+            project_dir: None,
+            other: Map::new(),
+        }
+    }
+
+    #[test]
+    fn selection_picks_selected_locations_and_names_unknown_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir {
+            path: tmp.path().to_path_buf(),
+        };
+        for (name, selected) in [("a", true), ("b", false), ("c", true)] {
+            dir.save(&state(name, selected)).unwrap();
+        }
+        let names = |v: Vec<LocationState>| -> Vec<String> {
+            v.into_iter().map(|s| s.location_name).collect()
+        };
+        assert_eq!(names(dir.selected(&[]).unwrap()), ["a", "c"]);
+        assert_eq!(names(dir.selected(&["c".into()]).unwrap()), ["c"]);
+        let err = dir.selected(&["b".into(), "zz".into()]).unwrap_err();
+        assert_eq!(err.code(), "state-unknown-location");
+        assert!(err.to_string().contains("b, zz"), "{err}");
+
+        dir.set_selected(&["b".into()], true).unwrap();
+        assert_eq!(names(dir.selected(&[]).unwrap()), ["a", "b", "c"]);
+        assert!(dir.set_selected(&["zz".into()], false).is_err());
+
+        std::fs::write(tmp.path().join("notes.txt"), "kept").unwrap();
+        dir.clear().unwrap();
+        assert!(dir.list().unwrap().is_empty());
+        assert!(tmp.path().join("notes.txt").exists());
+    }
+
+    #[test]
+    fn a_session_folder_must_be_given_and_exist() {
+        let none = |_: &str| None;
+        assert_eq!(
+            StateDir::existing(None, &none).unwrap_err().code(),
+            "state-no-folder"
+        );
+        let err = StateDir::existing(Some(Path::new("/nonexistent/session")), &none).unwrap_err();
+        assert_eq!(err.code(), "state-no-session");
+        assert!(err.to_string().contains("/nonexistent/session"));
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod api;
+pub mod ci;
 pub mod serve;
 
 #[derive(Debug, Parser)]
@@ -42,6 +43,8 @@ pub enum Command {
     History(api::HistoryArgs),
     /// Register an earlier document of a location again.
     Rollback(api::RollbackArgs),
+    /// CI build sessions (the dagster-cloud `ci` commands, on the same state files).
+    Ci(ci::CiArgs),
 }
 
 #[derive(Debug, Args, Clone)]

@@ -192,7 +192,6 @@ async fn wait_and_report(client: &Client, s: &Settings, names: &[String]) -> Res
 
 async fn create_or_update(a: &BranchCreateArgs) -> Result<u8, Error> {
     let s = settings(&a.connection, None)?;
-    let what = "branch-deployment create-or-update";
     let mut commit = CommitData {
         commit_hash: a.commit_hash.clone().unwrap_or_default(),
         timestamp: a.timestamp.unwrap_or_default(),
@@ -203,7 +202,16 @@ async fn create_or_update(a: &BranchCreateArgs) -> Result<u8, Error> {
         author_avatar_url: a.author_avatar_url.clone(),
     };
     if a.read_git_state {
-        read_git_state(&mut commit)?;
+        let cwd = std::env::current_dir().map_err(|e| Error::Failed {
+            message: format!("cannot read the current folder: {e}"),
+            hint: "run from an existing folder".into(),
+        })?;
+        let head = crate::ci::pull_request::head_commit(&cwd)?;
+        commit = CommitData {
+            commit_url: commit.commit_url,
+            author_avatar_url: commit.author_avatar_url,
+            ..head
+        };
     }
     if commit.commit_hash.is_empty() || commit.timestamp == 0.0 {
         return Err(Error::Usage {
@@ -219,44 +227,45 @@ async fn create_or_update(a: &BranchCreateArgs) -> Result<u8, Error> {
         pull_request_status: a.pull_request_status.clone(),
         pull_request_number: a.pull_request_number.clone(),
     };
-    let client = Client::new(
-        &s.organization_url(what)?,
-        s.token(what)?.clone(),
-        None,
-        ClientOptions::default(),
-    )?;
-    let condition = a.snapshot_base_condition.map(|c| match c {
-        SnapshotBaseCondition::OnCreate => "ON_CREATE",
-        SnapshotBaseCondition::OnUpdate => "ON_UPDATE",
-    });
-    let name = ops::create_or_update_branch_deployment(
-        &client,
+    let name = create_or_update_branch(
+        &s,
+        "branch-deployment create-or-update",
         &branch,
         &commit,
         a.base_deployment_name.as_deref(),
-        condition,
+        a.snapshot_base_condition,
     )
     .await?;
     println!("{name}");
     Ok(0)
 }
 
-/// HEAD's hash, author, committer timestamp and subject, as `git log -1` gives them.
-fn read_git_state(commit: &mut CommitData) -> Result<(), Error> {
-    let cwd = std::env::current_dir().map_err(|e| Error::Failed {
-        message: format!("cannot read the current folder: {e}"),
-        hint: "run from an existing folder".into(),
-    })?;
-    let repo = crate::changes::Repo::discover(&cwd)?;
-    let oid = repo.head_commit()?;
-    let c = repo
-        .repo
-        .find_commit(oid)
-        .map_err(crate::changes::ChangesError::Git)?;
-    commit.commit_hash = oid.to_string();
-    commit.timestamp = c.committer().when().seconds() as f64;
-    commit.author_name = c.author().name().map(str::to_string);
-    commit.author_email = c.author().email().map(str::to_string);
-    commit.commit_message = c.summary().map(str::to_string);
-    Ok(())
+/// `createOrUpdateBranchDeployment` at the organisation URL (no deployment header); returns
+/// the branch deployment's name. Shared with `ci init` and `ci branch-deployment`.
+pub(super) async fn create_or_update_branch(
+    s: &Settings,
+    what: &str,
+    branch: &BranchData,
+    commit: &CommitData,
+    base_deployment_name: Option<&str>,
+    condition: Option<SnapshotBaseCondition>,
+) -> Result<String, Error> {
+    let client = Client::new(
+        &s.organization_url(what)?,
+        s.token(what)?.clone(),
+        None,
+        ClientOptions::default(),
+    )?;
+    let condition = condition.map(|c| match c {
+        SnapshotBaseCondition::OnCreate => "ON_CREATE",
+        SnapshotBaseCondition::OnUpdate => "ON_UPDATE",
+    });
+    Ok(ops::create_or_update_branch_deployment(
+        &client,
+        branch,
+        commit,
+        base_deployment_name,
+        condition,
+    )
+    .await?)
 }

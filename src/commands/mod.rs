@@ -2,6 +2,7 @@
 
 mod build;
 mod check;
+mod ci;
 mod compat;
 mod deploy;
 mod deployed;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::Serve(args) => serve::run(&args),
         Command::History(args) => history::run_history(&args),
         Command::Rollback(args) => history::run_rollback(&args),
+        Command::Ci(args) => ci::run(&args.command),
     }
 }
 
@@ -40,7 +42,10 @@ pub fn wants_json(cli: &Cli) -> bool {
         Command::Deploy(a) => a.json,
         Command::History(a) => a.json,
         Command::Rollback(a) => a.json,
-        Command::Deployment(_) | Command::BranchDeployment(_) | Command::Serve(_) => false,
+        Command::Deployment(_)
+        | Command::BranchDeployment(_)
+        | Command::Serve(_)
+        | Command::Ci(_) => false,
     }
 }
 

@@ -1,0 +1,180 @@
+//! `ci init`: one state file per location. Unlike the reference, only the locations the plan
+//! says changed are selected (`--all`: every one; `--location-name`: those named), so later
+//! steps build and deploy just those. In a pull request the session targets its branch
+//! deployment, created or updated here.
+
+use std::path::{Path, PathBuf};
+
+use crate::api::{ApiToken, Settings, SettingsFlags};
+use crate::changes::Repo;
+use crate::ci::context::{CiContext, CiError};
+use crate::ci::pull_request::{self, Source};
+use crate::ci::repo_facts;
+use crate::ci::state::{self, LocationStatus, SessionDefaults, StateDir, StateError};
+use crate::cli::ci::InitArgs;
+use crate::config;
+use crate::error::Error;
+use crate::plan::{self, Action, PlanRequest};
+
+pub fn run(args: &InitArgs) -> Result<u8, Error> {
+    let env = &super::super::process_env;
+    let dir =
+        StateDir::choose(args.statedir.statedir.as_deref(), env).ok_or(StateError::NoFolder)?;
+    let project_dir = absolute(&args.project_dir)?;
+    let yaml_path = project_dir.join(&args.dagster_cloud_yaml_path);
+    if !yaml_path.is_file() {
+        return Err(Error::Usage {
+            message: format!("no dagster_cloud.yaml at {}", yaml_path.display()),
+            hint: "pass --project-dir (the folder holding it) or --dagster-cloud-yaml-path".into(),
+        });
+    }
+    check_names(&yaml_path, &args.location_names)?;
+
+    let ci = CiContext::detect(env);
+    let req = PlanRequest {
+        config: yaml_path.clone(),
+        base: args.base.clone(),
+        head: None,
+        include_dirty: None,
+        force: args.location_names.clone(),
+        all: args.all,
+    };
+    let plan = plan::plan(&req, &ci, env)?;
+    let settings = Settings::resolve(
+        &SettingsFlags {
+            organization: args.organization.clone(),
+            deployment: args.deployment.clone(),
+            api_token: args.api_token.clone().and_then(ApiToken::new),
+            ..Default::default()
+        },
+        env,
+    )?;
+    let url = settings.organization_url("ci init")?;
+    let (deployment, is_branch) = choose_deployment(args, &ci, &settings, &project_dir)?;
+
+    if !args.no_clean_statedir {
+        dir.clear()?;
+    }
+    let repo = Repo::discover(&project_dir)?;
+    let commit = args
+        .commit_hash
+        .clone()
+        .unwrap_or_else(|| plan.head.commit.clone());
+    let git = repo_facts::discover(&repo.repo, &commit, env);
+    let defaults = SessionDefaults {
+        url,
+        deployment_name: deployment,
+    };
+    println!("Initializing {}", dir.path.display());
+    for planned in &plan.locations {
+        if !args.location_names.is_empty() && !args.location_names.contains(&planned.name) {
+            continue;
+        }
+        let mut s = state::new_state(&plan, &planned.name, &defaults);
+        s.location_file = yaml_path.display().to_string();
+        s.is_branch_deployment = is_branch;
+        s.selected = planned.action != Action::Skip;
+        s.build.commit_hash = Some(commit.clone());
+        s.build.git_url = args.git_url.clone().or_else(|| git.url.clone());
+        s.build.git_provider = git.provider.clone();
+        s.build.repo_owner = git.repo_owner.clone();
+        s.build.repo_name = git.repo_name.clone();
+        s.build.base_branch = git.base_branch.clone();
+        s.status_url = args.status_url.clone();
+        s.project_dir = Some(project_dir.display().to_string());
+        s.add_status(LocationStatus::Pending, "initialized");
+        dir.save(&s)?;
+        let verdict = if s.selected {
+            "selected"
+        } else {
+            "not selected"
+        };
+        println!("- {} ({verdict}: {})", planned.name, planned.reason.message);
+    }
+    Ok(0)
+}
+
+/// The branch deployment of the pull request being built (created or updated), else
+/// `--deployment`. Facts the CI cannot give fall back to `--deployment` unless a branch
+/// deployment is required; API errors always fail.
+fn choose_deployment(
+    args: &InitArgs,
+    ci: &CiContext,
+    settings: &Settings,
+    project_dir: &Path,
+) -> Result<(String, bool), Error> {
+    let require = args.require_branch_deployment && !args.no_require_branch_deployment;
+    let env = &super::super::process_env;
+    let facts = match Source::of(ci.provider) {
+        Ok(Source::Local) if !require => Ok(None),
+        Ok(source) => pull_request::branch_facts(source, env, project_dir, false),
+        Err(e) => Err(e.into()),
+    };
+    let facts = match facts {
+        Ok(Some(facts)) => Ok(facts),
+        Ok(None) => Err("this run builds no pull request".to_string()),
+        Err(Error::Ci(e)) => Err(e.to_string()),
+        Err(other) => return Err(other),
+    };
+    match (facts, settings.deployment.as_deref()) {
+        (Ok(facts), base) => {
+            let name = super::super::runtime()?.block_on(
+                super::super::compat::create_or_update_branch(
+                    settings,
+                    "ci init",
+                    &facts.branch,
+                    &facts.commit,
+                    base,
+                    args.snapshot_base_condition,
+                ),
+            )?;
+            println!(
+                "Deploying to branch deployment {name}{}",
+                base.map(|b| format!(", using base deployment {b}"))
+                    .unwrap_or_default()
+            );
+            Ok((name, true))
+        }
+        (Err(why), _) if require => Err(CiError::NoPullRequest { reason: why }.into()),
+        (Err(why), Some(deployment)) => {
+            println!("Deploying to {deployment}. No branch deployment ({why}).");
+            Ok((deployment.to_string(), false))
+        }
+        (Err(why), None) => Err(Error::Usage {
+            message: format!("cannot determine the deployment to deploy to ({why})"),
+            hint: "pass --deployment NAME (or set DAGSTER_CLOUD_DEPLOYMENT)".into(),
+        }),
+    }
+}
+
+/// `--location-name` values must name locations of the file (the flag, not `--location`).
+fn check_names(yaml_path: &Path, names: &[String]) -> Result<(), Error> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let ws = config::load(yaml_path, &super::super::process_env)?;
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| !ws.locations.iter().any(|l| &l.name == *n))
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<&str> = ws.locations.iter().map(|l| l.name.as_str()).collect();
+    Err(Error::Usage {
+        message: format!(
+            "--location-name {}: not in {}",
+            unknown.join(", "),
+            yaml_path.display()
+        ),
+        hint: format!("known locations: {}", known.join(", ")),
+    })
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, Error> {
+    std::path::absolute(path).map_err(|e| Error::Usage {
+        message: format!("--project-dir {}: {e}", path.display()),
+        hint: "pass an existing folder".into(),
+    })
+}
