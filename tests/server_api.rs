@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use dagster_deploy::server::HistoryPage;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -133,7 +134,11 @@ async fn a_failing_deploy_locations_changes_nothing() {
         .deployments()
         .locations_document("prod")
         .unwrap();
-    let history_before = server.server.deployments().history("prod", "a").unwrap();
+    let history_before = server
+        .server
+        .deployments()
+        .history("prod", "a", HistoryPage::ALL)
+        .unwrap();
 
     // The first entry is valid and would update `a`, the third is invalid.
     let deploy = json!({"locations": [
@@ -161,10 +166,20 @@ async fn a_failing_deploy_locations_changes_nothing() {
         before
     );
     assert_eq!(
-        server.server.deployments().history("prod", "a").unwrap(),
+        server
+            .server
+            .deployments()
+            .history("prod", "a", HistoryPage::ALL)
+            .unwrap(),
         history_before
     );
-    assert!(server.server.deployments().history("prod", "new").is_err());
+    assert!(
+        server
+            .server
+            .deployments()
+            .history("prod", "new", HistoryPage::ALL)
+            .is_err()
+    );
 
     // Duplicate names are refused as a whole too.
     let dup = json!({"locations": [doc("a", "img/a:3"), doc("a", "img/a:4")]});

@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
-use dagster_deploy::server::{Actor, DeployError, Deployments, RevisionAction, TokenScope};
+use dagster_deploy::server::{
+    Actor, DeployError, Deployments, HistoryPage, RevisionAction, TokenScope,
+};
 use serde_json::json;
 
 #[test]
@@ -28,7 +30,7 @@ fn history_records_who_when_and_which_commit() {
         .unwrap();
     d.delete_location("prod", "a", &alice).unwrap();
 
-    let h = d.history("prod", "a").unwrap();
+    let h = d.history("prod", "a", HistoryPage::ALL).unwrap();
     let summary: Vec<_> = h
         .iter()
         .map(|r| {
@@ -81,16 +83,16 @@ fn rollback_registers_an_earlier_document_again() {
     assert_eq!(d.locations("prod").unwrap()[0].document, v1);
 
     // Explicit target; then after a deletion, rollback restores the last document.
-    let to_v2 = d.history("prod", "a").unwrap()[1].id;
+    let to_v2 = d.history("prod", "a", HistoryPage::ALL).unwrap()[1].id;
     d.rollback("prod", "a", Some(to_v2), &me).unwrap();
     assert_eq!(d.locations("prod").unwrap()[0].document, v2);
     d.delete_location("prod", "a", &me).unwrap();
     assert!(d.locations("prod").unwrap().is_empty());
     d.rollback("prod", "a", None, &me).unwrap();
     assert_eq!(d.locations("prod").unwrap()[0].document, v2);
-    assert_eq!(d.history("prod", "a").unwrap().len(), 7);
+    assert_eq!(d.history("prod", "a", HistoryPage::ALL).unwrap().len(), 7);
 
-    let deletion = d.history("prod", "a").unwrap()[5].id;
+    let deletion = d.history("prod", "a", HistoryPage::ALL).unwrap()[5].id;
     assert!(matches!(
         d.rollback("prod", "a", Some(deletion), &me),
         Err(DeployError::UnknownRevision { .. })
@@ -150,5 +152,39 @@ async fn history_and_rollback_over_graphql() {
     assert_eq!(revs[2]["rolledBackFrom"], revs[0]["id"]);
     assert_eq!(revs[2]["actor"], "token-1");
     assert_eq!(revs[2]["commitHash"], "abc");
+
+    // Pages: the newest `limit` revisions, then older ones with `before`.
+    let paged = "query($name: String!, $limit: Int!, $before: Int) {
+        locationHistory(locationName: $name, limit: $limit, before: $before) {
+        __typename ... on LocationHistory { revisions { id } } ... on PythonError { message } } }";
+    let ids = |data: &serde_json::Value| -> Vec<serde_json::Value> {
+        data["locationHistory"]["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].clone())
+            .collect()
+    };
+    let newest = c
+        .data(paged, json!({"name": "a", "limit": 2, "before": null}))
+        .await;
+    assert_eq!(ids(&newest), [revs[1]["id"].clone(), revs[2]["id"].clone()]);
+    let older = c
+        .data(
+            paged,
+            json!({"name": "a", "limit": 2, "before": revs[1]["id"]}),
+        )
+        .await;
+    assert_eq!(ids(&older), [revs[0]["id"].clone()]);
+    let refused = c
+        .data(paged, json!({"name": "a", "limit": 0, "before": null}))
+        .await;
+    assert_eq!(refused["locationHistory"]["__typename"], "PythonError");
+    assert!(
+        refused["locationHistory"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit must be between 1 and 1000")
+    );
     server.stop().await;
 }

@@ -188,8 +188,8 @@ pub const DELETE_DEPLOYMENT: Operation = mutation(
 /// A dagster-deploy extension (`serve` only).
 pub const LOCATION_HISTORY: Operation = query(
     "locationHistory",
-    "query DeployLocationHistory($locationName: String!) {
-  locationHistory(locationName: $locationName) {
+    "query DeployLocationHistory($locationName: String!, $limit: Int!, $before: Int) {
+  locationHistory(locationName: $locationName, limit: $limit, before: $before) {
     __typename
     ... on LocationHistory {
       revisions { id locationName kind rolledBackFrom document actor commitHash timestamp }
@@ -548,14 +548,16 @@ pub struct HistoryEntry {
     pub timestamp: f64,
 }
 
+/// The newest `limit` revisions of a location with an id below `before`, oldest first.
 pub async fn location_history(
     client: &Client,
     location: &str,
+    limit: usize,
+    before: Option<i64>,
 ) -> Result<Vec<HistoryEntry>, ApiError> {
     let op = &LOCATION_HISTORY;
-    let data = client
-        .execute(op, json!({ "locationName": location }))
-        .await?;
+    let variables = json!({ "locationName": location, "limit": limit, "before": before });
+    let data = client.execute(op, variables).await?;
     let v = union(field(&data, op)?, op, "LocationHistory")?;
     Ok(v["revisions"]
         .as_array()

@@ -199,6 +199,13 @@ pub struct BranchCreateArgs {
 pub struct HistoryArgs {
     /// The location whose revisions to list.
     pub location: String,
+    /// How many revisions, the newest (1 to 1000).
+    #[arg(long, default_value_t = 100, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub limit: u16,
+    /// Only revisions older than this one (to page back through a long history).
+    #[arg(long, value_name = "REVISION")]
+    pub before: Option<i64>,
     #[command(flatten)]
     pub connection: ConnectionArgs,
     /// Print the revisions as JSON on stdout.

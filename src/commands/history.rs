@@ -12,7 +12,7 @@ use crate::api::{ApiError, ClientOptions, Target};
 use crate::cli::api::{ConnectionArgs, HistoryArgs, RollbackArgs};
 use crate::error::Error;
 use crate::output;
-use crate::server::{Actor, Revision, RevisionAction};
+use crate::server::{Actor, HistoryPage, Revision, RevisionAction};
 
 fn target(conn: &ConnectionArgs) -> Result<Target, Error> {
     let settings = super::compat::settings(conn, None)?;
@@ -55,16 +55,23 @@ fn entry(r: Revision) -> HistoryEntry {
 
 pub fn run_history(a: &HistoryArgs) -> Result<u8, Error> {
     let target = target(&a.connection)?;
+    let page = HistoryPage {
+        before: a.before,
+        limit: Some(usize::from(a.limit)),
+    };
     let revisions = match &target {
-        Target::Remote { client, .. } => {
-            super::runtime()?.block_on(ops::location_history(client, &a.location))?
-        }
+        Target::Remote { client, .. } => super::runtime()?.block_on(ops::location_history(
+            client,
+            &a.location,
+            page.limit.unwrap_or(usize::MAX),
+            page.before,
+        ))?,
         Target::Local {
             deployments,
             deployment,
             ..
         } => deployments
-            .history(deployment, &a.location)
+            .history(deployment, &a.location, page)
             .map_err(ApiError::from)?
             .into_iter()
             .map(entry)

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::document;
 use super::error::{DeployError, ServerError};
 use super::store::{
-    ApplyError, ApplyMode, BranchDeployment, DeploymentRecord, LocationChange, Revision,
-    RevisionAction, SqliteStore, Store, StoredLocation,
+    ApplyError, ApplyMode, BranchDeployment, DeploymentRecord, HistoryPage, LocationChange,
+    Revision, RevisionAction, SqliteStore, Store, StoredLocation,
 };
 use super::tokens::{self, Actor, TokenInfo, TokenScope};
 
@@ -284,11 +284,16 @@ impl Deployments {
         Ok(json!({ "locations": docs }))
     }
 
-    /// Every revision of a location, oldest first (deletions included).
-    pub fn history(&self, deployment: &str, location: &str) -> Result<Vec<Revision>, DeployError> {
+    /// The revisions of a location `page` selects, oldest first (deletions included).
+    pub fn history(
+        &self,
+        deployment: &str,
+        location: &str,
+        page: HistoryPage,
+    ) -> Result<Vec<Revision>, DeployError> {
         let d = self.deployment(deployment)?;
-        let revs = self.store.history(d.id, location)?;
-        if revs.is_empty() {
+        let revs = self.store.history(d.id, location, page)?;
+        if revs.is_empty() && page.before.is_none() {
             return Err(DeployError::UnknownLocation {
                 deployment: d.name,
                 location: location.to_string(),
@@ -308,7 +313,7 @@ impl Deployments {
         actor: &Actor,
     ) -> Result<Revision, DeployError> {
         let d = self.deployment(deployment)?;
-        let history = self.history(&d.name, location)?;
+        let history = self.history(&d.name, location, HistoryPage::ALL)?;
         let target = match to {
             Some(id) => history
                 .iter()

@@ -38,7 +38,7 @@ pub use graphql::GenericScalar;
 pub use registry::{ImageCheck, RegistryAccess, RegistryCredentials};
 pub use store::{
     ApplyError, ApplyMode, BranchDeployment, CommitInfo, DeploymentKind, DeploymentRecord,
-    LocationChange, Revision, RevisionAction, SqliteStore, Store, StoredLocation,
+    HistoryPage, LocationChange, Revision, RevisionAction, SqliteStore, Store, StoredLocation,
 };
 pub use tokens::{Actor, TOKEN_PREFIX, TokenInfo, TokenScope};
 

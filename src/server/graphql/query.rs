@@ -12,8 +12,11 @@ use super::{
     target_deployment,
 };
 use crate::server::error::DeployError;
-use crate::server::store::{DeploymentKind, now_ms};
+use crate::server::store::{DeploymentKind, HistoryPage, now_ms};
 use crate::server::tokens::TokenScope;
+
+/// The most revisions one `locationHistory` answer holds.
+const MAX_HISTORY_PAGE: usize = 1000;
 
 pub(crate) struct QueryRoot;
 
@@ -141,15 +144,30 @@ impl QueryRoot {
         .map_err(field_error)
     }
 
-    /// Every revision of a location, oldest first (a dagster-deploy extension).
+    /// A location's newest `limit` revisions (1 to 1000) with an id below `before`, oldest
+    /// first (a dagster-deploy extension).
     async fn location_history(
         &self,
         ctx: &Context<'_>,
         location_name: String,
+        #[graphql(default = 100)] limit: i32,
+        before: Option<i64>,
     ) -> LocationHistoryResult {
         let result = async {
             let deployment = target_deployment(ctx)?;
-            blocking(ctx, move |d| d.history(&deployment, &location_name)).await
+            let limit = usize::try_from(limit)
+                .ok()
+                .filter(|l| (1..=MAX_HISTORY_PAGE).contains(l))
+                .ok_or_else(|| {
+                    DeployError::BadRequest(format!(
+                        "limit must be between 1 and {MAX_HISTORY_PAGE}, got {limit}"
+                    ))
+                })?;
+            let page = HistoryPage {
+                before,
+                limit: Some(limit),
+            };
+            blocking(ctx, move |d| d.history(&deployment, &location_name, page)).await
         }
         .await;
         match result {

@@ -128,6 +128,21 @@ pub enum ApplyError {
     MissingLocation(String),
 }
 
+/// Which revisions of a location to read: the newest `limit` (all when `None`) with an id
+/// below `before` (any when `None`). A long-lived location has thousands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub before: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+impl HistoryPage {
+    pub const ALL: HistoryPage = HistoryPage {
+        before: None,
+        limit: None,
+    };
+}
+
 pub trait Store: Send + Sync + 'static {
     fn deployment(&self, name: &str) -> Result<Option<DeploymentRecord>, StoreError>;
     fn deployment_by_id(&self, id: i64) -> Result<Option<DeploymentRecord>, StoreError>;
@@ -163,8 +178,13 @@ pub trait Store: Send + Sync + 'static {
         mode: ApplyMode,
         actor: &Actor,
     ) -> Result<Result<Vec<Revision>, ApplyError>, StoreError>;
-    /// All revisions of a location, oldest first.
-    fn history(&self, deployment_id: i64, location: &str) -> Result<Vec<Revision>, StoreError>;
+    /// The revisions of a location `page` selects, oldest first.
+    fn history(
+        &self,
+        deployment_id: i64,
+        location: &str,
+        page: HistoryPage,
+    ) -> Result<Vec<Revision>, StoreError>;
 
     fn insert_token(
         &self,

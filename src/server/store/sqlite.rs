@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::Value;
 
 use super::{
-    ApplyError, ApplyMode, BranchDeployment, DeploymentKind, DeploymentRecord, LocationChange,
-    Revision, RevisionAction, Store, StoredLocation, now_ms,
+    ApplyError, ApplyMode, BranchDeployment, DeploymentKind, DeploymentRecord, HistoryPage,
+    LocationChange, Revision, RevisionAction, Store, StoredLocation, now_ms,
 };
 use crate::server::document;
 use crate::server::error::StoreError;
@@ -508,14 +508,32 @@ impl Store for SqliteStore {
         Ok(Ok(revisions))
     }
 
-    fn history(&self, deployment_id: i64, location: &str) -> Result<Vec<Revision>, StoreError> {
+    fn history(
+        &self,
+        deployment_id: i64,
+        location: &str,
+        page: HistoryPage,
+    ) -> Result<Vec<Revision>, StoreError> {
         let conn = self.conn();
+        // Newest first to apply the limit (-1: none), then turned around.
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {REVISION_COLUMNS} FROM revisions r JOIN deployments d ON d.id = r.deployment_id \
-             WHERE r.deployment_id = ?1 AND r.location_name = ?2 ORDER BY r.id"
+             WHERE r.deployment_id = ?1 AND r.location_name = ?2 AND r.id < ?3 \
+             ORDER BY r.id DESC LIMIT ?4"
         ))?;
-        let rows = stmt.query_map(params![deployment_id, location], revision_from_row)?;
-        rows.map(|r| finish_revision(r?)).collect()
+        let before = page.before.unwrap_or(i64::MAX);
+        let limit = page
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let rows = stmt.query_map(
+            params![deployment_id, location, before, limit],
+            revision_from_row,
+        )?;
+        let mut revisions = rows
+            .map(|r| finish_revision(r?))
+            .collect::<Result<Vec<_>, _>>()?;
+        revisions.reverse();
+        Ok(revisions)
     }
 
     fn insert_token(
