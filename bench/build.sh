@@ -53,7 +53,7 @@ git_q() {
 }
 
 # make_repo DIR N_LOCATIONS DOCKERFILE_BODY: one location per folder `loc<i>`, each with its own
-# repository path in the registry, committed.
+# repository path in the registry, committed. `@LOC@` in the body becomes the location's name.
 make_repo() {
     local dir=$1 n=$2 body=$3 i run_id
     run_id=$(date +%s%N)
@@ -68,7 +68,7 @@ make_repo() {
     } >"$dir/dagster_cloud.yaml"
     for i in $(seq 1 "$n"); do
         mkdir -p "$dir/loc$i/src"
-        printf 'FROM %s\n%s' "$DAGSTER_DEPLOY_TEST_BASE_IMAGE" "$body" >"$dir/loc$i/Dockerfile"
+        printf 'FROM %s\n%s' "$DAGSTER_DEPLOY_TEST_BASE_IMAGE" "${body//@LOC@/loc$i}" >"$dir/loc$i/Dockerfile"
         for f in $(seq 1 20); do echo "print('location $i file $f')" >"$dir/loc$i/src/m$f.py"; done
     done
     echo '*.bin' >"$dir/.gitignore"
@@ -102,7 +102,10 @@ bench_parallel() {
     local repo=$scratch/parallel seq=() par=() i s p
     # Each run gets its own NONCE build argument: a new image key and no layer cache hit, so
     # every run really builds the 8 images (a few steps each, like a small Python location).
-    make_repo "$repo" 8 $'ARG NONCE\nRUN echo "$NONCE" > /nonce && dd if=/dev/urandom of=/data bs=1M count=8 2>/dev/null && md5sum /data > /data.md5\nCOPY src /app/src\nRUN find /app -name "*.py" | sort > /app/files\n'
+    # Each location's steps differ (@LOC@): with identical steps the classic builder lets a
+    # sequential run reuse the first location's layers while parallel builds all redo them,
+    # which measures the layer cache, not parallelism.
+    make_repo "$repo" 8 $'ARG NONCE\nRUN echo "$NONCE @LOC@" > /nonce && dd if=/dev/urandom of=/data bs=1M count=8 2>/dev/null && md5sum /data > /data.md5\nCOPY src /app/src\nRUN find /app -name "*.py" | sort > /app/files\n'
     for i in $(seq 1 "$runs"); do
         s=$(cd "$repo" && timed "$scratch/seq.json" "$bin" build --all --json --jobs 1 --no-human-tag \
             --no-cache-from --network none --build-arg "NONCE=seq-$i-$RANDOM")
