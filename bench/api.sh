@@ -87,7 +87,7 @@ COMMON=(
 )
 # The deployment and state folder are filled in per tool (DEPLOYMENT, STATE).
 CI=(
-    "ci init --project-dir project --deployment DEPLOYMENT --statedir STATE --commit-hash abc --all"
+    "ci init --project-dir project --deployment DEPLOYMENT --statedir STATE --commit-hash abc"
     "ci set-build-output --statedir STATE --image-tag t1"
     "ci deploy --statedir STATE"
     "ci status --statedir STATE"
