@@ -130,6 +130,16 @@ impl Mono {
             .expect("runs")
     }
 
+    /// Writes `files`, commits them and plans that commit against the one before.
+    fn commit_and_plan(&self, files: &[(&str, &str)], message: &str) -> Value {
+        let base = self.git(&["rev-parse", "HEAD"]);
+        for (rel, text) in files {
+            self.write(rel, text);
+        }
+        self.commit(message);
+        self.plan(&["--base", &base])
+    }
+
     /// Runs `plan --json` with extra args and returns the parsed plan (asserting success).
     fn plan(&self, args: &[&str]) -> Value {
         let out = self
@@ -182,8 +192,13 @@ fn actions(plan: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn t(name: &str, action: &str, code: &str) -> (String, String, String) {
-    (name.into(), action.into(), code.into())
+/// Asserts every location's (name, action, reason code), in plan order.
+fn assert_actions(plan: &Value, expected: &[(&str, &str, &str)]) {
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|&(n, a, c)| (n.into(), a.into(), c.into()))
+        .collect();
+    assert_eq!(actions(plan), expected, "{plan:#}");
 }
 
 fn location<'a>(plan: &'a Value, name: &str) -> &'a Value {
@@ -196,17 +211,17 @@ fn location<'a>(plan: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn shared_library_change_builds_both_dependents_only() {
     let m = Mono::new();
-    let base = m.git(&["rev-parse", "HEAD"]);
-    m.write("libs/common/common/__init__.py", "X = 1\n");
-    m.commit("lib change");
-    let plan = m.plan(&["--base", &base]);
-    assert_eq!(
-        actions(&plan),
-        vec![
-            t("a", "build", "inputs-changed"),
-            t("b", "build", "inputs-changed"),
-            t("c", "skip", "unchanged")
-        ]
+    let plan = m.commit_and_plan(
+        &[("libs/common/common/__init__.py", "X = 1\n")],
+        "lib change",
+    );
+    assert_actions(
+        &plan,
+        &[
+            ("a", "build", "inputs-changed"),
+            ("b", "build", "inputs-changed"),
+            ("c", "skip", "unchanged"),
+        ],
     );
     let a = location(&plan, "a");
     assert_eq!(
@@ -227,46 +242,49 @@ fn shared_library_change_builds_both_dependents_only() {
         serde_json::json!({"build": 2, "redeploy": 0, "skip": 1})
     );
     assert_eq!(plan["base"]["source"], "flag");
-    assert_eq!(plan["base"]["commit"], base.as_str());
+    assert_eq!(
+        plan["base"]["commit"],
+        m.git(&["rev-parse", "HEAD~1"]).as_str()
+    );
 }
 
 #[test]
 fn entry_change_is_a_redeploy_and_defaults_change_touches_every_location() {
     let m = Mono::new();
-    let base = m.git(&["rev-parse", "HEAD"]);
-    m.write(
-        "dagster_cloud.yaml",
-        &YAML.replace("MODE=prod", "MODE=staging"),
+    let plan = m.commit_and_plan(
+        &[(
+            "dagster_cloud.yaml",
+            &YAML.replace("MODE=prod", "MODE=staging"),
+        )],
+        "container context",
     );
-    m.commit("container context");
-    let plan = m.plan(&["--base", &base]);
-    assert_eq!(
-        actions(&plan),
-        vec![
-            t("a", "skip", "unchanged"),
-            t("b", "skip", "unchanged"),
-            t("c", "redeploy", "entry-changed")
-        ]
+    assert_actions(
+        &plan,
+        &[
+            ("a", "skip", "unchanged"),
+            ("b", "skip", "unchanged"),
+            ("c", "redeploy", "entry-changed"),
+        ],
     );
     assert_eq!(
         location(&plan, "c")["reason"]["message"],
         "dagster_cloud.yaml entry changed: container_context"
     );
 
-    let base = m.git(&["rev-parse", "HEAD"]);
-    m.write(
-        "dagster_cloud.yaml",
-        &YAML.replace("defaults:\n", "defaults:\n  agent_queue: special\n"),
+    let plan = m.commit_and_plan(
+        &[(
+            "dagster_cloud.yaml",
+            &YAML.replace("defaults:\n", "defaults:\n  agent_queue: special\n"),
+        )],
+        "defaults",
     );
-    m.commit("defaults");
-    let plan = m.plan(&["--base", &base]);
-    assert_eq!(
-        actions(&plan),
-        vec![
-            t("a", "redeploy", "entry-changed"),
-            t("b", "redeploy", "entry-changed"),
-            t("c", "redeploy", "entry-changed")
-        ]
+    assert_actions(
+        &plan,
+        &[
+            ("a", "redeploy", "entry-changed"),
+            ("b", "redeploy", "entry-changed"),
+            ("c", "redeploy", "entry-changed"),
+        ],
     );
 }
 
@@ -280,14 +298,14 @@ fn registry_change_needs_a_build_and_new_location_is_built() {
     m.write("d/pyproject.toml", "[project]\nname = \"d\"\n");
     m.commit("move registry, add d");
     let plan = m.plan(&["--base", &base]);
-    assert_eq!(
-        actions(&plan),
-        vec![
-            t("a", "build", "build-settings-changed"),
-            t("b", "build", "build-settings-changed"),
-            t("c", "build", "build-settings-changed"),
-            t("d", "build", "new-location"),
-        ]
+    assert_actions(
+        &plan,
+        &[
+            ("a", "build", "build-settings-changed"),
+            ("b", "build", "build-settings-changed"),
+            ("c", "build", "build-settings-changed"),
+            ("d", "build", "new-location"),
+        ],
     );
     assert_eq!(
         location(&plan, "a")["reason"]["message"],
@@ -349,13 +367,13 @@ fn ignored_paths_never_trigger_a_build_but_stay_in_the_content_key() {
 fn forced_locations_and_all() {
     let m = Mono::new();
     let plan = m.plan(&["--base", "HEAD", "--location", "c"]);
-    assert_eq!(
-        actions(&plan),
-        vec![
-            t("a", "skip", "unchanged"),
-            t("b", "skip", "unchanged"),
-            t("c", "build", "forced")
-        ]
+    assert_actions(
+        &plan,
+        &[
+            ("a", "skip", "unchanged"),
+            ("b", "skip", "unchanged"),
+            ("c", "build", "forced"),
+        ],
     );
     let plan = m.plan(&["--base", "HEAD", "--all"]);
     assert_eq!(plan["summary"]["build"], 3);
@@ -597,22 +615,19 @@ fn example_root_contexts_only_react_to_what_their_dockerignore_sends() {
     m.write("ingest/ingest/assets.py", "# changed\n");
     m.commit("ingest only");
     let plan = m.plan(&["--base", &base]);
-    assert_eq!(
-        actions(&plan),
-        vec![
-            t("ingest", "build", "inputs-changed"),
-            t("analytics", "skip", "unchanged"),
-            t("ml", "skip", "unchanged"),
-            t("reporting", "skip", "unchanged"),
-        ]
+    assert_actions(
+        &plan,
+        &[
+            ("ingest", "build", "inputs-changed"),
+            ("analytics", "skip", "unchanged"),
+            ("ml", "skip", "unchanged"),
+            ("reporting", "skip", "unchanged"),
+        ],
     );
     assert_eq!(location(&plan, "analytics")["build_directory"], ".");
 
     // The shared library is sent by every context that uses it.
-    let base = m.git(&["rev-parse", "HEAD"]);
-    m.write("libs/common/common/extra.py", "X = 1\n");
-    m.commit("lib");
-    let plan = m.plan(&["--base", &base]);
+    let plan = m.commit_and_plan(&[("libs/common/common/extra.py", "X = 1\n")], "lib");
     let building: Vec<String> = plan["matrix"]["include"]
         .as_array()
         .expect("matrix")
@@ -696,13 +711,13 @@ fn github_merge_group_events_give_the_queue_base() {
     assert_schema(&plan);
     assert_eq!(plan["base"]["source"], "github-merge-group");
     assert_eq!(plan["base"]["commit"], base.as_str());
-    assert_eq!(
-        actions(&plan),
-        vec![
-            t("a", "skip", "unchanged"),
-            t("b", "skip", "unchanged"),
-            t("c", "build", "inputs-changed")
-        ]
+    assert_actions(
+        &plan,
+        &[
+            ("a", "skip", "unchanged"),
+            ("b", "skip", "unchanged"),
+            ("c", "build", "inputs-changed"),
+        ],
     );
 }
 
@@ -717,13 +732,13 @@ fn an_unloadable_base_config_builds_rather_than_trusting_the_old_image() {
     );
     m.commit("fixed, with a new registry");
     let plan = m.plan(&["--base", &base]);
-    assert_eq!(
-        actions(&plan),
-        vec![
-            t("a", "build", "base-config-unreadable"),
-            t("b", "build", "base-config-unreadable"),
-            t("c", "build", "base-config-unreadable")
-        ]
+    assert_actions(
+        &plan,
+        &[
+            ("a", "build", "base-config-unreadable"),
+            ("b", "build", "base-config-unreadable"),
+            ("c", "build", "base-config-unreadable"),
+        ],
     );
     assert!(
         location(&plan, "a")["reason"]["message"]
@@ -736,24 +751,26 @@ fn an_unloadable_base_config_builds_rather_than_trusting_the_old_image() {
 #[test]
 fn rewriting_a_directory_or_adding_an_ignore_glob_is_not_a_build_trigger() {
     let m = Mono::new();
-    let base = m.git(&["rev-parse", "HEAD"]);
-    m.write(
-        "dagster_cloud.yaml",
-        &YAML.replace("directory: a\n", "directory: ./a/\n"),
+    let plan = m.commit_and_plan(
+        &[
+            (
+                "dagster_cloud.yaml",
+                &YAML.replace("directory: a\n", "directory: ./a/\n"),
+            ),
+            (
+                "dagster-deploy.toml",
+                "[defaults]\nignore = [\"**/*.md\", \"**/tests/**\"]\n",
+            ),
+        ],
+        "cosmetic",
     );
-    m.write(
-        "dagster-deploy.toml",
-        "[defaults]\nignore = [\"**/*.md\", \"**/tests/**\"]\n",
-    );
-    m.commit("cosmetic");
-    let plan = m.plan(&["--base", &base]);
-    assert_eq!(
-        actions(&plan),
-        vec![
-            t("a", "skip", "unchanged"),
-            t("b", "skip", "unchanged"),
-            t("c", "skip", "unchanged")
-        ]
+    assert_actions(
+        &plan,
+        &[
+            ("a", "skip", "unchanged"),
+            ("b", "skip", "unchanged"),
+            ("c", "skip", "unchanged"),
+        ],
     );
 }
 
