@@ -141,6 +141,14 @@ async fn example_monorepo_deploys_to_serve_then_only_the_changed_location() {
     // The stored documents are the reference's shape, with the image and commit.
     let ml = revisions(&m, &s, &server, "ml");
     assert_eq!(ml.len(), 1);
+    // `--url` is the deployment URL, as in the `deployment` commands.
+    let by_url = Run::of(
+        m.command(&s, &["history", "ml", "--json", "--url"])
+            .arg(format!("{}/prod", server.url))
+            .env("DAGSTER_CLOUD_API_TOKEN", &server.token),
+    );
+    assert_eq!(by_url.code, 0, "{by_url}");
+    assert_eq!(by_url.json()["revisions"].as_array().unwrap().len(), 1);
     let doc = &ml[0]["document"];
     assert_eq!(doc["location_name"], "ml");
     assert_eq!(doc["code_source"]["module_name"], "ml.definitions");
@@ -260,6 +268,18 @@ async fn with_no_settings_deploy_uses_the_local_store_and_a_missing_image_fails_
     let history = Run::of(&mut m.command(&s, &["history", "app", "--json"]));
     assert_eq!(history.code, 0, "{history}");
     assert_eq!(history.json()["revisions"].as_array().unwrap().len(), 1);
+    // Reading never creates: a mistyped deployment is an error, not a new deployment.
+    let typo = Run::of(&mut m.command(&s, &["history", "app", "-d", "prdo"]));
+    assert_ne!(typo.code, 0, "{typo}");
+    assert!(typo.stderr.contains("prdo"), "{typo}");
+    let names: Vec<String> = Deployments::open(&store)
+        .unwrap()
+        .deployments()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["prod"]);
 
     // Someone registers `kept` by hand with an image that was never pushed; then only its
     // entry changes, so deploy registers it again with the deployed image: a load error.

@@ -29,7 +29,10 @@ use super::settings::{
 use super::wait::{LoadResult, WaitOptions, wait_for_load};
 use crate::changes::Repo;
 use crate::plan::{Action, Deployed, Plan};
-use crate::server::{self, Actor, DEFAULT_DEPLOYMENT, Deployments, ImageCheck, RegistryAccess};
+use crate::server::{
+    self, Actor, DATABASE_FILE, DEFAULT_DEPLOYMENT, DeployError, Deployments, ImageCheck,
+    RegistryAccess,
+};
 
 /// The local store's folder at the repository root.
 pub const LOCAL_STORE_DIR: &str = ".dagster-deploy";
@@ -61,8 +64,8 @@ impl std::fmt::Debug for Target {
 
 impl Target {
     /// The remote API when any Dagster+ setting is present, else the local store at
-    /// `repo_root/.dagster-deploy`. The remote URL is the organisation URL +
-    /// `/{deployment}` (deployment `prod` when none is set), as `ci deploy` builds it.
+    /// `repo_root/.dagster-deploy` (created on first use). The remote URL is the organisation
+    /// URL + `/{deployment}` (deployment `prod` when none is set), as `ci deploy` builds it.
     pub fn from_settings(
         settings: &Settings,
         repo_root: &Path,
@@ -76,19 +79,28 @@ impl Target {
         if !settings.has_remote() {
             return Target::local(repo_root, &deployment, registry);
         }
-        let token = settings.token("registering locations")?.clone();
-        let url = format!(
-            "{}/{deployment}",
-            settings.organization_url("registering locations")?
-        );
-        Ok(Target::Remote {
-            client: Client::new(&url, token, Some(&deployment), client_options)?,
-            load_timeout: settings.location_load_timeout,
-            heartbeat_timeout: settings.agent_heartbeat_timeout,
-        })
+        let what = "registering locations";
+        let url = format!("{}/{deployment}", settings.organization_url(what)?);
+        let client = Client::new(
+            &url,
+            settings.token(what)?.clone(),
+            Some(&deployment),
+            client_options,
+        )?;
+        Ok(Target::remote(client, settings))
     }
 
-    /// The local store in `repo_root/.dagster-deploy` (created on first use).
+    /// The remote API through `client`, with the settings' load and heartbeat timeouts.
+    pub fn remote(client: Client, settings: &Settings) -> Target {
+        Target::Remote {
+            client,
+            load_timeout: settings.location_load_timeout,
+            heartbeat_timeout: settings.agent_heartbeat_timeout,
+        }
+    }
+
+    /// The local store in `repo_root/.dagster-deploy`, created on first use with `deployment`
+    /// in it: where `deploy` registers.
     pub fn local(
         repo_root: &Path,
         deployment: &str,
@@ -113,6 +125,21 @@ impl Target {
             deployment: deployment.to_string(),
             registry,
         })
+    }
+
+    /// The local store only if it exists, changing nothing: for reading (planning, dry runs,
+    /// history) and rollbacks, where a mistyped deployment must be an error, not created.
+    pub fn existing_local(repo_root: &Path, deployment: &str) -> Result<Option<Target>, ApiError> {
+        let dir = repo_root.join(LOCAL_STORE_DIR);
+        if !dir.join(DATABASE_FILE).exists() {
+            return Ok(None);
+        }
+        Ok(Some(Target::Local {
+            deployments: Deployments::open(&dir)?,
+            dir,
+            deployment: deployment.to_string(),
+            registry: None,
+        }))
     }
 
     pub fn deployment(&self) -> &str {
@@ -145,15 +172,19 @@ impl Target {
     }
 }
 
+/// A deployment the store does not hold has no locations (yet).
 fn local_documents(
     deployments: &Deployments,
     deployment: &str,
 ) -> Result<BTreeMap<String, Value>, ApiError> {
-    Ok(deployments
-        .locations(deployment)?
-        .into_iter()
-        .map(|l| (l.name, l.document))
-        .collect())
+    match deployments.locations(deployment) {
+        Ok(locations) => Ok(locations
+            .into_iter()
+            .map(|l| (l.name, l.document))
+            .collect()),
+        Err(DeployError::UnknownDeployment { .. }) => Ok(BTreeMap::new()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Every deployed location with the `git.commit_hash` its document records, if any: what

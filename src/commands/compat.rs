@@ -90,7 +90,7 @@ pub(super) fn settings(conn: &ConnectionArgs, wait: Option<&WaitArgs>) -> Result
 }
 
 /// A client for the deployment URL with the deployment header, as `deployment *` commands use.
-fn deployment_client(s: &Settings, what: &str) -> Result<Client, ApiError> {
+pub(super) fn deployment_client(s: &Settings, what: &str) -> Result<Client, ApiError> {
     Client::new(
         &s.deployment_url(what)?,
         s.token(what)?.clone(),

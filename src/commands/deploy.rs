@@ -10,13 +10,15 @@ use serde::Serialize;
 use super::build::Prepared;
 use super::deployed;
 use crate::api::{self, RegisterOptions, RegisterReport, RegisterStatus, Target};
-use crate::build::{BuildReport, BuildTarget, DockerfileSource, EXIT_INTERRUPTED, Failure, target};
+use crate::build::{
+    BuildReport, BuildTarget, DockerEngine, DockerfileSource, EXIT_INTERRUPTED, Failure, target,
+};
 use crate::changes::Repo;
 use crate::ci::repo_facts;
 use crate::cli::DeployArgs;
 use crate::error::{EXIT_FAILURE, Error};
 use crate::output;
-use crate::plan::{self, Action, Plan, PlanRequest};
+use crate::plan::{self, Action, Plan};
 use crate::progress::{Mode, Reporter};
 use crate::registry::{ImageRef, Keychain};
 use crate::server::RegistryAccess;
@@ -26,14 +28,14 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
     let req = super::build::request(&args.plan)?;
     let repo = plan::open_repo(&req)?;
     let runtime = super::runtime()?;
-    if args.dry_run {
-        return dry_run(args, &settings, &repo, &req, &runtime);
-    }
 
-    // 1. Where to register, and what is deployed there; then plan: no side effect yet.
-    let mut target = deployed::target(&settings, &repo.workdir)?;
-    let deployed = deployed::deployed(&runtime, Some(&target), &req)?;
+    // 1. What is deployed where we register, then the plan: nothing is changed yet.
+    let read = deployed::existing_target(&settings, &repo.workdir)?;
+    let deployed = deployed::deployed(&runtime, read.as_ref(), &req)?;
     let prepared = Prepared::in_repo(&repo, &req, &args.build, deployed.as_ref())?;
+    if args.dry_run {
+        return dry_run(args, &prepared, read.as_ref(), &repo);
+    }
 
     // 2. Build and push.
     let reporter = Reporter::new(Mode::detect(&prepared.ci));
@@ -50,9 +52,8 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
         reporter.message("locations that failed to build are not registered");
     }
     let images = images_of(&report);
-    if let Target::Local { registry, .. } = &mut target {
-        *registry = Some(local_registry_access(&prepared.plan, &images)?);
-    }
+    let access = runtime.block_on(registry_access(&prepared.plan, &images))?;
+    let target = deployed::registration_target(read, &settings, &repo.workdir, access)?;
     let options = RegisterOptions {
         force: args.force,
         git: repo_facts::discover(&repo.repo, &prepared.plan.head.commit, &super::process_env),
@@ -103,8 +104,10 @@ fn images_of(report: &BuildReport) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The local store checks that images exist with the credentials the build pushed with.
-fn local_registry_access(
+/// How the local store checks that images exist: with the credentials the build pushed
+/// with, and plain HTTP where the engine uses it (its insecure registries; none when no
+/// engine answers, as when nothing was built).
+async fn registry_access(
     plan: &Plan,
     images: &BTreeMap<String, String>,
 ) -> Result<RegistryAccess, Error> {
@@ -129,6 +132,9 @@ fn local_registry_access(
             access.credentials.push(credentials);
         }
     }
+    if let Ok(engine) = DockerEngine::connect().await {
+        access.insecure_registries = engine.insecure_registries().await;
+    }
     Ok(access)
 }
 
@@ -138,16 +144,11 @@ fn short(sha: &str) -> &str {
 
 fn dry_run(
     args: &DeployArgs,
-    settings: &api::Settings,
+    prepared: &Prepared,
+    read: Option<&Target>,
     repo: &Repo,
-    req: &PlanRequest,
-    runtime: &tokio::runtime::Runtime,
 ) -> Result<u8, Error> {
-    // Reads what is deployed; a local store that does not exist yet is not created.
-    let target = deployed::existing_target(settings, &repo.workdir)?;
-    let deployed = deployed::deployed(runtime, target.as_ref(), req)?;
-    let prepared = Prepared::in_repo(repo, req, &args.build, deployed.as_ref())?;
-    let destination = match &target {
+    let destination = match read {
         Some(t) => t.describe(),
         None => format!(
             "local store {} (created on first deploy)",

@@ -4,35 +4,51 @@
 
 use std::path::Path;
 
-use crate::api::register::LOCAL_STORE_DIR;
 use crate::api::{self, ClientOptions, Settings, Target};
 use crate::error::Error;
 use crate::plan::{Deployed, PlanRequest};
+use crate::server::{DEFAULT_DEPLOYMENT, RegistryAccess};
 
-/// The registration target (a local store is created on first use).
-pub(super) fn target(settings: &Settings, repo_root: &Path) -> Result<Target, Error> {
-    Ok(Target::from_settings(
-        settings,
-        repo_root,
-        ClientOptions::default(),
-        None,
-    )?)
-}
-
-/// The target if there is anything deployed to read: for planning and dry runs, which must
-/// not create a local store.
+/// The target if there is anything deployed to read, changing nothing: a local store that
+/// does not exist yet is `None` (planning and dry runs must not create one).
 pub(super) fn existing_target(
     settings: &Settings,
     repo_root: &Path,
 ) -> Result<Option<Target>, Error> {
-    if !settings.has_remote() && !repo_root.join(LOCAL_STORE_DIR).exists() {
-        return Ok(None);
+    if settings.has_remote() {
+        return Ok(Some(Target::from_settings(
+            settings,
+            repo_root,
+            ClientOptions::default(),
+            None,
+        )?));
     }
-    target(settings, repo_root).map(Some)
+    let deployment = settings.deployment.as_deref().unwrap_or(DEFAULT_DEPLOYMENT);
+    Ok(Target::existing_local(repo_root, deployment)?)
+}
+
+/// Where to register: the remote target already open, else the local store (created on
+/// first use), checking images with `registry`.
+pub(super) fn registration_target(
+    read: Option<Target>,
+    settings: &Settings,
+    repo_root: &Path,
+    registry: RegistryAccess,
+) -> Result<Target, Error> {
+    match read {
+        Some(remote @ Target::Remote { .. }) => Ok(remote),
+        _ => Ok(Target::from_settings(
+            settings,
+            repo_root,
+            ClientOptions::default(),
+            Some(registry),
+        )?),
+    }
 }
 
 /// What the target holds, to plan against; `None` (git only) without a target or when `--base`
-/// names the base for all.
+/// names the base for all. `runtime` must be the one later requests of a remote target use
+/// (its connections live there).
 pub(super) fn deployed(
     runtime: &tokio::runtime::Runtime,
     target: Option<&Target>,

@@ -2,27 +2,25 @@
 //! (our `locationHistory`/`rollbackLocation` extension) when Dagster+ settings are present,
 //! else against the local store `deploy` uses (`.dagster-deploy/` at the repository root).
 
-use std::path::Path;
-
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::ops::{self, HistoryEntry};
-use crate::api::{ApiError, ClientOptions, Target};
+use crate::api::register::LOCAL_STORE_DIR;
+use crate::api::{ApiError, Target};
 use crate::cli::api::{ConnectionArgs, HistoryArgs, RollbackArgs};
 use crate::error::Error;
 use crate::output;
 use crate::server::{Actor, HistoryPage, Revision, RevisionAction};
 
-fn target(conn: &ConnectionArgs) -> Result<Target, Error> {
+/// The server named by the settings (its deployment URL, as the `deployment` commands use
+/// it), else the repository's local store, which must exist: reading or rolling back never
+/// creates a store or a deployment.
+fn target(conn: &ConnectionArgs, what: &str) -> Result<Target, Error> {
     let settings = super::compat::settings(conn, None)?;
     if settings.has_remote() {
-        return Ok(Target::from_settings(
-            &settings,
-            Path::new("."),
-            ClientOptions::default(),
-            None,
-        )?);
+        let client = super::compat::deployment_client(&settings, what)?;
+        return Ok(Target::remote(client, &settings));
     }
     let cwd = std::env::current_dir().map_err(|e| Error::Failed {
         message: format!("cannot read the current folder: {e}"),
@@ -33,7 +31,14 @@ fn target(conn: &ConnectionArgs) -> Result<Target, Error> {
         .deployment
         .as_deref()
         .unwrap_or(crate::server::DEFAULT_DEPLOYMENT);
-    Ok(Target::local(&repo.workdir, deployment, None)?)
+    Target::existing_local(&repo.workdir, deployment)?.ok_or_else(|| Error::Usage {
+        message: format!(
+            "no deployment settings and no local store in {}: nothing was deployed from here",
+            repo.workdir.join(LOCAL_STORE_DIR).display()
+        ),
+        hint: "run `dagster-deploy deploy` first, or pass --url/--organization and --api-token"
+            .into(),
+    })
 }
 
 fn entry(r: Revision) -> HistoryEntry {
@@ -54,7 +59,7 @@ fn entry(r: Revision) -> HistoryEntry {
 }
 
 pub fn run_history(a: &HistoryArgs) -> Result<u8, Error> {
-    let target = target(&a.connection)?;
+    let target = target(&a.connection, "history")?;
     let page = HistoryPage {
         before: a.before,
         limit: Some(usize::from(a.limit)),
@@ -99,7 +104,7 @@ pub fn run_history(a: &HistoryArgs) -> Result<u8, Error> {
 }
 
 pub fn run_rollback(a: &RollbackArgs) -> Result<u8, Error> {
-    let target = target(&a.connection)?;
+    let target = target(&a.connection, "rollback")?;
     let (revision, document) = match &target {
         Target::Remote { client, .. } => {
             super::runtime()?.block_on(ops::rollback_location(client, &a.location, a.to))?
