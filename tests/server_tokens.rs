@@ -190,3 +190,28 @@ fn a_token_for_a_missing_deployment_is_refused() {
          check the deployment name"
     );
 }
+
+/// `Authorization: Bearer` works as the token header does, and neither is ever recorded.
+#[tokio::test]
+async fn bearer_tokens_are_accepted_and_never_recorded() {
+    let server = TestServer::start().await;
+    let (status, body) = {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/graphql", server.url()))
+            .header("Content-Type", "application/json")
+            .header("Authorization", format!("Bearer {}", server.token))
+            .header("Dagster-Cloud-Deployment", "prod")
+            .body(json!({"query": "{ locationsAsDocument { document } }"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    };
+    assert_eq!(status, 200, "{body}");
+    let requests = server.take_requests();
+    let recorded = &requests.last().unwrap().headers;
+    assert_eq!(recorded["authorization"], "<redacted>");
+    assert!(!format!("{requests:?}").contains(&server.token));
+    server.stop().await;
+}

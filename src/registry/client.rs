@@ -186,6 +186,16 @@ impl RegistryClient {
         let realm = challenge
             .param("realm")
             .ok_or_else(|| protocol("it asked for a bearer token but named no token endpoint"))?;
+        // Credentials go to the token endpoint: never in clear text unless the registry itself
+        // is spoken to in clear text.
+        if credentials.is_some()
+            && realm.to_ascii_lowercase().starts_with("http://")
+            && !self.is_insecure(registry)
+        {
+            return Err(protocol(&format!(
+                "its token endpoint {realm} is plain HTTP; refusing to send credentials there"
+            )));
+        }
         let scope = challenge
             .param("scope")
             .map(str::to_string)
@@ -342,6 +352,25 @@ impl Challenge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn credentials_never_go_to_a_plain_http_token_endpoint_of_a_tls_registry() {
+        let client = RegistryClient::default();
+        let challenge = Challenge::parse(r#"Bearer realm="http://127.0.0.1:1/token""#);
+        let credentials = RegistryCredentials {
+            registry: "registry.example.com".into(),
+            username: "ci".into(),
+            password: "hunter2".into(),
+        };
+        let err = client
+            .bearer_token("registry.example.com", &challenge, Some(&credentials), "a")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, RegistryError::Protocol { message, .. } if message.contains("plain HTTP")),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn parses_bearer_challenges_with_commas_in_quotes() {

@@ -70,6 +70,10 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The headers that may carry a token (names as `HeaderMap` gives them: lower case): never
+/// recorded.
+const CREDENTIAL_HEADERS: [&str; 2] = [TOKEN_HEADER, "authorization"];
+
 /// The token from `Dagster-Cloud-Api-Token`, or `Authorization: Bearer` (which Dagster+
 /// accepts too).
 fn token(headers: &HeaderMap) -> Option<String> {
@@ -104,7 +108,7 @@ async fn handle(
             return errors(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized: the API token is not valid (unknown or revoked); create a new \
-                 one with `dagster-deploy server token create`",
+                 one with `dagster-deploy serve token create`",
             );
         }
         Ok(Err(e)) => return errors(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -201,7 +205,7 @@ fn observe(
         headers: headers
             .iter()
             .map(|(name, value)| {
-                let value = if name.as_str() == TOKEN_HEADER {
+                let value = if CREDENTIAL_HEADERS.contains(&name.as_str()) {
                     "<redacted>".to_string()
                 } else {
                     String::from_utf8_lossy(value.as_bytes()).into_owned()

@@ -10,9 +10,7 @@ use super::types::{
     OrganizationSettingsInput, OrganizationSettingsResult, ReconcileLocationsResult,
     ReconcileLocationsSuccess, SnapshotBaseDeploymentCondition, WorkspaceEntry,
 };
-use super::{
-    GenericScalar, actor, blocking, may_access, require_organization, state, target_deployment,
-};
+use super::{GenericScalar, actor, blocking, require_organization, state, target_deployment};
 use crate::server::error::DeployError;
 use crate::server::store::{Revision, RevisionAction};
 use crate::server::{Actor, Deployments};
@@ -221,7 +219,6 @@ impl MutationRoot {
     ) -> DeploymentSettingsResult {
         let result = async {
             let deployment = target_deployment(ctx)?;
-            may_access(ctx, &deployment)?;
             let settings = deployment_settings.settings.0;
             blocking(ctx, move |d| {
                 d.set_deployment_settings(&deployment, settings)
