@@ -769,4 +769,20 @@ async fn build_records_results_in_the_state_folder_named_by_the_environment() {
         format!("{}/{repo_path}", s.registry)
     );
     assert_eq!(saved["build_output"]["image"], json["results"][0]["image"]);
+
+    // Settings come from where every command reads them, the dagster-cloud config file too.
+    let config = state.path().join("dagster-cloud-config");
+    std::fs::write(&config, "organization: beta\ndefault_deployment: staging\n").unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let run = Run::of(
+        m.command(&s, &["build", "--all", "--json", "--no-cache-from"])
+            .env("DAGSTER_BUILD_STATEDIR", other.path())
+            .env("DAGSTER_CLOUD_CLI_CONFIG", &config),
+    );
+    assert_eq!(run.code, 0, "{run}");
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(other.path().join("location-app.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["url"], "https://beta.dagster.cloud");
+    assert_eq!(saved["deployment_name"], "staging");
 }

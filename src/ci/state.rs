@@ -10,9 +10,11 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::api::Settings;
 use crate::build::{BuildReport, BuildStatus, LocationResult};
 use crate::config::Env;
 use crate::plan::Plan;
+use crate::server::DEFAULT_DEPLOYMENT;
 
 /// The variable naming the state folder when `--statedir` is not given.
 pub const STATEDIR_VAR: &str = "DAGSTER_BUILD_STATEDIR";
@@ -346,19 +348,15 @@ pub struct SessionDefaults {
 }
 
 impl SessionDefaults {
-    /// `DAGSTER_CLOUD_URL`, else `https://<DAGSTER_CLOUD_ORGANIZATION>.dagster.cloud`;
-    /// `DAGSTER_CLOUD_DEPLOYMENT`, else `prod`.
-    pub fn from_env(env: Env) -> SessionDefaults {
-        let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        let url = var("DAGSTER_CLOUD_URL")
-            .map(|u| u.trim_end_matches('/').to_string())
-            .or_else(|| {
-                var("DAGSTER_CLOUD_ORGANIZATION").map(|o| format!("https://{o}.dagster.cloud"))
-            })
-            .unwrap_or_default();
+    /// The organisation URL and deployment the settings name (flags, environment, config
+    /// file, as every command resolves them); no URL when none is named, deployment `prod`.
+    pub fn from_settings(settings: &Settings) -> SessionDefaults {
         SessionDefaults {
-            url,
-            deployment_name: var("DAGSTER_CLOUD_DEPLOYMENT").unwrap_or_else(|| "prod".into()),
+            url: settings.organization_url("").unwrap_or_default(),
+            deployment_name: settings
+                .deployment
+                .clone()
+                .unwrap_or_else(|| DEFAULT_DEPLOYMENT.to_string()),
         }
     }
 }
@@ -444,6 +442,7 @@ pub fn new_state(plan: &Plan, location: &str, defaults: &SessionDefaults) -> Loc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::SettingsFlags;
 
     #[test]
     fn reads_a_reference_state_file_and_keeps_unknown_fields() {
@@ -495,9 +494,13 @@ mod tests {
             PathBuf::from("/tmp/from-env")
         );
         assert_eq!(StateDir::choose(None, &|_: &str| None), None);
-        let defaults = SessionDefaults::from_env(&|name: &str| {
-            (name == "DAGSTER_CLOUD_ORGANIZATION").then(|| "acme".to_string())
-        });
+        let settings = Settings::resolve(&SettingsFlags::default(), &|name: &str| match name {
+            "DAGSTER_CLOUD_ORGANIZATION" => Some("acme".to_string()),
+            "DAGSTER_CLOUD_CLI_CONFIG" => Some("/nonexistent/config".to_string()),
+            _ => None,
+        })
+        .unwrap();
+        let defaults = SessionDefaults::from_settings(&settings);
         assert_eq!(defaults.url, "https://acme.dagster.cloud");
         assert_eq!(defaults.deployment_name, "prod");
     }

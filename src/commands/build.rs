@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::api::{Settings, SettingsFlags};
 use crate::build::{
     self, BuildOptions, BuildReport, BuildTarget, DockerfileSource, EXIT_INTERRUPTED, Failure,
     Outcome,
@@ -27,7 +28,8 @@ pub fn run(args: &BuildArgs) -> Result<u8, Error> {
     let Some(report) = prepared.build(&reporter)? else {
         return Ok(EXIT_INTERRUPTED);
     };
-    let statedir = prepared.save_state(&args.build, &report, &reporter)?;
+    let settings = Settings::resolve(&SettingsFlags::default(), &super::process_env)?;
+    let statedir = prepared.save_state(&args.build, &settings, &report, &reporter)?;
     if args.json {
         print!(
             "{}",
@@ -98,16 +100,18 @@ impl Prepared {
     }
 
     /// Writes the results into the state folder, when one is given; returns it.
+    /// New state files record the organisation and deployment `settings` name.
     pub fn save_state(
         &self,
         flags: &BuildFlags,
+        settings: &Settings,
         report: &BuildReport,
         reporter: &Reporter,
     ) -> Result<Option<String>, Error> {
         let Some(dir) = StateDir::choose(flags.statedir.as_deref(), &super::process_env) else {
             return Ok(None);
         };
-        let defaults = SessionDefaults::from_env(&super::process_env);
+        let defaults = SessionDefaults::from_settings(settings);
         let written = state::record_build(&dir, &self.plan, report, &defaults)
             .map_err(build::RunError::from)?;
         if !written.is_empty() {

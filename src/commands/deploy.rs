@@ -44,7 +44,7 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
     };
 
     // 3. Record the results where a separate deploy job reads them.
-    let statedir = prepared.save_state(&args.build, &report, &reporter)?;
+    let statedir = prepared.save_state(&args.build, &settings, &report, &reporter)?;
 
     // 4. Register every built, reused and redeployed location at once (a location whose build
     //    failed is reported, never registered), and wait for them to load.

@@ -1,6 +1,7 @@
 //! `ci build`: the selected locations through our build engine (`dagster-deploy build`'s
 //! `Prepared`), each result recorded as the location's `build_output` and history.
 
+use crate::api::{Settings, SettingsFlags};
 use crate::build::EXIT_INTERRUPTED;
 use crate::cli::ci::{BuildArgs, BuildStrategy};
 use crate::cli::{ConfigArgs, PlanSelection};
@@ -62,7 +63,8 @@ pub fn run(args: &BuildArgs) -> Result<u8, Error> {
     let Some(report) = prepared.build(&reporter)? else {
         return Ok(EXIT_INTERRUPTED);
     };
-    prepared.save_state(&flags, &report, &reporter)?;
+    let settings = Settings::resolve(&SettingsFlags::default(), &super::super::process_env)?;
+    prepared.save_state(&flags, &settings, &report, &reporter)?;
     print!("{}", report.table());
     Ok(if report.success() { 0 } else { EXIT_FAILURE })
 }
