@@ -114,10 +114,13 @@ impl Settings {
             )?
             .or(file.agent_timeout.map(Duration::from_secs))
             .unwrap_or(DEFAULT_LOCATION_LOAD_TIMEOUT),
+            // 0 means "not set" for every command (waiting 0 s for a heartbeat would fail
+            // at the first poll).
             agent_heartbeat_timeout: seconds(
                 flags.agent_heartbeat_timeout,
                 "DAGSTER_CLOUD_AGENT_HEARTBEAT_TIMEOUT",
-            )?,
+            )?
+            .filter(|t| !t.is_zero()),
         })
     }
 
@@ -244,6 +247,29 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::resolve(flags, &|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn a_zero_heartbeat_timeout_means_the_commands_default() {
+        let none = [("HOME", "/nonexistent")];
+        let zero = [
+            ("HOME", "/nonexistent"),
+            ("DAGSTER_CLOUD_AGENT_HEARTBEAT_TIMEOUT", "0"),
+        ];
+        assert_eq!(
+            resolve(&SettingsFlags::default(), &zero)
+                .unwrap()
+                .agent_heartbeat_timeout,
+            None
+        );
+        let flag = SettingsFlags {
+            agent_heartbeat_timeout: Some(30),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&flag, &none).unwrap().agent_heartbeat_timeout,
+            Some(Duration::from_secs(30))
+        );
     }
 
     #[test]

@@ -101,8 +101,8 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
         );
         let sent: Vec<(String, Value)> = names.iter().cloned().zip(documents.clone()).collect();
         let heartbeat = match settings.agent_heartbeat_timeout {
-            Some(t) if !t.is_zero() => t,
-            _ => register::heartbeat_default(&client, &sent).await?,
+            Some(t) => t,
+            None => register::heartbeat_default(&client, &sent).await?,
         };
         let opts = WaitOptions::new(settings.location_load_timeout, Some(heartbeat));
         let results =
