@@ -59,16 +59,18 @@ pub(crate) fn render(source: &str, env: Env) -> Result<Rendered, (TemplateError,
     };
     for _ in 0..MAX_PASSES {
         let jinja = environment(known.clone(), missing.clone());
-        let rendered = match jinja.render_str(source, ()) {
-            Ok(text) => text,
-            Err(err) => return Err((template_error(source, &err), from_env(&known))),
-        };
+        let result = jinja.render_str(source, ());
         let wanted = std::mem::take(&mut *missing.lock().unwrap_or_else(PoisonError::into_inner));
+        // A pass that met unread names rendered their defaults, which may fail where the real
+        // values would not (`get_env("PORT") | int`): read them and render again first.
         if wanted.is_empty() {
-            return Ok(Rendered {
-                text: rendered,
-                from_env: from_env(&known),
-            });
+            return match result {
+                Ok(text) => Ok(Rendered {
+                    text,
+                    from_env: from_env(&known),
+                }),
+                Err(err) => Err((template_error(source, &err), from_env(&known))),
+            };
         }
         let mut known = known.lock().unwrap_or_else(PoisonError::into_inner);
         for name in wanted {
@@ -87,8 +89,6 @@ pub(crate) fn render(source: &str, env: Env) -> Result<Rendered, (TemplateError,
 
 fn environment(known: Known, missing: Missing) -> Environment<'static> {
     let mut jinja = Environment::new();
-    minijinja_contrib::add_to_environment(&mut jinja);
-    jinja.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     jinja.set_auto_escape_callback(|_| AutoEscape::None);
     jinja2::add_to(&mut jinja);
     jinja.add_function(
@@ -164,6 +164,13 @@ mod tests {
         let mut from_env = out.from_env;
         from_env.sort();
         assert_eq!(from_env, vec!["", "example.com/r"]);
+    }
+
+    #[test]
+    fn a_filter_that_fails_on_the_default_sees_the_real_value() {
+        let env = env_of(&[("PORT", "8080")]);
+        let out = render("port: {{ get_env('PORT') | int + 1 }}", &env).unwrap();
+        assert_eq!(out.text, "port: 8081");
     }
 
     #[test]
