@@ -286,7 +286,10 @@ pub fn plan_in(
         .filter_map(|(name, commit)| Some((name, commit.as_ref()?)));
     for (name, rev) in deployed_commits {
         let Ok(oid) = repo.resolve(rev) else { continue };
-        if let std::collections::hash_map::Entry::Vacant(e) = facts_by_commit.entry(oid) {
+        // The common base's facts are already known (looked up below as the fallback).
+        let is_base = matches!(&base, Base::Commit { oid: b, .. } if *b == oid);
+        if !is_base && let std::collections::hash_map::Entry::Vacant(e) = facts_by_commit.entry(oid)
+        {
             e.insert(facts_at(oid)?);
         }
         own_base.insert(name.clone(), oid);
@@ -389,7 +392,7 @@ pub fn plan_in(
                 Head::Commit(oid) | Head::WorkTree(oid) => oid.to_string(),
             },
             dirty: match head {
-                Head::WorkTree(oid) => !repo.changed_paths(oid, &head)?.is_empty(),
+                Head::WorkTree(oid) => !repo.uncommitted(oid)?.is_empty(),
                 Head::Commit(_) => false,
             },
         },
