@@ -8,6 +8,7 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
+use crate::config::CODE_SOURCE_KEYS;
 
 /// What the command line (or `deploy`) says about one location. `None` means "not given".
 #[derive(Debug, Clone, Default)]
@@ -206,21 +207,15 @@ pub fn workspace_document(raw: Value, path: &Path) -> Result<Value, ApiError> {
     match map.get("locations") {
         Some(Value::Array(_)) => Ok(Value::Object(map)),
         Some(Value::Object(legacy)) => {
-            const SOURCES: [&str; 4] = [
-                "python_file",
-                "package_name",
-                "module_name",
-                "autoload_defs_module_name",
-            ];
             let mut converted = Vec::new();
             for (name, loc) in legacy {
                 let loc = loc.as_object().cloned().unwrap_or_default();
                 let mut out: Map<String, Value> = loc
                     .iter()
-                    .filter(|(k, _)| !SOURCES.contains(&k.as_str()))
+                    .filter(|(k, _)| !CODE_SOURCE_KEYS.contains(&k.as_str()))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                let code_source: Map<String, Value> = SOURCES
+                let code_source: Map<String, Value> = CODE_SOURCE_KEYS
                     .iter()
                     .filter_map(|k| loc.get(*k).map(|v| (k.to_string(), v.clone())))
                     .collect();
@@ -235,15 +230,8 @@ pub fn workspace_document(raw: Value, path: &Path) -> Result<Value, ApiError> {
     }
 }
 
-/// `git.commit_hash` of a document.
-pub fn commit_hash(document: &Value) -> Option<&str> {
-    document["git"]["commit_hash"].as_str()
-}
-
-/// `image` of a document.
-pub fn image(document: &Value) -> Option<&str> {
-    document["image"].as_str()
-}
+/// A document's `image` and `git.commit_hash`, as the server reads them.
+pub use crate::server::{document_commit_hash as commit_hash, document_image as image};
 
 #[cfg(test)]
 mod tests {

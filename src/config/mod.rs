@@ -51,6 +51,7 @@ use serde_json::{Map, Value};
 
 pub use diagnostic::sort as sort_diagnostics;
 pub use redact::Redactions;
+pub use validate::CODE_SOURCE_KEYS;
 
 /// The default file name the reference CLI looks for.
 pub const CONFIG_FILE_NAME: &str = "dagster_cloud.yaml";

@@ -39,7 +39,8 @@ const NOT_IN_DEFAULTS: &[&str] = &["location_name", "code_source", "attribute"];
 
 const BUILD_KEYS: &[&str] = &["directory", "registry"];
 
-pub(crate) const CODE_SOURCE_KEYS: &[&str] = &[
+/// The four ways to point at Dagster code; a `code_source` holds exactly one.
+pub const CODE_SOURCE_KEYS: &[&str] = &[
     "package_name",
     "module_name",
     "python_file",

@@ -3,13 +3,7 @@
 
 use serde_json::{Map, Value};
 
-/// The four ways to point at Dagster code; a `code_source` holds exactly one.
-const CODE_SOURCE_KEYS: [&str; 4] = [
-    "package_name",
-    "module_name",
-    "python_file",
-    "autoload_defs_module_name",
-];
+use crate::config::CODE_SOURCE_KEYS;
 const STRING_KEYS: [&str; 4] = [
     "working_directory",
     "executable_path",

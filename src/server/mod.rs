@@ -31,7 +31,8 @@ use tokio::task::JoinHandle;
 
 pub use deployments::{DATABASE_FILE, DEFAULT_DEPLOYMENT, Deployments, check_deployment_name};
 pub use document::{
-    serialized_deployment_metadata, validate_location, validate_locations_document,
+    commit_hash as document_commit_hash, image as document_image, serialized_deployment_metadata,
+    validate_location, validate_locations_document,
 };
 pub use error::{DeployError, ServerError, StoreError};
 pub use graphql::GenericScalar;
