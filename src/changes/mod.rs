@@ -21,7 +21,7 @@ pub use deps::{Dependencies, local_dependencies};
 pub use files::{TreeSource, WorkTreeSource};
 pub use key::{CONTENT_KEY_PREFIX, content_key};
 pub use links::{Resolved, Unresolvable};
-pub use paths::{display, is_within, normalize};
+pub use paths::{display, is_within};
 
 /// A repository opened with git2.
 ///

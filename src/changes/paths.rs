@@ -16,13 +16,6 @@ pub fn join_normalized(base: &str, rel: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// [`join_normalized`], or the error naming the path that leaves the repository.
-pub fn normalize(base: &str, rel: &str) -> Result<String, super::ChangesError> {
-    join_normalized(base, rel).ok_or_else(|| super::ChangesError::OutsideRepository {
-        path: join(base, rel),
-    })
-}
-
 /// `dir` joined with `name` (no normalisation).
 pub fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
