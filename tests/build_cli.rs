@@ -751,7 +751,8 @@ async fn build_records_results_in_the_state_folder_named_by_the_environment() {
         m.command(&s, &["build", "--all", "--json", "--no-cache-from"])
             .env("DAGSTER_BUILD_STATEDIR", state.path())
             .env("DAGSTER_CLOUD_ORGANIZATION", "acme")
-            .env("DAGSTER_CLOUD_DEPLOYMENT", "staging"),
+            .env("DAGSTER_CLOUD_DEPLOYMENT", "staging")
+            .env("GITHUB_REPOSITORY", "acme/mono"),
     );
     assert_eq!(run.code, 0, "{run}");
     let json = run.json();
@@ -764,6 +765,9 @@ async fn build_records_results_in_the_state_folder_named_by_the_environment() {
     assert_eq!(saved["url"], "https://acme.dagster.cloud");
     assert_eq!(saved["deployment_name"], "staging");
     assert_eq!(saved["location_name"], "app");
+    // The same git facts `deploy` and `ci init` record, so a later `ci deploy` sends them.
+    assert_eq!(saved["build"]["repo_owner"], "acme");
+    assert_eq!(saved["build"]["repo_name"], "mono");
     assert_eq!(
         saved["build"]["build_config"]["registry"],
         format!("{}/{repo_path}", s.registry)

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::api::Settings;
+use crate::api::document::GitMetadata;
 use crate::build::{BuildReport, BuildStatus, LocationResult};
 use crate::config::Env;
 use crate::plan::Plan;
@@ -65,6 +66,35 @@ pub struct BuildMetadata {
     pub base_branch: Option<String>,
     #[serde(default)]
     pub defs_base_path: Option<String>,
+}
+
+impl BuildMetadata {
+    /// The session's git facts, with the location's `build` settings.
+    pub fn new(git: &GitMetadata, build_config: Option<BuildConfig>) -> BuildMetadata {
+        BuildMetadata {
+            git_url: git.url.clone(),
+            commit_hash: git.commit_hash.clone(),
+            build_config,
+            git_provider: git.provider.clone(),
+            repo_owner: git.repo_owner.clone(),
+            repo_name: git.repo_name.clone(),
+            base_branch: git.base_branch.clone(),
+            defs_base_path: git.defs_base_path.clone(),
+        }
+    }
+
+    /// The `git` facts documents registered from this session carry.
+    pub fn git(&self) -> GitMetadata {
+        GitMetadata {
+            commit_hash: self.commit_hash.clone(),
+            url: self.git_url.clone(),
+            provider: self.git_provider.clone(),
+            repo_owner: self.repo_owner.clone(),
+            repo_name: self.repo_name.clone(),
+            base_branch: self.base_branch.clone(),
+            defs_base_path: self.defs_base_path.clone(),
+        }
+    }
 }
 
 /// `build` of the location's dagster_cloud.yaml entry.
@@ -345,13 +375,16 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<LocationState, StateError> {
 pub struct SessionDefaults {
     pub url: String,
     pub deployment_name: String,
+    /// The commit and repository facts recorded in `build`.
+    pub git: GitMetadata,
 }
 
 impl SessionDefaults {
     /// The organisation URL and deployment the settings name (flags, environment, config
     /// file, as every command resolves them); no URL when none is named, deployment `prod`.
-    pub fn from_settings(settings: &Settings) -> SessionDefaults {
+    pub fn from_settings(settings: &Settings, git: GitMetadata) -> SessionDefaults {
         SessionDefaults {
+            git,
             url: settings.organization_url("").unwrap_or_default(),
             deployment_name: settings
                 .deployment
@@ -426,11 +459,7 @@ pub fn new_state(plan: &Plan, location: &str, defaults: &SessionDefaults) -> Loc
         location_name: location.to_string(),
         is_branch_deployment: false,
         selected: true,
-        build: BuildMetadata {
-            commit_hash: Some(plan.head.commit.clone()),
-            build_config,
-            ..Default::default()
-        },
+        build: BuildMetadata::new(&defaults.git, build_config),
         build_output: None,
         status_url: None,
         history: Vec::new(),
@@ -500,7 +529,7 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        let defaults = SessionDefaults::from_settings(&settings);
+        let defaults = SessionDefaults::from_settings(&settings, GitMetadata::default());
         assert_eq!(defaults.url, "https://acme.dagster.cloud");
         assert_eq!(defaults.deployment_name, "prod");
     }

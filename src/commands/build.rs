@@ -12,6 +12,7 @@ use crate::build::{
 };
 use crate::changes::Repo;
 use crate::ci::context::CiContext;
+use crate::ci::repo_facts;
 use crate::ci::state::{self, SessionDefaults, StateDir};
 use crate::cli::{BuildArgs, BuildFlags, PlanSelection};
 use crate::error::{EXIT_FAILURE, Error};
@@ -111,7 +112,9 @@ impl Prepared {
         let Some(dir) = StateDir::choose(flags.statedir.as_deref(), &super::process_env) else {
             return Ok(None);
         };
-        let defaults = SessionDefaults::from_settings(settings);
+        let repo = Repo::discover(&self.plan.repository)?;
+        let git = repo_facts::discover(&repo.repo, &self.plan.head.commit, &super::process_env);
+        let defaults = SessionDefaults::from_settings(settings, git);
         let written = state::record_build(&dir, &self.plan, report, &defaults)
             .map_err(build::RunError::from)?;
         if !written.is_empty() {

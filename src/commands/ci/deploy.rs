@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::api::document::{self, DocumentFlags, GitMetadata};
+use crate::api::document::{self, DocumentFlags};
 use crate::api::wait::{self, WaitOptions};
 use crate::api::{Client, ClientOptions, ops, register};
 use crate::ci::state::{BuildOutput, LocationState, LocationStatus, StateDir};
@@ -130,17 +130,8 @@ fn record(dir: &StateDir, states: Vec<LocationState>, ok: bool) -> Result<(), Er
 
 /// The location's entry with the session's build output and git facts over it.
 fn location_document(state: &LocationState, entry: Option<&Location>) -> Value {
-    let b = &state.build;
     let mut flags = DocumentFlags {
-        git: GitMetadata {
-            commit_hash: b.commit_hash.clone(),
-            url: b.git_url.clone(),
-            provider: b.git_provider.clone(),
-            repo_owner: b.repo_owner.clone(),
-            repo_name: b.repo_name.clone(),
-            base_branch: b.base_branch.clone(),
-            defs_base_path: b.defs_base_path.clone(),
-        },
+        git: state.build.git(),
         defs_state_info: state
             .other
             .get("defs_state_info")

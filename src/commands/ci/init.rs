@@ -60,10 +60,14 @@ pub fn run(args: &InitArgs) -> Result<u8, Error> {
         .commit_hash
         .clone()
         .unwrap_or_else(|| plan.head.commit.clone());
-    let git = repo_facts::discover(&repo.repo, &commit, env);
+    let mut git = repo_facts::discover(&repo.repo, &commit, env);
+    if let Some(url) = &args.git_url {
+        git.url = Some(url.clone());
+    }
     let defaults = SessionDefaults {
         url,
         deployment_name: deployment,
+        git,
     };
     println!("Initializing {}", dir.path.display());
     for planned in &plan.locations {
@@ -74,12 +78,6 @@ pub fn run(args: &InitArgs) -> Result<u8, Error> {
         s.location_file = yaml_path.display().to_string();
         s.is_branch_deployment = is_branch;
         s.selected = planned.action != Action::Skip;
-        s.build.commit_hash = Some(commit.clone());
-        s.build.git_url = args.git_url.clone().or_else(|| git.url.clone());
-        s.build.git_provider = git.provider.clone();
-        s.build.repo_owner = git.repo_owner.clone();
-        s.build.repo_name = git.repo_name.clone();
-        s.build.base_branch = git.base_branch.clone();
         s.status_url = args.status_url.clone();
         s.project_dir = Some(project_dir.display().to_string());
         s.add_status(LocationStatus::Pending, "initialized");
