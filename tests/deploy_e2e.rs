@@ -230,7 +230,10 @@ async fn with_no_settings_deploy_uses_the_local_store_and_a_missing_image_fails_
         );
         m.write(&format!("{name}/hello.txt"), &format!("hello {name}\n"));
     }
-    let head = m.commit("first");
+    let first = m.commit("first");
+    // From git alone the last commit changes nothing; the new store holds nothing, so the
+    // first deploy builds and registers every location.
+    let head = m.commit("an unrelated commit");
     let mut cleanup = Cleanup::new(&s);
 
     let run = Run::of(&mut m.command(&s, &["deploy", "--no-cache-from"]));
@@ -259,11 +262,14 @@ async fn with_no_settings_deploy_uses_the_local_store_and_a_missing_image_fails_
             serde_json::json!({"commit": head, "source": "deployment"})
         );
     }
-    // From git alone, the first commit has nothing to compare with.
+    // From git alone, the last commit changed nothing (yet the first deploy built both).
     let git_only = Run::of(&mut m.command(&s, &["plan", "--json", "--git-only"]));
     for l in git_only.json()["locations"].as_array().unwrap() {
-        assert_eq!(l["action"], "build", "{git_only}");
-        assert_eq!(l["compared_with"], Value::Null);
+        assert_eq!(l["action"], "skip", "{git_only}");
+        assert_eq!(
+            l["compared_with"],
+            serde_json::json!({"commit": first, "source": "plan-base"})
+        );
     }
     let history = Run::of(&mut m.command(&s, &["history", "app", "--json"]));
     assert_eq!(history.code, 0, "{history}");

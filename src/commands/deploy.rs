@@ -31,7 +31,12 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
 
     // 1. What is deployed where we register, then the plan: nothing is changed yet.
     let read = deployed::existing_target(&settings, &repo.workdir)?;
-    let deployed = deployed::deployed(&runtime, read.as_ref(), &req)?;
+    let deployed = match &read {
+        Some(_) => deployed::deployed(&runtime, read.as_ref(), &req)?,
+        // The local store this deploy creates holds nothing yet: every location is new.
+        None if req.base.is_none() => Some(Default::default()),
+        None => None,
+    };
     let prepared = Prepared::in_repo(&repo, &req, &args.build, deployed.as_ref())?;
     if args.dry_run {
         return dry_run(args, &prepared, read.as_ref(), &repo);
