@@ -1,6 +1,9 @@
 //! CI context: which CI (if any) we run in, and the facts it gives us.
 
 pub mod context;
+pub mod feedback;
+pub mod github;
+pub mod gitlab;
 pub mod pull_request;
 pub mod repo_facts;
 pub mod report;

@@ -49,6 +49,10 @@ pub struct BuildFlags {
     /// Neither pull `<location>-latest` as layer cache nor push it.
     #[arg(long)]
     pub no_cache_from: bool,
+    /// Build the images but push nothing and read nothing from the registry (a test build;
+    /// what a fork's pull request without secrets gets).
+    #[arg(long)]
+    pub no_push: bool,
     /// Build argument for every location, over dagster-deploy.toml's (repeatable); changes the
     /// image tag.
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
@@ -100,6 +104,22 @@ pub struct DeployArgs {
     /// Register even where the deployed commit is newer than the one being deployed.
     #[arg(long)]
     pub force: bool,
+    /// Deploy to the pull (merge) request's branch deployment, created or updated from the CI
+    /// context; when the request is closed or merged, mark it so and build nothing. `auto`:
+    /// only when the run builds a pull request.
+    #[arg(
+        long,
+        value_name = "WHEN",
+        env = "DAGSTER_DEPLOY_BRANCH_DEPLOYMENT",
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true"
+    )]
+    pub branch_deployment: BranchDeploymentMode,
+    /// Write a dotenv file with the deployment's name (`DAGSTER_CLOUD_DEPLOYMENT=...`) for
+    /// later CI jobs (GitLab `artifacts: reports: dotenv`).
+    #[arg(long, value_name = "PATH", env = "DAGSTER_DEPLOY_DOTENV")]
+    pub dotenv: Option<PathBuf>,
     /// Print what would be built, pushed and registered, and touch nothing (no engine, no
     /// registry, no registration).
     #[arg(long)]
@@ -107,4 +127,15 @@ pub struct DeployArgs {
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// When `deploy` goes to a branch deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BranchDeploymentMode {
+    /// When the CI run builds a pull (merge) request.
+    Auto,
+    /// Always: a run that builds no pull request is an error.
+    True,
+    /// Never: deploy to `--deployment`.
+    False,
 }
