@@ -44,12 +44,11 @@ impl DeploySummary<'_> {
         }
         out.push_str("| Location | Action | Image | Status | Time | Link |\n");
         out.push_str("| --- | --- | --- | --- | --- | --- |\n");
-        let link = self
-            .registration
-            .target
-            .starts_with("http")
-            .then(|| format!("[view]({}/locations)", self.registration.target))
-            .unwrap_or_else(|| "-".into());
+        let link = if self.registration.target.starts_with("http") {
+            format!("[view]({}/locations)", self.registration.target)
+        } else {
+            "-".into()
+        };
         for row in self.rows() {
             let _ = writeln!(
                 out,
