@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs a dagster-deploy release binary after checking it against the SHA-256 published with
 # it, and prints the installed path on stdout. Every CI template (and action.yml) calls this one
-# script, so downloading and checking is written once. POSIX sh: it runs in Alpine/busybox too.
+# script, so downloading and checking is written once. POSIX sh with curl, wget or python3: it
+# runs in Alpine/busybox and python:*-slim images too.
 #
 #   sh install.sh [VERSION]
 #
@@ -52,8 +53,10 @@ download() { # URL FILE
         curl --fail --silent --show-error --location --retry 3 --output "$2" "$1"
     elif command -v wget >/dev/null 2>&1; then
         wget -q -O "$2" "$1"
+    elif command -v python3 >/dev/null 2>&1; then # python:*-slim images have neither
+        python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "$1" "$2" 2>/dev/null
     else
-        fail "neither curl nor wget is installed"
+        fail "none of curl, wget or python3 is installed"
     fi || fail "cannot download $1"
 }
 
