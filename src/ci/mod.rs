@@ -1,6 +1,7 @@
 //! CI context: which CI (if any) we run in, and the facts it gives us.
 
 pub mod context;
+pub mod fan_out;
 pub mod feedback;
 pub mod github;
 pub mod gitlab;
