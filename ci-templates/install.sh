@@ -28,7 +28,7 @@ fail() {
 VERSION="${1:-${DAGSTER_DEPLOY_VERSION:-}}"
 VERSION="${VERSION#v}"
 [ -n "$VERSION" ] || fail "no version: set DAGSTER_DEPLOY_VERSION (e.g. 0.1.0) or pass it as the first argument"
-REPOSITORY="${DAGSTER_DEPLOY_REPOSITORY:-OWNER/dagster-deploy}"
+REPOSITORY="${DAGSTER_DEPLOY_REPOSITORY:-dagster-deploy/dagster-deploy}"
 BASE_URL="${DAGSTER_DEPLOY_DOWNLOAD_URL:-https://github.com/$REPOSITORY/releases/download}"
 INSTALL_DIR="${DAGSTER_DEPLOY_INSTALL_DIR:-${HOME:?HOME is not set}/.local/bin}"
 

@@ -102,6 +102,81 @@ fn github_workflows_and_templates_pass_actionlint_and_shellcheck() {
     );
 }
 
+/// actionlint checks a local action's inputs where a workflow uses it: with the templates'
+/// `uses: dagster-deploy/dagster-deploy@v0` pointed at this checkout's action.yml, every `with:`
+/// key must be an input of the action and every required input must be given. The action's
+/// own `run:` scripts go through shellcheck (actionlint does not read action metadata).
+#[test]
+fn the_action_and_the_workflows_using_it_agree() {
+    let Some(actionlint) = actionlint() else {
+        assert!(
+            !in_ci(),
+            "actionlint not found; CI is set, so this test must not skip"
+        );
+        eprintln!("SKIPPED: actionlint not found; run `scripts/actionlint.sh`");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(root().join("action.yml"), tmp.path().join("action.yml")).unwrap();
+    let workflows = tmp.path().join(".github/workflows");
+    std::fs::create_dir_all(&workflows).unwrap();
+    let mut using = 0;
+    for template in files("ci-templates/github", ".yml") {
+        let text = std::fs::read_to_string(&template).unwrap();
+        let local = text.replace("dagster-deploy/dagster-deploy@v0", "./");
+        using += usize::from(local != text);
+        std::fs::write(workflows.join(template.file_name().unwrap()), local).unwrap();
+    }
+    assert!(using >= 2, "the templates no longer use the action");
+    // actionlint finds its project through git.
+    let init = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(tmp.path())
+        .status()
+        .unwrap();
+    assert!(init.success());
+    let out = Command::new(&actionlint)
+        .current_dir(tmp.path())
+        .arg("-no-color")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "actionlint found problems with action.yml's inputs:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    if !has_shellcheck() {
+        assert!(
+            !in_ci(),
+            "shellcheck is missing: run `scripts/actionlint.sh`"
+        );
+        return;
+    }
+    let action = yaml(&root().join("action.yml"));
+    let steps = action["runs"]["steps"].as_sequence().unwrap();
+    for (i, step) in steps.iter().enumerate() {
+        let script = step["run"].as_str().unwrap();
+        assert!(
+            !script.contains("${{"),
+            "step {i}: expressions belong in env:"
+        );
+        let file = tmp.path().join(format!("step{i}.sh"));
+        std::fs::write(&file, script).unwrap();
+        let out = Command::new("shellcheck")
+            .args(["-s", "bash"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "action.yml step {i}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
 #[test]
 fn shell_scripts_pass_shellcheck() {
     if !has_shellcheck() {

@@ -227,9 +227,10 @@ struct Runner<'a> {
 impl Runner<'_> {
     fn run(&self, event_name: &str, event: &Value, with: &[(&str, &str)]) -> ActionRun {
         let action_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let action: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(action_dir.join("action.yml")).unwrap())
-                .unwrap();
+        let action: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(action_dir.join("action.yml")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(action["runs"]["using"].as_str(), Some("composite"));
 
         let run_dir = tempfile::tempdir_in(self.temp.path()).unwrap();
@@ -452,7 +453,12 @@ fn stored_images(server: &Serve, deployment: &str) -> BTreeMap<String, String> {
         .locations(deployment)
         .unwrap()
         .into_iter()
-        .map(|l| (l.name, l.document["image"].as_str().unwrap_or("").to_string()))
+        .map(|l| {
+            (
+                l.name,
+                l.document["image"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect()
 }
 
@@ -527,7 +533,10 @@ async fn the_action_deploys_pushes_and_pull_requests_and_closes_branch_deploymen
         );
     }
     assert!(push.summary.contains("✅ loaded"), "{}", push.summary);
-    assert!(api.requests.lock().unwrap().is_empty(), "no comment on a push");
+    assert!(
+        api.requests.lock().unwrap().is_empty(),
+        "no comment on a push"
+    );
 
     // A pull request changing `ingest`: its branch deployment is created with every location
     // (the unchanged ones reuse their images), and one comment is posted.
@@ -590,10 +599,7 @@ async fn the_action_deploys_pushes_and_pull_requests_and_closes_branch_deploymen
                 .contains(&pr_head2[..7])
         );
         let requests = api.requests.lock().unwrap();
-        assert_eq!(
-            requests.iter().filter(|r| r.starts_with("POST")).count(),
-            1
-        );
+        assert_eq!(requests.iter().filter(|r| r.starts_with("POST")).count(), 1);
         assert_eq!(
             requests.iter().filter(|r| r.starts_with("PATCH")).count(),
             1
@@ -644,7 +650,11 @@ async fn the_action_deploys_pushes_and_pull_requests_and_closes_branch_deploymen
     );
     assert_eq!(forked.code, 0, "{forked}");
     assert!(forked.log.contains("comes from a fork"), "{forked}");
-    assert!(forked.summary.contains("comes from a fork"), "{}", forked.summary);
+    assert!(
+        forked.summary.contains("comes from a fork"),
+        "{}",
+        forked.summary
+    );
     assert_eq!(
         Deployments::open(server.data.path())
             .unwrap()
