@@ -11,189 +11,15 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::Command;
 
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::IntoResponse;
-use dagster_deploy::server::Deployments;
 use serde_json::{Value, json};
+use support::ci::{CommentApi, Serve, file_server, release_folder};
 use support::{Cleanup, Monorepo, Services, python_shim_image, services, unique};
 
 const REPO: &str = "acme/mono";
 const GITHUB_TOKEN: &str = "ghs_recorded_token";
-
-/// `dagster-deploy serve` with an organization token; killed when the test ends.
-struct Serve {
-    child: Child,
-    url: String,
-    token: String,
-    data: tempfile::TempDir,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(s: &Services) -> Serve {
-    let data = tempfile::tempdir().unwrap();
-    let ours = || Command::new(env!("CARGO_BIN_EXE_dagster-deploy"));
-    let out = ours()
-        .args(["serve", "token", "create", "--organization", "--data"])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let mut child = ours()
-        .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
-        .args([&s.registry, "--registry-user", &s.user, "--data"])
-        .arg(data.path())
-        .env("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
-        .to_string();
-    Serve {
-        child,
-        url,
-        token,
-        data,
-    }
-}
-
-/// Serves files from a folder over HTTP (the release downloads).
-async fn file_server(root: PathBuf) -> String {
-    let app = Router::new().fallback(move |uri: Uri| {
-        let root = root.clone();
-        async move {
-            let rel = uri.path().trim_start_matches('/');
-            match std::fs::read(root.join(rel)) {
-                Ok(bytes) if !rel.contains("..") => (StatusCode::OK, bytes),
-                _ => (StatusCode::NOT_FOUND, Vec::new()),
-            }
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
-}
-
-/// This build of the binary as the release archive `install.sh` expects, with its checksum.
-fn release_folder(version: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let stage = dir.path().join("stage");
-    let out = dir.path().join(format!("v{version}"));
-    std::fs::create_dir_all(&stage).unwrap();
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_dagster-deploy"),
-        stage.join("dagster-deploy"),
-    )
-    .unwrap();
-    let arch = match std::env::consts::ARCH {
-        "aarch64" => "aarch64",
-        _ => "x86_64",
-    };
-    let archive = format!("dagster-deploy-{arch}-unknown-linux-musl.tar.gz");
-    let status = Command::new("tar")
-        .args(["czf"])
-        .arg(out.join(&archive))
-        .arg("-C")
-        .arg(&stage)
-        .arg("dagster-deploy")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let sum = Command::new("sha256sum")
-        .arg(&archive)
-        .current_dir(&out)
-        .output()
-        .unwrap();
-    assert!(sum.status.success());
-    std::fs::write(out.join(format!("{archive}.sha256")), sum.stdout).unwrap();
-    dir
-}
-
-/// GitHub's REST API for issue comments, keeping what is posted and every request made.
-#[derive(Default)]
-struct GithubApi {
-    comments: Mutex<Vec<Value>>,
-    requests: Mutex<Vec<String>>,
-}
-
-async fn github_api(state: Arc<GithubApi>) -> String {
-    async fn handle(
-        State(api): State<Arc<GithubApi>>,
-        method: Method,
-        headers: HeaderMap,
-        UrlPath(rest): UrlPath<String>,
-        body: String,
-    ) -> impl IntoResponse {
-        let auth = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        api.requests
-            .lock()
-            .unwrap()
-            .push(format!("{method} /repos/{rest}"));
-        if auth != format!("Bearer {GITHUB_TOKEN}") {
-            return (StatusCode::UNAUTHORIZED, axum::Json(json!({})));
-        }
-        let mut comments = api.comments.lock().unwrap();
-        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        match method {
-            Method::GET => (StatusCode::OK, axum::Json(json!(*comments))),
-            Method::POST => {
-                let comment = json!({
-                    "id": comments.len() + 1,
-                    "user": {"login": "github-actions[bot]"},
-                    "body": body["body"],
-                });
-                comments.push(comment.clone());
-                (StatusCode::CREATED, axum::Json(comment))
-            }
-            Method::PATCH => {
-                let id: u64 = rest.rsplit('/').next().unwrap().parse().unwrap();
-                let comment = comments
-                    .iter_mut()
-                    .find(|c| c["id"] == id)
-                    .expect("PATCH of an unknown comment");
-                comment["body"] = body["body"].clone();
-                (StatusCode::OK, axum::Json(comment.clone()))
-            }
-            _ => (StatusCode::METHOD_NOT_ALLOWED, axum::Json(json!({}))),
-        }
-    }
-    let app = Router::new()
-        .route("/repos/{*rest}", axum::routing::any(handle))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
-}
 
 /// What one run of the action gave.
 struct ActionRun {
@@ -447,21 +273,6 @@ fn pull_request_event(action: &str, head_sha: &str, base_sha: &str, merged: bool
     })
 }
 
-fn stored_images(server: &Serve, deployment: &str) -> BTreeMap<String, String> {
-    Deployments::open(server.data.path())
-        .unwrap()
-        .locations(deployment)
-        .unwrap()
-        .into_iter()
-        .map(|l| {
-            (
-                l.name,
-                l.document["image"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
-
 // Multi-threaded: the test blocks on child processes while its servers answer them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_action_deploys_pushes_and_pull_requests_and_closes_branch_deployments() {
@@ -469,15 +280,16 @@ async fn the_action_deploys_pushes_and_pull_requests_and_closes_branch_deploymen
     let shim = python_shim_image(&s);
     let registry = format!("{}/{}", s.registry, unique("dagster-deploy-test/action"));
     let m = Monorepo::example(&registry);
-    let server = serve(&s);
+    let server = Serve::start(&s);
     let mut cleanup = Cleanup::new(&s);
     let releases = release_folder(env!("CARGO_PKG_VERSION"));
-    let api = Arc::new(GithubApi::default());
+    let (api, api_url) =
+        CommentApi::start(("authorization", &format!("Bearer {GITHUB_TOKEN}"))).await;
     let runner = Runner {
         s: &s,
         workspace: m.path(),
         downloads: file_server(releases.path().to_path_buf()).await,
-        github_api: github_api(api.clone()).await,
+        github_api: api_url,
         temp: tempfile::tempdir().unwrap(),
     };
     let base_arg = format!("BASE_IMAGE={shim}");
@@ -522,7 +334,7 @@ async fn the_action_deploys_pushes_and_pull_requests_and_closes_branch_deploymen
     assert_eq!(results["summary"]["built"], 4, "{push}");
     let plan: Value = serde_json::from_str(&push.outputs["plan"]).unwrap();
     assert_eq!(plan["head"]["commit"], main_head.as_str());
-    let prod = stored_images(&server, "prod");
+    let prod = server.images("prod");
     assert_eq!(prod.keys().collect::<Vec<_>>(), all);
     for location in all {
         assert!(
@@ -551,15 +363,12 @@ async fn the_action_deploys_pushes_and_pull_requests_and_closes_branch_deploymen
     assert_eq!(opened.code, 0, "{opened}");
     let branch = opened.outputs["deployment"].clone();
     assert_ne!(branch, "prod", "{opened}");
-    let record = Deployments::open(server.data.path())
-        .unwrap()
-        .deployment(&branch)
-        .unwrap();
+    let record = server.deployments().deployment(&branch).unwrap();
     let facts = record.branch.expect("a branch deployment");
     assert_eq!(facts.pull_request_number.as_deref(), Some("7"));
     assert_eq!(facts.pull_request_status.as_deref(), Some("OPEN"));
     assert_eq!(facts.commit.commit_hash, pr_head);
-    let branch_images = stored_images(&server, &branch);
+    let branch_images = server.images(&branch);
     assert_eq!(branch_images.keys().collect::<Vec<_>>(), all);
     assert_ne!(branch_images["ingest"], prod["ingest"]);
     assert_eq!(branch_images["ml"], prod["ml"], "unchanged: reused");
@@ -571,13 +380,10 @@ async fn the_action_deploys_pushes_and_pull_requests_and_closes_branch_deploymen
             cleanup.image(tag.as_str().unwrap());
         }
     }
-    {
-        let comments = api.comments.lock().unwrap();
-        assert_eq!(comments.len(), 1);
-        let body = comments[0]["body"].as_str().unwrap();
-        assert!(body.contains(&format!("`{branch}`")), "{body}");
-        assert!(body.contains("| ingest | built |"), "{body}");
-    }
+    let bodies = api.bodies();
+    assert_eq!(bodies.len(), 1);
+    assert!(bodies[0].contains(&format!("`{branch}`")), "{bodies:?}");
+    assert!(bodies[0].contains("| ingest | built |"), "{bodies:?}");
 
     // A new commit on the pull request: the same branch deployment, the comment edited.
     m.write("ingest/ingest/extra.py", "FAST = 'yes'\n");
@@ -620,26 +426,18 @@ async fn the_action_deploys_pushes_and_pull_requests_and_closes_branch_deploymen
     );
     assert_eq!(merged.code, 0, "{merged}");
     assert!(merged.log.contains("marked MERGED"), "{merged}");
-    let record = Deployments::open(server.data.path())
-        .unwrap()
-        .deployment(&branch)
-        .unwrap();
     assert_eq!(
-        record.branch.unwrap().pull_request_status.as_deref(),
+        server.pull_request_status(&branch).as_deref(),
         Some("MERGED")
     );
-    assert_eq!(stored_images(&server, "prod"), prod, "prod untouched");
+    assert_eq!(server.images("prod"), prod, "prod untouched");
 
     // A fork's pull request gets no secrets: planned and built, nothing pushed or registered.
     let mut fork = pull_request_event("opened", &pr_head2, &main_head, false);
     fork["number"] = json!(8);
     fork["pull_request"]["number"] = json!(8);
     fork["pull_request"]["head"]["repo"] = json!({"full_name": "stranger/mono", "fork": true});
-    let deployments_before = Deployments::open(server.data.path())
-        .unwrap()
-        .deployments()
-        .unwrap()
-        .len();
+    let deployments_before = server.deployments().deployments().unwrap().len();
     let forked = runner.run(
         "pull_request",
         &fork,
@@ -656,11 +454,7 @@ async fn the_action_deploys_pushes_and_pull_requests_and_closes_branch_deploymen
         forked.summary
     );
     assert_eq!(
-        Deployments::open(server.data.path())
-            .unwrap()
-            .deployments()
-            .unwrap()
-            .len(),
+        server.deployments().deployments().unwrap().len(),
         deployments_before
     );
 

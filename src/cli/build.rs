@@ -54,8 +54,14 @@ pub struct BuildFlags {
     #[arg(long)]
     pub no_push: bool,
     /// Build argument for every location, over dagster-deploy.toml's (repeatable); changes the
-    /// image tag.
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    /// image tag. DAGSTER_DEPLOY_BUILD_ARGS holds one per line (for CI variables).
+    #[arg(
+        long = "build-arg",
+        value_name = "KEY=VALUE",
+        env = "DAGSTER_DEPLOY_BUILD_ARGS",
+        value_delimiter = '\n',
+        hide_env_values = true
+    )]
     pub build_args: Vec<String>,
     /// Largest build context (`500M`, `2G`, bytes).
     #[arg(
