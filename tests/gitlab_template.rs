@@ -88,7 +88,6 @@ impl std::fmt::Display for JobRun {
 }
 
 struct Runner<'a> {
-    s: &'a Services,
     m: &'a Monorepo,
     /// Project CI/CD variables (the settings a team adds in GitLab).
     project: BTreeMap<String, String>,
@@ -233,7 +232,6 @@ async fn the_gitlab_template_deploys_the_default_branch_and_merge_requests() {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let runner = Runner {
-        s: &s,
         m: &m,
         project,
         temp: tempfile::tempdir().unwrap(),
