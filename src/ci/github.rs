@@ -9,8 +9,11 @@ use std::io::Write as _;
 use std::path::Path;
 use std::sync::Mutex;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, USER_AGENT};
-use serde_json::{Value, json};
+use reqwest::Method;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
+use serde_json::Value;
+
+use super::comment_thread::Thread;
 
 use crate::config::{Diagnostic, Env};
 
@@ -131,7 +134,6 @@ fn escape_property(s: &str) -> String {
 
 /// Who posts with the workflow's `GITHUB_TOKEN`: only its comments are edited.
 const BOT: &str = "github-actions[bot]";
-const PAGES: usize = 20;
 
 /// A pull request, addressed through the REST API (`GITHUB_API_URL`).
 pub struct PullRequest {
@@ -143,7 +145,7 @@ pub struct PullRequest {
 
 impl PullRequest {
     /// Edits our earlier comment (by the bot, containing `marker`) or posts a new one; says
-    /// which. The token only travels in a header and never appears in messages.
+    /// which.
     pub async fn upsert_comment(
         &self,
         token: &str,
@@ -151,64 +153,36 @@ impl PullRequest {
         marker: &str,
     ) -> Result<&'static str, String> {
         let mut headers = HeaderMap::new();
-        let auth = HeaderValue::from_str(&format!("Bearer {token}"))
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| "GITHUB_TOKEN is not a valid header value".to_string())?;
+        auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
         headers.insert(
             ACCEPT,
             HeaderValue::from_static("application/vnd.github+json"),
         );
-        headers.insert(USER_AGENT, HeaderValue::from_static("dagster-deploy"));
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| e.to_string())?;
         let api = self.api.trim_end_matches('/');
-        let comments_url = format!("{api}/repos/{}/issues/{}/comments", self.repo, self.number);
-        for page in 1..=PAGES {
-            let list: Vec<Value> = send(
-                http.get(&comments_url)
-                    .query(&[("per_page", "100".to_string()), ("page", page.to_string())]),
-            )
-            .await?
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-            let ours = list.iter().find(|c| {
-                c.pointer("/user/login").and_then(Value::as_str) == Some(BOT)
-                    && c["body"].as_str().is_some_and(|b| b.contains(marker))
-            });
-            if let Some(id) = ours.and_then(|c| c["id"].as_u64()) {
-                let url = format!("{api}/repos/{}/issues/comments/{id}", self.repo);
-                send(http.patch(&url).json(&json!({ "body": body }))).await?;
-                return Ok("Updated");
-            }
-            if list.len() < 100 {
-                break;
-            }
+        let edit_url = |id: u64| format!("{api}/repos/{}/issues/comments/{id}", self.repo);
+        let is_ours = |c: &Value| {
+            c.pointer("/user/login").and_then(Value::as_str) == Some(BOT)
+                && c["body"].as_str().is_some_and(|b| b.contains(marker))
+        };
+        Thread {
+            service: "GitHub",
+            headers,
+            url: format!("{api}/repos/{}/issues/{}/comments", self.repo, self.number),
+            edit_url: &edit_url,
+            edit_method: Method::PATCH,
+            is_ours: &is_ours,
         }
-        send(http.post(&comments_url).json(&json!({ "body": body }))).await?;
-        Ok("Posted")
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Result<Value, String> {
-    let response = request
-        .send()
+        .upsert(body)
         .await
-        .map_err(|e| e.without_url().to_string())?;
-    let status = response.status();
-    let text = response.text().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        let excerpt: String = text.chars().take(200).collect();
-        return Err(format!("GitHub answered {status}: {excerpt}"));
     }
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
     use wiremock::matchers::{body_json, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -1,15 +1,17 @@
 //! GitLab CI: the merge request note (posted once, then edited) and the dotenv report later
 //! jobs read. Collapsible sections are the progress reporter's (`progress.rs`).
 
-use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
-use serde_json::{Value, json};
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::Value;
+
+use super::comment_thread::Thread;
 
 use crate::config::Env;
 
 /// The token that may write merge request notes (a project or personal access token with
 /// `api` scope: `CI_JOB_TOKEN` cannot).
 pub const TOKEN_VAR: &str = "DAGSTER_DEPLOY_GITLAB_TOKEN";
-const PAGES: usize = 20;
 
 /// The merge request this pipeline runs for, from GitLab's predefined variables; `None`
 /// outside a merge request pipeline.
@@ -32,8 +34,7 @@ impl MergeRequest {
         })
     }
 
-    /// Edits the note containing `marker`, else posts one; says which. The token travels only
-    /// in the `PRIVATE-TOKEN` header.
+    /// Edits the note containing `marker`, else posts one; says which.
     pub async fn upsert_note(
         &self,
         token: &str,
@@ -45,59 +46,25 @@ impl MergeRequest {
             .map_err(|_| format!("{TOKEN_VAR} is not a valid header value"))?;
         auth.set_sensitive(true);
         headers.insert("PRIVATE-TOKEN", auth);
-        headers.insert(USER_AGENT, HeaderValue::from_static("dagster-deploy"));
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let notes_url = format!(
+        let url = format!(
             "{}/projects/{}/merge_requests/{}/notes",
             self.api.trim_end_matches('/'),
             self.project,
             self.iid
         );
-        for page in 1..=PAGES {
-            let list: Vec<Value> = send(
-                http.get(&notes_url)
-                    .query(&[("per_page", "100".to_string()), ("page", page.to_string())]),
-            )
-            .await?
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-            let ours = list
-                .iter()
-                .find(|n| n["body"].as_str().is_some_and(|b| b.contains(marker)));
-            if let Some(id) = ours.and_then(|n| n["id"].as_u64()) {
-                send(
-                    http.put(format!("{notes_url}/{id}"))
-                        .json(&json!({ "body": body })),
-                )
-                .await?;
-                return Ok("Updated");
-            }
-            if list.len() < 100 {
-                break;
-            }
+        let edit_url = |id: u64| format!("{url}/{id}");
+        let is_ours = |n: &Value| n["body"].as_str().is_some_and(|b| b.contains(marker));
+        Thread {
+            service: "GitLab",
+            headers,
+            url: url.clone(),
+            edit_url: &edit_url,
+            edit_method: Method::PUT,
+            is_ours: &is_ours,
         }
-        send(http.post(&notes_url).json(&json!({ "body": body }))).await?;
-        Ok("Posted")
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Result<Value, String> {
-    let response = request
-        .send()
+        .upsert(body)
         .await
-        .map_err(|e| e.without_url().to_string())?;
-    let status = response.status();
-    let text = response.text().await.map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        let excerpt: String = text.chars().take(200).collect();
-        return Err(format!("GitLab answered {status}: {excerpt}"));
     }
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// `KEY=VALUE` lines for a `reports: dotenv` artifact; values are single-line by construction
@@ -110,6 +77,7 @@ pub fn dotenv(vars: &[(&str, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
     use wiremock::matchers::{body_json, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -1,5 +1,6 @@
 //! CI context: which CI (if any) we run in, and the facts it gives us.
 
+mod comment_thread;
 pub mod context;
 pub mod fan_out;
 pub mod feedback;

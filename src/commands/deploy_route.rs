@@ -82,6 +82,16 @@ pub fn decide(
         (None, _) => format!("branch {}", facts.branch.branch_name),
     };
     let status = facts.branch.pull_request_status.clone().unwrap_or_default();
+    let ended = matches!(status.as_str(), "CLOSED" | "MERGED");
+    if ended && !create {
+        return Ok(Route::Ended {
+            message: format!(
+                "pull request {label} is {}: its branch deployment would be marked {status}; \
+                 nothing to build or deploy",
+                status.to_lowercase()
+            ),
+        });
+    }
     if !create {
         let client = crate::api::Client::new(
             &settings.organization_url(WHAT)?,
@@ -109,7 +119,7 @@ pub fn decide(
         None,
         None,
     ))?;
-    if matches!(status.as_str(), "CLOSED" | "MERGED") {
+    if ended {
         return Ok(Route::Ended {
             message: format!(
                 "pull request {label} is {}: branch deployment {name} marked {status}; \
