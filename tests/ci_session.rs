@@ -633,7 +633,10 @@ async fn pull_requests_get_a_branch_deployment() {
     assert!(text(&out).contains("no pull request"), "{}", text(&out));
     // On GitHub the token is announced to the runner for masking, and otherwise never printed.
     let shown = text(&out);
-    assert!(shown.contains(&format!("::add-mask::{}", server.token)), "{shown}");
+    assert!(
+        shown.contains(&format!("::add-mask::{}", server.token)),
+        "{shown}"
+    );
     assert_eq!(shown.matches(&server.token).count(), 1, "{shown}");
     server.stop().await;
 }

@@ -131,3 +131,33 @@ fn a_branch_deployment_outside_a_pull_request_is_refused() {
     );
     nothing_created(r.path());
 }
+
+#[test]
+fn on_github_config_problems_are_annotations_on_their_lines() {
+    let r = repo();
+    std::fs::write(
+        r.path().join("dagster_cloud.yaml"),
+        "locations:\n  - location_name: a\n    code_source:\n      package_name: a\n  - location_name: a\n    code_source:\n      package_name: b\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
+        .arg("check")
+        .current_dir(r.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_WORKSPACE", r.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    let annotation = stderr
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .unwrap_or_else(|| panic!("no annotation in {stderr}"));
+    assert!(
+        annotation.starts_with("::error file=dagster_cloud.yaml,line=5,"),
+        "{annotation}"
+    );
+    assert!(annotation.contains("::"), "{annotation}");
+}
