@@ -6,62 +6,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use dagster_deploy::server::{Actor, Deployments};
 use serde_json::Value;
+use support::ci::Serve;
 use support::{
     Cleanup, Monorepo, Run, Services, clean_pushed, python_shim_image, registry_tags, services,
     unique,
 };
-
-/// The server process; killed when the test ends.
-struct Serve {
-    child: Child,
-    url: String,
-    token: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ours() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
-}
-
-/// `serve` on a free port, checking images in the test registry with its credentials.
-fn serve(s: &Services, data: &std::path::Path) -> Serve {
-    let out = ours()
-        .args(["serve", "token", "create", "--deployment", "prod", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let mut child = ours()
-        .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
-        .args([&s.registry, "--registry-user", &s.user, "--data"])
-        .arg(data)
-        .env("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
-        .to_string();
-    Serve { child, url, token }
-}
 
 /// `dagster-deploy ARGS` in the monorepo, registering with the server.
 fn against(m: &Monorepo, s: &Services, server: &Serve, args: &[&str]) -> Run {
@@ -103,8 +54,7 @@ async fn example_monorepo_deploys_to_serve_then_only_the_changed_location() {
     let repo_path = unique("dagster-deploy-test/e2e");
     let registry = format!("{}/{repo_path}", s.registry);
     let m = Monorepo::example(&registry);
-    let data = tempfile::tempdir().unwrap();
-    let server = serve(&s, data.path());
+    let server = Serve::start(&s);
     let mut cleanup = Cleanup::new(&s);
     let base_arg = format!("BASE_IMAGE={shim}");
     let deploy = ["deploy", "--json", "--build-arg", &base_arg];
