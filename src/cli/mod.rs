@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod api;
 pub mod ci;
 pub mod serve;
+pub mod serverless;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +46,8 @@ pub enum Command {
     Rollback(api::RollbackArgs),
     /// CI build sessions (the dagster-cloud `ci` commands, on the same state files).
     Ci(ci::CiArgs),
+    /// Docker-free deploys (the dagster-cloud `serverless deploy-python-executable` command).
+    Serverless(serverless::ServerlessArgs),
 }
 
 #[derive(Debug, Args, Clone)]
