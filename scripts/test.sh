@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's one test command. Starts the real components the tests use (Docker engine,
-# htpasswd registry, base image, the reference dagster-cloud CLI), runs every test, and stops
+# htpasswd registry, base image, the reference dagster-cloud CLI, pex and uv), runs every test, and stops
 # what it started. Needs root on Debian the first time (it installs packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,5 +10,7 @@ trap 'scripts/services.sh stop' EXIT
 eval "$(scripts/services.sh env)"
 DAGSTER_CLOUD_REFERENCE="$(scripts/reference-cli.sh)"
 export DAGSTER_CLOUD_REFERENCE
+DAGSTER_DEPLOY_TOOLS_DIR="$(scripts/pex-tools.sh)"
+export DAGSTER_DEPLOY_TOOLS_DIR
 
 cargo test --all-targets --locked "$@"

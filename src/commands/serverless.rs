@@ -2,12 +2,14 @@
 //! register the locations (only once every upload succeeded) and wait for them to load.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use super::compat::{deployment_client, settings, wait_and_report};
 use crate::api::document::{self, DocumentFlags, GitMetadata};
 use crate::api::ops;
+use crate::api::wait::{self, WaitOptions};
 use crate::cli::serverless::{BuildMethodArg, PexDeployArgs, ServerlessCommand};
 use crate::error::Error;
 use crate::pex::{self, BuildMethod, Options, PexLocation, requirements::PROJECT_FILES};
@@ -97,16 +99,27 @@ async fn deploy_python_executable(a: &PexDeployArgs) -> Result<u8, Error> {
         // All at once: one bad document registers none of them.
         ops::deploy_locations(&client, &documents).await?;
     }
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "locations": built }))
-                .unwrap_or_default()
-        );
-    }
     let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     eprintln!("[load] waiting for {}", owned.join(", "));
-    wait_and_report(&client, &s, &owned).await
+    if !a.json {
+        return wait_and_report(&client, &s, &owned).await;
+    }
+    // With --json, stdout carries the result document only.
+    if !s.location_load_timeout.is_zero() || s.agent_heartbeat_timeout.is_some() {
+        let opts = WaitOptions::new(
+            s.location_load_timeout.max(Duration::from_millis(1)),
+            s.agent_heartbeat_timeout,
+        );
+        let results = wait::wait_for_load(&client, &owned, &opts, &|l| eprintln!("{l}")).await?;
+        wait::failures_to_error(&results)?;
+        eprintln!("[load] {} loaded", owned.join(", "));
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({ "locations": built }))
+            .unwrap_or_default()
+    );
+    Ok(0)
 }
 
 fn usage(message: impl Into<String>, hint: impl Into<String>) -> Error {

@@ -133,13 +133,16 @@ pub fn build(
     out_dir: &Path,
     warn: &dyn Fn(&str),
 ) -> Result<Built, PexError> {
+    // Absolute, so paths compare with the repository's work tree for its ignore rules.
+    let dir = &dir.canonicalize().map_err(|e| PexError::io(dir, e))?;
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     let ignore = Ignore::new(dir);
     let large = std::env::var("DAGSTER_DEPLOY_LARGE_FILE_BYTES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(LARGE_FILE);
-    for project in std::iter::once(dir).chain(local_packages.iter().map(PathBuf::as_path)) {
+    for project in std::iter::once(dir.as_path()).chain(local_packages.iter().map(PathBuf::as_path))
+    {
         for (src, prefix) in packages(project)? {
             if src.is_dir() {
                 walk(&src, &prefix, &ignore, &mut files)?;
@@ -180,12 +183,6 @@ pub fn build(
         message: format!("cannot write the source archive of {}: {e}", dir.display()),
         hint: "free some disk space, or leave large files out with .gitignore".into(),
     };
-    for e in tpl.entries.clone() {
-        if e.name == "PEX-INFO" || e.name == TEMPLATE_MARKER {
-            continue;
-        }
-        w.copy(&mut tpl, &e).map_err(zip_err)?;
-    }
     let mut code = Sha256::new();
     let mut bytes = 0u64;
     w.file(
@@ -218,6 +215,25 @@ pub fn build(
     whole.update(info["bootstrap_hash"].as_str().unwrap_or_default());
     whole.update(&shebang);
     let pex_hash = hex(&whole.finalize())[..40].to_string();
+    // The runtime names its unpacked copy after pex_hash, which the template also spells out
+    // in its two entry points: those get this archive's hash, the rest is copied raw.
+    let template_hash = info["pex_hash"].as_str().unwrap_or_default().to_string();
+    for e in tpl.entries.clone() {
+        if e.name == "PEX-INFO" || e.name == TEMPLATE_MARKER {
+            continue;
+        }
+        if (e.name == "__main__.py" || e.name == "__pex__/__init__.py") && !template_hash.is_empty()
+        {
+            let text = tpl
+                .read(&e.name)
+                .map_err(|e| PexError::io(template, e))?
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&text).replace(&template_hash, &pex_hash);
+            w.file(&e.name, text.as_bytes(), 0o644).map_err(zip_err)?;
+            continue;
+        }
+        w.copy(&mut tpl, &e).map_err(zip_err)?;
+    }
     info["code_hash"] = Value::String(code_hash);
     info["pex_hash"] = Value::String(pex_hash.clone());
     let info_text = serde_json::to_vec(&info).unwrap_or_default();
