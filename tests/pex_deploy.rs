@@ -522,3 +522,109 @@ async fn a_failed_upload_fails_the_deploy_and_registers_nothing() {
     assert!(e.contains("nothing was registered"), "{e}");
     assert!(server.documents().await.is_empty());
 }
+
+/// `dagster-deploy ARGS` in `dir` against `server`, outside any CI context.
+fn run_ours(server: &Serve, dir: &Path, args: &[&str]) -> Output {
+    let out = ours()
+        .current_dir(dir)
+        .args(args)
+        .env("DAGSTER_CLOUD_URL", &server.url)
+        .env("DAGSTER_CLOUD_DEPLOYMENT", "prod")
+        .env("DAGSTER_CLOUD_API_TOKEN", &server.token)
+        .env("DAGSTER_CLOUD_CLI_CONFIG", dir.join(".no-config"))
+        .env_remove("CI")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI")
+        .env_remove("DAGSTER_BUILD_STATEDIR")
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ dagster-deploy {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_and_ci_build_take_the_python_executable_strategy() {
+    if !prerequisites() {
+        return;
+    }
+    let server = serve(&[]);
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monorepo"),
+        r,
+    );
+    let git = |args: &[&str]| {
+        let ok = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(r)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "example"]);
+
+    let out = run_ours(
+        &server,
+        r,
+        &[
+            "deploy",
+            "--build-strategy",
+            "python-executable",
+            "--all",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["locations"].as_array().unwrap().len(), 4);
+    let docs = server.documents().await;
+    assert_eq!(docs.len(), 4);
+    for d in &docs {
+        assert!(
+            d["pex_metadata"]["pex_tag"]
+                .as_str()
+                .unwrap()
+                .starts_with("files=deps-")
+        );
+        assert_eq!(d["git"]["commit_hash"].as_str().unwrap().len(), 40, "{d}");
+    }
+
+    // A CI session: ours builds, ours deploys from the state files.
+    let state = tempfile::tempdir().unwrap();
+    let sd = state.path().to_str().unwrap();
+    let out = run_ours(&server, r, &["ci", "init", "--statedir", sd, "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_ours(
+        &server,
+        r,
+        &[
+            "ci",
+            "build",
+            "--statedir",
+            sd,
+            "--build-strategy",
+            "python-executable",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st: Value =
+        serde_json::from_slice(&std::fs::read(state.path().join("location-ml.json")).unwrap())
+            .unwrap();
+    assert_eq!(st["build_output"]["strategy"], "python-executable", "{st}");
+    assert_eq!(st["build_output"]["python_version"], "3.11");
+    let out = run_ours(&server, r, &["ci", "deploy", "--statedir", sd]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let docs = server.documents().await;
+    let ml = docs.iter().find(|d| d["location_name"] == "ml").unwrap();
+    assert_eq!(ml["pex_metadata"]["pex_tag"], st["build_output"]["pex_tag"]);
+}

@@ -1,7 +1,7 @@
 //! Command-line types (clap derive only; no behaviour here).
 
 mod build;
-pub use build::{BuildArgs, BuildFlags, DeployArgs, PlanSelection};
+pub use build::{BuildArgs, BuildFlags, DeployArgs, DeployStrategy, PlanSelection};
 
 use std::path::PathBuf;
 

@@ -38,6 +38,9 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
         None => None,
     };
     let prepared = Prepared::in_repo(&repo, &req, &args.build, deployed.as_ref())?;
+    if args.build_strategy == crate::cli::DeployStrategy::PythonExecutable {
+        return super::serverless::deploy_plan(args, &settings, &prepared.plan, &runtime);
+    }
     if args.dry_run {
         return dry_run(args, &prepared, read.as_ref(), &repo);
     }

@@ -243,7 +243,7 @@ fn has_project(dir: &Path) -> bool {
 /// The build directory, or, when it holds no project file (a monorepo whose Docker builds
 /// start at the root), the folder of the code source's top-level package under it if that
 /// one does: where `pip install` of the location would run.
-fn project_dir(build_dir: &Path, entry: &Map<String, Value>) -> PathBuf {
+pub(super) fn project_dir(build_dir: &Path, entry: &Map<String, Value>) -> PathBuf {
     if has_project(build_dir) {
         return build_dir.to_path_buf();
     }
@@ -287,4 +287,122 @@ fn check_dir(dir: &Path, name: &str) -> Result<(), Error> {
         .into());
     }
     Ok(())
+}
+
+/// `deploy --build-strategy python-executable`: the plan's locations to build or redeploy as
+/// PEX files, registered in one `deployLocations` (only after every upload succeeded) with
+/// the head commit, then waited for.
+pub(super) fn deploy_plan(
+    args: &crate::cli::DeployArgs,
+    settings: &crate::api::Settings,
+    plan: &crate::plan::Plan,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<u8, Error> {
+    use crate::plan::Action;
+    let picked: Vec<_> = plan
+        .locations
+        .iter()
+        .filter(|l| l.action != Action::Skip)
+        .collect();
+    if picked.is_empty() {
+        eprintln!("Nothing to deploy: no location changed.");
+        return Ok(0);
+    }
+    let ws = crate::config::load(&plan.repository.join(&plan.config), &super::process_env)?;
+    let python_version = args
+        .python_version
+        .clone()
+        .or_else(|| ws.settings.for_location(&picked[0].name).python_version)
+        .unwrap_or_else(|| pex::platform::DEFAULT_PYTHON_VERSION.to_string());
+    let locations: Vec<PexLocation> = picked
+        .iter()
+        .map(|l| {
+            let build_dir = plan.repository.join(&l.build_directory);
+            PexLocation {
+                name: l.name.clone(),
+                dir: project_dir(&build_dir, &l.entry),
+            }
+        })
+        .collect();
+    if args.dry_run {
+        for l in &locations {
+            println!("{}\tpython-executable\t{}", l.name, l.dir.display());
+        }
+        return Ok(0);
+    }
+    if !settings.has_remote() {
+        return Err(usage(
+            "--build-strategy python-executable needs a deployment API to upload to",
+            "set DAGSTER_CLOUD_URL (or --url) and DAGSTER_CLOUD_API_TOKEN: Dagster+ or \
+             `dagster-deploy serve`",
+        ));
+    }
+    let target = crate::api::Target::from_settings(
+        settings,
+        &plan.repository,
+        crate::api::ClientOptions::default(),
+        None,
+    )?;
+    let crate::api::Target::Remote { client, .. } = &target else {
+        return Err(usage(
+            "--build-strategy python-executable needs a remote deployment API",
+            "set DAGSTER_CLOUD_URL and DAGSTER_CLOUD_API_TOKEN",
+        ));
+    };
+    let opts = Options {
+        python_version,
+        deps_cache_from: None,
+        deps_cache_to: None,
+        build_method: BuildMethod::Local,
+    };
+    let say = |m: &str| eprintln!("{m}");
+    runtime.block_on(async {
+        let built = pex::build_and_upload(client, &locations, &opts, &say).await?;
+        let documents: Vec<Value> = picked
+            .iter()
+            .zip(&built)
+            .map(|(l, b)| {
+                let flags = DocumentFlags {
+                    git: GitMetadata {
+                        commit_hash: Some(plan.head.commit.clone()),
+                        ..Default::default()
+                    },
+                    pex_tag: Some(b.pex_tag.clone()),
+                    python_version: Some(b.python_version.clone()),
+                    ..Default::default()
+                };
+                document::location_document(&l.name, Some(&l.entry), &flags)
+            })
+            .collect();
+        let names: Vec<String> = built.iter().map(|b| b.location.clone()).collect();
+        eprintln!("[register] {}", names.join(", "));
+        ops::deploy_locations(client, &documents).await?;
+        if !settings.location_load_timeout.is_zero() {
+            let wait_opts = WaitOptions::new(
+                settings.location_load_timeout,
+                settings.agent_heartbeat_timeout,
+            );
+            let results =
+                wait::wait_for_load(client, &names, &wait_opts, &|l| eprintln!("{l}")).await?;
+            wait::failures_to_error(&results)?;
+            eprintln!("[load] {} loaded", names.join(", "));
+        }
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "locations": built }))
+                    .unwrap_or_default()
+            );
+        } else {
+            for b in &built {
+                let deps = if b.deps_built {
+                    "uploaded"
+                } else {
+                    "on the server"
+                };
+                println!("{}\t{}\tdeps {deps}", b.location, b.pex_tag);
+            }
+        }
+        Ok(0)
+    })
 }
