@@ -31,8 +31,12 @@ pub fn tools_dir() -> PathBuf {
     cache_root().join("tools")
 }
 
-/// `$XDG_CACHE_HOME/dagster-deploy`, else `~/.cache/dagster-deploy`.
+/// `$DAGSTER_DEPLOY_CACHE_DIR`, else `$XDG_CACHE_HOME/dagster-deploy`, else
+/// `~/.cache/dagster-deploy`.
 pub fn cache_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("DAGSTER_DEPLOY_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
