@@ -16,6 +16,14 @@ fn main() -> ExitCode {
             } else {
                 eprint!("{}", output::error_text(&err));
             }
+            // On GitHub, config problems also mark their lines in the pull request.
+            let env = |name: &str| std::env::var(name).ok();
+            if dagster_deploy::ci::github::active(&env) {
+                eprint!(
+                    "{}",
+                    dagster_deploy::ci::github::annotations(&env, err.diagnostics())
+                );
+            }
             ExitCode::from(err.exit_code())
         }
     }

@@ -152,6 +152,7 @@ fn target(dir: &std::path::Path, registry: &str, name: &str, cache: bool) -> Bui
         cache_image: cache.then(|| repository.with_tag(&format!("{name}-latest")).unwrap()),
         dockerfile: DockerfileSource::File(location_dir.join("Dockerfile")),
         context: ContextOptions::new(name, &location_dir),
+        push: true,
         request: BuildRequest {
             build_args: BTreeMap::new(),
             ..Default::default()
@@ -241,6 +242,26 @@ async fn existing_images_are_reused_and_new_ones_pushed_key_tag_first() {
     assert_eq!(new.status, BuildStatus::Built);
     assert_eq!(new.pushed_tags.len(), 3);
     assert_eq!(new.digest.as_deref(), Some("sha256:d"));
+}
+
+#[tokio::test]
+async fn without_push_images_are_built_and_the_registry_is_never_asked() {
+    // The registry has the image, yet a build without push does not look: a fork's pull
+    // request has no credentials to ask with.
+    let registry = fake_registry(&["team:old-ck-old"]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut old = target(tmp.path(), &registry, "old", false);
+    old.push = false;
+    old.extra_tags.clear();
+    let engine = FakeEngine::default();
+    let report = run(&engine, &registry, vec![old], BuildOptions::default()).await;
+    let result = &report.results[0];
+    assert_eq!(result.status, BuildStatus::Built);
+    assert!(result.pushed_tags.is_empty());
+    assert_eq!(
+        engine.calls(),
+        [format!("build {registry}/team:old-ck-old")]
+    );
 }
 
 #[tokio::test]

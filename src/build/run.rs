@@ -174,18 +174,21 @@ async fn build_one<E: Engine>(
         )
     })?;
 
-    progress.step(&format!("checking {}", target.image));
-    let exists = services
-        .registry
-        .manifest_exists(&target.image, credentials.as_ref())
-        .await
-        .map_err(|e| {
-            fail(
-                Step::Check,
-                format!("location `{location}`: checking {}: {e}", target.image),
-                e.hint(),
-            )
-        })?;
+    // Without a push the registry is not read either: a fork's build has no credentials.
+    let exists = target.push && {
+        progress.step(&format!("checking {}", target.image));
+        services
+            .registry
+            .manifest_exists(&target.image, credentials.as_ref())
+            .await
+            .map_err(|e| {
+                fail(
+                    Step::Check,
+                    format!("location `{location}`: checking {}: {e}", target.image),
+                    e.hint(),
+                )
+            })?
+    };
     if exists {
         // The human tag names this commit: point it at the reused image (registry side, no
         // layer moves) unless it already exists.
@@ -254,6 +257,15 @@ async fn build_one<E: Engine>(
 
     let mut pushed_tags = Vec::new();
     let mut digest = None;
+    if !target.push {
+        return Ok(Done {
+            status: BuildStatus::Built,
+            image: target.image.to_string(),
+            pushed_tags,
+            digest,
+            content_key: target.content_key.clone(),
+        });
+    }
     // The content-key tag first: once it exists, the image is complete (a re-run reuses it).
     let mut tags = vec![&target.image];
     tags.extend(&target.extra_tags);

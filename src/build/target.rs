@@ -57,6 +57,9 @@ pub struct BuildOptions {
     pub source_url: Option<String>,
     /// `org.opencontainers.image.created` (RFC 3339).
     pub created: String,
+    /// Push the images. Off: build only, with no registry access at all (a test build, or a
+    /// fork's pull request that gets no registry credentials).
+    pub push: bool,
 }
 
 impl Default for BuildOptions {
@@ -71,6 +74,7 @@ impl Default for BuildOptions {
             network: None,
             source_url: None,
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            push: true,
         }
     }
 }
@@ -104,6 +108,8 @@ pub struct BuildTarget {
     pub context: ContextOptions,
     /// Build parameters; the tag and credentials are filled in when building.
     pub request: BuildRequest,
+    /// Push (and check the registry for reuse); off: build only.
+    pub push: bool,
 }
 
 /// Resolves every location the plan builds, in plan order.
@@ -205,7 +211,7 @@ pub fn resolve(
             extra_tags.push(human);
         }
     }
-    let cache_image = if options.cache {
+    let cache_image = if options.cache && options.push {
         Some(tag(CACHE_TAG_SUFFIX)?)
     } else {
         None
@@ -243,6 +249,7 @@ pub fn resolve(
         dockerfile,
         context,
         request,
+        push: options.push,
     })
 }
 
@@ -390,6 +397,7 @@ mod inline_label_tests {
             cache_image: None,
             dockerfile: DockerfileSource::Generated(text.into()),
             context: ContextOptions::new("a", "/nonexistent"),
+            push: true,
             request: BuildRequest {
                 labels: BTreeMap::from([
                     ("k".to_string(), "say \"hi\"".to_string()),

@@ -175,6 +175,35 @@ pub fn branch_facts(
     Ok(Some(BranchFacts { branch, commit }))
 }
 
+/// True when the run builds a pull (merge) request from a fork: CI gives such runs no
+/// secrets, so they can plan and build but not deploy. An unreadable event is not a fork
+/// (the deploy then fails on that event, saying why).
+pub fn is_fork(source: Source, env: Env) -> bool {
+    match source {
+        Source::Github => {
+            let Some(event) =
+                var(env, "GITHUB_EVENT_PATH").and_then(|p| read_event(Path::new(&p)).ok())
+            else {
+                return false;
+            };
+            let head = event.pointer("/pull_request/head/repo");
+            let base = event.pointer("/pull_request/base/repo");
+            let name =
+                |v: Option<&Value>| v.and_then(|r| r["full_name"].as_str().map(str::to_string));
+            head.and_then(|r| r["fork"].as_bool()).unwrap_or(false)
+                || matches!((name(head), name(base)), (Some(h), Some(b)) if h != b)
+        }
+        Source::Gitlab => matches!(
+            (
+                var(env, "CI_MERGE_REQUEST_SOURCE_PROJECT_ID"),
+                var(env, "CI_MERGE_REQUEST_PROJECT_ID"),
+            ),
+            (Some(source), Some(target)) if source != target
+        ),
+        Source::Local => false,
+    }
+}
+
 fn read_event(path: &Path) -> Result<Value, CiError> {
     let bytes = std::fs::read(path).map_err(|e| CiError::EventPayload {
         path: path.to_path_buf(),

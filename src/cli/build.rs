@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use super::ConfigArgs;
+use super::api::{ConnectionArgs, WaitArgs};
+
 /// How `deploy` builds what changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum DeployStrategy {
@@ -14,9 +17,6 @@ pub enum DeployStrategy {
     #[value(name = "python-executable")]
     PythonExecutable,
 }
-
-use super::ConfigArgs;
-use super::api::{ConnectionArgs, WaitArgs};
 
 /// Which locations: the plan's flags (shared by `build` and `deploy`).
 #[derive(Debug, Args, Clone)]
@@ -60,9 +60,19 @@ pub struct BuildFlags {
     /// Neither pull `<location>-latest` as layer cache nor push it.
     #[arg(long)]
     pub no_cache_from: bool,
+    /// Build the images but push nothing and read nothing from the registry (a test build;
+    /// what a fork's pull request without secrets gets).
+    #[arg(long)]
+    pub no_push: bool,
     /// Build argument for every location, over dagster-deploy.toml's (repeatable); changes the
-    /// image tag.
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    /// image tag. DAGSTER_DEPLOY_BUILD_ARGS holds one per line (for CI variables).
+    #[arg(
+        long = "build-arg",
+        value_name = "KEY=VALUE",
+        env = "DAGSTER_DEPLOY_BUILD_ARGS",
+        value_delimiter = '\n',
+        hide_env_values = true
+    )]
     pub build_args: Vec<String>,
     /// Largest build context (`500M`, `2G`, bytes).
     #[arg(
@@ -119,6 +129,22 @@ pub struct DeployArgs {
     /// dagster-deploy.toml, else 3.11].
     #[arg(long, value_name = "X.Y")]
     pub python_version: Option<String>,
+    /// Deploy to the pull (merge) request's branch deployment, created or updated from the CI
+    /// context; when the request is closed or merged, mark it so and build nothing. `auto`:
+    /// only when the run builds a pull request.
+    #[arg(
+        long,
+        value_name = "WHEN",
+        env = "DAGSTER_DEPLOY_BRANCH_DEPLOYMENT",
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true"
+    )]
+    pub branch_deployment: BranchDeploymentMode,
+    /// Write a dotenv file with the deployment's name (`DAGSTER_CLOUD_DEPLOYMENT=...`) for
+    /// later CI jobs (GitLab `artifacts: reports: dotenv`).
+    #[arg(long, value_name = "PATH", env = "DAGSTER_DEPLOY_DOTENV")]
+    pub dotenv: Option<PathBuf>,
     /// Print what would be built, pushed and registered, and touch nothing (no engine, no
     /// registry, no registration).
     #[arg(long)]
@@ -126,4 +152,15 @@ pub struct DeployArgs {
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// When `deploy` goes to a branch deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BranchDeploymentMode {
+    /// When the CI run builds a pull (merge) request.
+    Auto,
+    /// Always: a run that builds no pull request is an error.
+    True,
+    /// Never: deploy to `--deployment`.
+    False,
 }

@@ -1,7 +1,9 @@
 //! Command-line types (clap derive only; no behaviour here).
 
 mod build;
-pub use build::{BuildArgs, BuildFlags, DeployArgs, DeployStrategy, PlanSelection};
+pub use build::{
+    BranchDeploymentMode, BuildArgs, BuildFlags, DeployArgs, DeployStrategy, PlanSelection,
+};
 
 use std::path::PathBuf;
 
@@ -78,6 +80,46 @@ pub struct PlanArgs {
     #[arg(long)]
     pub git_only: bool,
     /// Print the plan as JSON on stdout.
-    #[arg(long)]
+    #[arg(long, group = "format")]
     pub json: bool,
+    #[command(flatten)]
+    pub fan_out: FanOutArgs,
+}
+
+/// `plan`'s CI fan-out outputs: the locations a `ci` session builds (those `ci init` selects:
+/// action `build` or `redeploy`), compared with the git base only, as `ci init` compares them.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "CI fan-out (imply --git-only)")]
+pub struct FanOutArgs {
+    /// Print `{"include":[{"location":NAME},...]}` on one line, for a GitHub Actions matrix
+    /// (`{"include":[]}` when nothing is built: guard the matrix job).
+    #[arg(long, group = "format")]
+    pub github_matrix: bool,
+    /// Print a GitLab child pipeline: one `ci build` job per location, then `ci deploy`.
+    #[arg(long, group = "format")]
+    pub gitlab_child_pipeline: bool,
+    /// The build-session folder the child pipeline's jobs share, relative to the project
+    /// directory.
+    #[arg(long, value_name = "DIR", env = "DAGSTER_BUILD_STATEDIR")]
+    pub statedir: Option<PathBuf>,
+    /// The parent pipeline's job whose artifacts hold the state folder (and dagster-deploy in
+    /// `.dagster-deploy-bin/`).
+    #[arg(long, value_name = "JOB", default_value = "plan")]
+    pub gitlab_plan_job: String,
+    /// The image the child pipeline's jobs run in.
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        env = "DAGSTER_DEPLOY_GITLAB_IMAGE",
+        default_value = "alpine:3.20"
+    )]
+    pub gitlab_image: String,
+    /// The Docker-in-Docker service of the build jobs; `none` when the runner has an engine.
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        env = "DAGSTER_DEPLOY_GITLAB_DOCKER_SERVICE",
+        default_value = "docker:27-dind"
+    )]
+    pub gitlab_docker_service: String,
 }

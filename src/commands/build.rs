@@ -166,6 +166,7 @@ fn options(flags: &BuildFlags, plan: &Plan) -> Result<BuildOptions, Error> {
         fail_fast: flags.fail_fast,
         tag_template: (!flags.no_human_tag).then(|| flags.tag_template.clone()),
         cache: !flags.no_cache_from,
+        push: !flags.no_push,
         build_args,
         max_context_size: Some(max_context_size),
         network: flags.network.clone(),

@@ -8,13 +8,16 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::build::Prepared;
+use super::deploy_route::{self, Route};
 use super::deployed;
 use crate::api::{self, RegisterOptions, RegisterReport, RegisterStatus, Target};
 use crate::build::{
     BuildReport, BuildTarget, DockerEngine, DockerfileSource, EXIT_INTERRUPTED, Failure, target,
 };
 use crate::changes::Repo;
-use crate::ci::repo_facts;
+use crate::ci::context::CiContext;
+use crate::ci::feedback::{self, DeploySummary};
+use crate::ci::{github, repo_facts};
 use crate::cli::DeployArgs;
 use crate::error::{EXIT_FAILURE, Error};
 use crate::output;
@@ -24,16 +27,43 @@ use crate::registry::{ImageRef, Keychain};
 use crate::server::RegistryAccess;
 
 pub fn run(args: &DeployArgs) -> Result<u8, Error> {
-    let settings = super::compat::settings(&args.connection, Some(&args.wait))?;
+    let mut settings = super::compat::settings(&args.connection, Some(&args.wait))?;
     let req = super::build::request(&args.plan)?;
     let repo = plan::open_repo(&req)?;
     let runtime = super::runtime()?;
+    let env = &super::process_env;
+    let ci = CiContext::detect(env);
 
-    // 1. What is deployed where we register, then the plan: nothing is changed yet.
-    let read = deployed::existing_target(&settings, &repo.workdir)?;
+    // 1. Where to: the named deployment, the pull request's branch deployment, or nowhere.
+    let route = deploy_route::decide(
+        args.branch_deployment,
+        &mut settings,
+        &ci,
+        &repo.workdir,
+        &runtime,
+        !args.dry_run,
+    )?;
+    let (pull_request, new_branch) = match route {
+        Route::Deploy {
+            pull_request,
+            new_branch,
+        } => (pull_request, new_branch),
+        Route::Ended { message } => {
+            eprintln!("{message}");
+            return Ok(0);
+        }
+        Route::BuildOnly { reason } => return build_only(args, &repo, &req, &reason),
+    };
+
+    // 2. What is deployed there, then the plan: nothing is changed yet.
+    let read = match new_branch {
+        true => None,
+        false => deployed::existing_target(&settings, &repo.workdir)?,
+    };
     let deployed = match &read {
         Some(_) => deployed::deployed(&runtime, read.as_ref(), &req)?,
-        // The local store this deploy creates holds nothing yet: every location is new.
+        // The local store this deploy creates (or a new branch deployment) holds nothing yet:
+        // every location is new.
         None if req.base.is_none() => Some(Default::default()),
         None => None,
     };
@@ -42,19 +72,23 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
         return super::serverless::deploy_plan(args, &settings, &prepared.plan, &runtime);
     }
     if args.dry_run {
-        return dry_run(args, &prepared, read.as_ref(), &repo);
+        let destination = match (&read, &pull_request) {
+            (None, Some(pr)) => Some(format!("a new branch deployment for pull request {pr}")),
+            _ => None,
+        };
+        return dry_run(args, &prepared, read.as_ref(), destination, &repo);
     }
 
-    // 2. Build and push.
+    // 3. Build and push.
     let reporter = Reporter::new(Mode::detect(&prepared.ci));
     let Some(report) = prepared.build(&reporter)? else {
         return Ok(EXIT_INTERRUPTED);
     };
 
-    // 3. Record the results where a separate deploy job reads them.
+    // 4. Record the results where a separate deploy job reads them.
     let statedir = prepared.save_state(&args.build, &settings, &report, &reporter)?;
 
-    // 4. Register every built, reused and redeployed location at once (a location whose build
+    // 5. Register every built, reused and redeployed location at once (a location whose build
     //    failed is reported, never registered), and wait for them to load.
     if !report.success() {
         reporter.message("locations that failed to build are not registered");
@@ -64,7 +98,7 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
     let target = deployed::registration_target(read, &settings, &repo.workdir, access)?;
     let options = RegisterOptions {
         force: args.force,
-        git: repo_facts::discover(&repo.repo, &prepared.plan.head.commit, &super::process_env),
+        git: repo_facts::discover(&repo.repo, &prepared.plan.head.commit, env),
     };
     let registration = runtime.block_on(api::register(
         &prepared.plan,
@@ -82,25 +116,82 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
             short(&prepared.plan.head.commit)
         ));
     }
+
+    // 6. Tell people: stdout, then the CI's summary, outputs, comment or note.
+    let result = DeployJson {
+        schema_version: 1,
+        head: &prepared.plan.head.commit,
+        report: &report,
+        statedir,
+        registration: &registration,
+    };
     if args.json {
-        print!(
-            "{}",
-            output::json(&DeployJson {
-                schema_version: 1,
-                head: &prepared.plan.head.commit,
-                report: &report,
-                statedir,
-                registration: &registration,
-            })?
-        );
+        print!("{}", output::json(&result)?);
     } else {
         print!("{}{}", report.table(), registration_table(&registration));
+    }
+    let summary = DeploySummary {
+        deployment: &registration.deployment,
+        commit: &prepared.plan.head.commit,
+        build: &report,
+        registration: &registration,
+        pull_request,
+    };
+    let dotenv = args
+        .dotenv
+        .as_deref()
+        .map(|p| p.to_string_lossy().into_owned());
+    let mut warnings = runtime.block_on(feedback::publish(env, &summary, dotenv.as_deref()));
+    if let Err(e) = github::set_outputs(
+        env,
+        &[
+            ("deployment", registration.deployment.clone()),
+            ("plan", compact(&prepared.plan)),
+            ("results", compact(&result)),
+        ],
+    ) {
+        warnings.push(e);
+    }
+    for warning in warnings {
+        reporter.message(&format!("warning: {warning}"));
     }
     Ok(if report.success() && registration.succeeded() {
         0
     } else {
         EXIT_FAILURE
     })
+}
+
+/// A fork's pull request: the plan and the builds, nothing pushed or registered, and why.
+fn build_only(
+    args: &DeployArgs,
+    repo: &Repo,
+    req: &plan::PlanRequest,
+    reason: &str,
+) -> Result<u8, Error> {
+    let mut flags = args.build.clone();
+    flags.no_push = true;
+    let prepared = Prepared::in_repo(repo, req, &flags, None)?;
+    let reporter = Reporter::new(Mode::detect(&prepared.ci));
+    let Some(report) = prepared.build(&reporter)? else {
+        return Ok(EXIT_INTERRUPTED);
+    };
+    if args.json {
+        print!("{}", output::json(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    let env = &super::process_env;
+    reporter.message(&format!("warning: {reason}"));
+    if let Err(e) = github::append_summary(env, &format!("> **dagster-deploy:** {reason}.\n")) {
+        reporter.message(&format!("warning: {e}"));
+    }
+    Ok(if report.success() { 0 } else { EXIT_FAILURE })
+}
+
+/// One-line JSON for a step output.
+fn compact<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// The image to register for every location that has one after the build.
@@ -154,11 +245,13 @@ fn dry_run(
     args: &DeployArgs,
     prepared: &Prepared,
     read: Option<&Target>,
+    destination: Option<String>,
     repo: &Repo,
 ) -> Result<u8, Error> {
-    let destination = match read {
-        Some(t) => t.describe(),
-        None => format!(
+    let destination = match (read, destination) {
+        (_, Some(d)) => d,
+        (Some(t), None) => t.describe(),
+        (None, None) => format!(
             "local store {} (created on first deploy)",
             repo.workdir.join(api::register::LOCAL_STORE_DIR).display()
         ),

@@ -5,6 +5,7 @@ mod check;
 mod ci;
 mod compat;
 mod deploy;
+mod deploy_route;
 mod deployed;
 mod history;
 mod plan;
@@ -20,6 +21,7 @@ use crate::error::Error;
 /// Runs the command; `Ok` carries the exit code of a command that finished but has a verdict
 /// (e.g. `check` found problems is reported through `Err`, so this is 0 today).
 pub fn run(cli: Cli) -> Result<u8, Error> {
+    crate::ci::github::mask_env_secrets(&process_env);
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),

@@ -9,6 +9,7 @@
 
 #[path = "../changes_support/mod.rs"]
 mod changes_support;
+pub mod ci;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;

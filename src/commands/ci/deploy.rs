@@ -85,6 +85,19 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
     };
     let deployment = first.deployment_name.clone();
     let deployment = deployment.as_str();
+    // The session decides where it deploys (as with dagster-cloud); a different deployment in
+    // the environment usually means a state folder left from another pipeline.
+    if let Some(named) = settings.deployment.as_deref()
+        && named != deployment
+        && !first.is_branch_deployment
+    {
+        eprintln!(
+            "warning: the session in {} deploys to `{deployment}`, not to `{named}` \
+             (DAGSTER_CLOUD_DEPLOYMENT); start a new session with `ci init --deployment {named}` \
+             to deploy there",
+            dir.path.display()
+        );
+    }
     let client = Client::new(
         &format!("{org_url}/{deployment}"),
         settings.token("ci deploy")?.clone(),

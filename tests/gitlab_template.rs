@@ -1,0 +1,346 @@
+//! `ci-templates/gitlab/docker.gitlab-ci.yml` run for real: a small runner resolves each job's
+//! `extends`, evaluates its `rules` against GitLab's predefined variables for a default-branch
+//! pipeline and a merge request pipeline, and runs `before_script` + `script` with `sh -e` as
+//! GitLab's shell executor does. The install lines download this build from a local release
+//! server (checked SHA-256); the deploys use the real Docker engine, the htpasswd registry and a
+//! `dagster-deploy serve` process; GitLab's notes API is a recording server.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde_yaml_ng::{Mapping, Value};
+use support::ci::{CommentApi, Serve, file_server, release_folder};
+use support::{Cleanup, Monorepo, Services, python_shim_image, services, unique};
+
+const GITLAB_TOKEN: &str = "glpat-recorded";
+
+fn template() -> Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("ci-templates/gitlab/docker.gitlab-ci.yml");
+    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The job with its `extends` chain merged in, as GitLab does: mappings merge key by key (the
+/// job's own values win), anything else is replaced.
+fn resolved(doc: &Value, name: &str) -> Mapping {
+    let job = doc[name]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("no job {name}"));
+    let mut merged = match job.get("extends") {
+        Some(Value::String(parent)) => resolved(doc, parent),
+        Some(other) => panic!("unsupported extends: {other:?}"),
+        None => Mapping::new(),
+    };
+    for (k, v) in job {
+        if k.as_str() == Some("extends") {
+            continue;
+        }
+        match (merged.get_mut(k), v) {
+            (Some(Value::Mapping(base)), Value::Mapping(over)) => {
+                for (kk, vv) in over {
+                    base.insert(kk.clone(), vv.clone());
+                }
+            }
+            _ => {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    merged
+}
+
+/// `$A == $B` and `$A == "text"`: the rule forms the templates use. `None`: no rule matched.
+fn rule_when(job: &Mapping, vars: &BTreeMap<String, String>) -> Option<String> {
+    let operand = |s: &str| -> String {
+        let s = s.trim();
+        match s.strip_prefix('$') {
+            Some(name) => vars.get(name).cloned().unwrap_or_default(),
+            None => s.trim_matches('"').to_string(),
+        }
+    };
+    for rule in job.get("rules")?.as_sequence()? {
+        let condition = rule["if"].as_str().expect("a rule without if");
+        let (left, right) = condition
+            .split_once("==")
+            .unwrap_or_else(|| panic!("unsupported rule: {condition}"));
+        let defined = |s: &str| {
+            !s.trim().starts_with('$') || vars.contains_key(s.trim().trim_start_matches('$'))
+        };
+        if defined(left) && operand(left) == operand(right) {
+            return Some(rule["when"].as_str().unwrap_or("on_success").to_string());
+        }
+    }
+    None
+}
+
+struct JobRun {
+    code: i32,
+    log: String,
+}
+
+impl std::fmt::Display for JobRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n{}", self.code, self.log)
+    }
+}
+
+struct Runner<'a> {
+    m: &'a Monorepo,
+    /// Project CI/CD variables (the settings a team adds in GitLab).
+    project: BTreeMap<String, String>,
+    temp: tempfile::TempDir,
+}
+
+impl Runner<'_> {
+    /// The jobs of a pipeline with these predefined variables, and when each runs.
+    fn jobs(&self, pipeline: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let doc = template();
+        let mut jobs = BTreeMap::new();
+        for (name, _) in doc.as_mapping().unwrap() {
+            let name = name.as_str().unwrap();
+            if name.starts_with('.') || name == "variables" || name == "include" {
+                continue;
+            }
+            if let Some(when) = rule_when(&resolved(&doc, name), pipeline) {
+                jobs.insert(name.to_string(), when);
+            }
+        }
+        jobs
+    }
+
+    fn run(&self, name: &str, pipeline: &BTreeMap<String, String>) -> JobRun {
+        let doc = template();
+        let job = resolved(&doc, name);
+        let mut vars: BTreeMap<String, String> = BTreeMap::new();
+        for scope in [doc.get("variables"), job.get("variables")]
+            .into_iter()
+            .flatten()
+        {
+            for (k, v) in scope.as_mapping().unwrap() {
+                vars.insert(k.as_str().unwrap().into(), v.as_str().unwrap().into());
+            }
+        }
+        // Project variables override the file's; predefined ones describe the pipeline.
+        vars.extend(self.project.clone());
+        vars.extend(pipeline.clone());
+        let lines = |key: &str| -> Vec<String> {
+            job.get(key)
+                .and_then(Value::as_sequence)
+                .map(|l| l.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default()
+        };
+        let mut script = lines("before_script");
+        script.extend(lines("script"));
+        assert!(!script.is_empty(), "{name} has no script");
+        let home = tempfile::tempdir_in(self.temp.path()).unwrap();
+        let file = home.path().join("job.sh");
+        std::fs::write(&file, script.join("\n")).unwrap();
+        let out = Command::new("sh")
+            .arg("-e")
+            .arg(&file)
+            .env_clear()
+            .envs(&vars)
+            .env("HOME", home.path())
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .current_dir(self.m.path())
+            .output()
+            .unwrap();
+        JobRun {
+            code: out.status.code().unwrap_or(-1),
+            log: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+}
+
+fn predefined(m: &Monorepo, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut vars: BTreeMap<String, String> = [
+        ("CI", "true"),
+        ("GITLAB_CI", "true"),
+        ("CI_DEFAULT_BRANCH", "main"),
+        ("CI_PROJECT_NAME", "mono"),
+        ("CI_PROJECT_PATH", "acme/mono"),
+        ("CI_PROJECT_URL", "https://gitlab.example/acme/mono"),
+        ("CI_PROJECT_ID", "7"),
+        ("CI_SERVER_URL", "https://gitlab.example"),
+        ("CI_JOB_URL", "https://gitlab.example/acme/mono/-/jobs/99"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    vars.insert("CI_PROJECT_DIR".into(), m.path().display().to_string());
+    vars.insert("CI_COMMIT_SHA".into(), m.git(&["rev-parse", "HEAD"]));
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    vars
+}
+
+fn dotenv(m: &Monorepo) -> BTreeMap<String, String> {
+    std::fs::read_to_string(m.path().join("dagster-deploy.env"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn clean_results(cleanup: &mut Cleanup, s: &Services, registry: &str) {
+    for tag in support::registry_tags(s, registry.split_once('/').unwrap().1) {
+        cleanup.image(&format!("{registry}:{tag}"));
+    }
+}
+
+// Multi-threaded: the test blocks on child processes while its servers answer them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gitlab_template_deploys_the_default_branch_and_merge_requests() {
+    let Some(s) = services().await else { return };
+    let shim = python_shim_image(&s);
+    let registry = format!("{}/{}", s.registry, unique("dagster-deploy-test/gitlab"));
+    let m = Monorepo::example(&registry);
+    std::fs::write(m.path().join(".gitignore"), "dagster-deploy.env\n").unwrap();
+    m.commit("ignore the dotenv report");
+    let server = Serve::start(&s);
+    let mut cleanup = Cleanup::new(&s);
+    let releases = release_folder(env!("CARGO_PKG_VERSION"));
+    let (api, api_url) = CommentApi::start(("private-token", GITLAB_TOKEN)).await;
+    let project: BTreeMap<String, String> = [
+        ("DAGSTER_CLOUD_URL", server.url.clone()),
+        ("DAGSTER_CLOUD_API_TOKEN", server.token.clone()),
+        ("DAGSTER_DEPLOY_REGISTRY_USERNAME", s.user.clone()),
+        ("DAGSTER_DEPLOY_REGISTRY_PASSWORD", s.password.clone()),
+        ("DAGSTER_DEPLOY_GITLAB_TOKEN", GITLAB_TOKEN.to_string()),
+        (
+            "DAGSTER_DEPLOY_DOWNLOAD_URL",
+            file_server(releases.path().to_path_buf()).await,
+        ),
+        // The runner's engine stands in for the dind service.
+        ("DOCKER_HOST", s.docker_host.clone()),
+        // Docker Hub is out of reach: the example builds from a local image.
+        ("DAGSTER_DEPLOY_BUILD_ARGS", format!("BASE_IMAGE={shim}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let runner = Runner {
+        m: &m,
+        project,
+        temp: tempfile::tempdir().unwrap(),
+    };
+    let all = ["analytics", "ingest", "ml", "reporting"];
+
+    // A pipeline on main runs only the deploy job: every location lands in prod.
+    let before = m.git(&["rev-parse", "HEAD"]);
+    m.commit("an unrelated commit on main");
+    let main = predefined(
+        &m,
+        &[
+            ("CI_PIPELINE_SOURCE", "push"),
+            ("CI_COMMIT_BRANCH", "main"),
+            ("CI_COMMIT_REF_NAME", "main"),
+            ("CI_COMMIT_BEFORE_SHA", &before),
+        ],
+    );
+    assert_eq!(
+        runner.jobs(&main),
+        BTreeMap::from([("dagster-deploy".to_string(), "on_success".to_string())])
+    );
+    let deployed = runner.run("dagster-deploy", &main);
+    clean_results(&mut cleanup, &s, &registry);
+    assert_eq!(deployed.code, 0, "{deployed}");
+    assert!(
+        deployed.log.contains("section_start:"),
+        "collapsible sections: {deployed}"
+    );
+    assert!(!deployed.log.contains(&s.password), "{deployed}");
+    assert!(!deployed.log.contains(&server.token), "{deployed}");
+    let prod = server.images("prod");
+    assert_eq!(prod.keys().collect::<Vec<_>>(), all);
+    assert_eq!(dotenv(&m)["DAGSTER_CLOUD_DEPLOYMENT"], "prod");
+    assert_eq!(dotenv(&m)["DAGSTER_DEPLOY_IS_BRANCH_DEPLOYMENT"], "false");
+    assert_eq!(
+        api.count("GET") + api.count("POST"),
+        0,
+        "no note outside a merge request"
+    );
+
+    // A merge request pipeline: its branch deployment gets every location, one note is
+    // posted, and the stop job is offered as a manual job.
+    let base = m.git(&["rev-parse", "HEAD"]);
+    m.git(&["checkout", "-q", "-b", "faster-ingest"]);
+    m.write("ingest/ingest/extra.py", "FAST = True\n");
+    m.commit("faster ingest");
+    let mr = |m: &Monorepo| {
+        predefined(
+            m,
+            &[
+                ("CI_PIPELINE_SOURCE", "merge_request_event"),
+                ("CI_COMMIT_REF_NAME", "faster-ingest"),
+                ("CI_MERGE_REQUEST_IID", "5"),
+                ("CI_MERGE_REQUEST_PROJECT_ID", "7"),
+                ("CI_MERGE_REQUEST_SOURCE_PROJECT_ID", "7"),
+                ("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "faster-ingest"),
+                ("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "main"),
+                ("CI_MERGE_REQUEST_DIFF_BASE_SHA", &base),
+                ("CI_API_V4_URL", &api_url),
+            ],
+        )
+    };
+    let pipeline = mr(&m);
+    assert_eq!(
+        runner.jobs(&pipeline),
+        BTreeMap::from([
+            (
+                "dagster-deploy-branch".to_string(),
+                "on_success".to_string()
+            ),
+            (
+                "dagster-deploy-branch-close".to_string(),
+                "manual".to_string()
+            ),
+        ])
+    );
+    let opened = runner.run("dagster-deploy-branch", &pipeline);
+    clean_results(&mut cleanup, &s, &registry);
+    assert_eq!(opened.code, 0, "{opened}");
+    let branch = dotenv(&m)["DAGSTER_CLOUD_DEPLOYMENT"].clone();
+    assert_ne!(branch, "prod");
+    assert_eq!(dotenv(&m)["DAGSTER_DEPLOY_IS_BRANCH_DEPLOYMENT"], "true");
+    let images = server.images(&branch);
+    assert_eq!(images.keys().collect::<Vec<_>>(), all);
+    assert_ne!(images["ingest"], prod["ingest"]);
+    assert_eq!(images["ml"], prod["ml"]);
+    assert_eq!(server.pull_request_status(&branch).as_deref(), Some("OPEN"));
+    let notes = api.bodies();
+    assert_eq!(notes.len(), 1, "{opened}");
+    assert!(notes[0].contains("branch deployment of !5"), "{notes:?}");
+    assert!(notes[0].contains("| ingest | built |"), "{notes:?}");
+
+    // Another push to the merge request: the same branch deployment, the note edited.
+    m.write("ingest/ingest/extra.py", "FAST = 'yes'\n");
+    m.commit("even faster ingest");
+    let updated = runner.run("dagster-deploy-branch", &mr(&m));
+    clean_results(&mut cleanup, &s, &registry);
+    assert_eq!(updated.code, 0, "{updated}");
+    assert_eq!(dotenv(&m)["DAGSTER_CLOUD_DEPLOYMENT"], branch);
+    assert_eq!(api.bodies().len(), 1);
+    assert_eq!((api.count("POST"), api.count("PUT")), (1, 1));
+
+    // The environment's stop action closes the branch deployment; prod is untouched.
+    let closed = runner.run("dagster-deploy-branch-close", &mr(&m));
+    assert_eq!(closed.code, 0, "{closed}");
+    assert_eq!(
+        server.pull_request_status(&branch).as_deref(),
+        Some("CLOSED")
+    );
+    assert_eq!(server.images("prod"), prod);
+}
