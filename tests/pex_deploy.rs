@@ -306,6 +306,8 @@ async fn the_example_monorepo_deploys_and_its_artefacts_load_dagster() {
             "dagster_cloud.yaml",
             "--location-name",
             "ingest",
+            "--deps-cache-to",
+            "x",
             "--json",
         ],
         &[],
@@ -316,6 +318,30 @@ async fn the_example_monorepo_deploys_and_its_artefacts_load_dagster() {
     assert_eq!(b["deps_built"], false);
     assert_eq!(b["uploaded"], json!([b["source"]]), "{again}");
     assert_ne!(b["source"], built[0]["source"]);
+
+    // --deps-cache-to recorded the archive as the reference records it
+    // (`requirements-<key>-<base64 tag>.txt`), and --deps-cache-from reads it back.
+    let deps = b["deps"].as_str().unwrap();
+    let key = deps.trim_start_matches("deps-").trim_end_matches(".pex");
+    let record = server
+        .download(&format!("requirements-{key}-eA==.txt"), work.path())
+        .await;
+    let record: Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    assert_eq!(record["deps_pex_name"], deps);
+    assert!(record["dagster_version"].as_str().unwrap().starts_with("1."), "{record}");
+    let out = server.deploy(
+        repo.path(),
+        &[
+            "--location-file",
+            "dagster_cloud.yaml",
+            "--location-name",
+            "ingest",
+            "--deps-cache-from",
+            "x",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
