@@ -328,7 +328,13 @@ async fn the_example_monorepo_deploys_and_its_artefacts_load_dagster() {
         .await;
     let record: Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
     assert_eq!(record["deps_pex_name"], deps);
-    assert!(record["dagster_version"].as_str().unwrap().starts_with("1."), "{record}");
+    assert!(
+        record["dagster_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("1."),
+        "{record}"
+    );
     let out = server.deploy(
         repo.path(),
         &[
@@ -653,4 +659,78 @@ async fn deploy_and_ci_build_take_the_python_executable_strategy() {
     let docs = server.documents().await;
     let ml = docs.iter().find(|d| d["location_name"] == "ml").unwrap();
     assert_eq!(ml["pex_metadata"]["pex_tag"], st["build_output"]["pex_tag"]);
+}
+
+/// A proxy in front of `target` that forwards everything but cuts every `PUT` off after its
+/// first bytes, as a dropped connection does mid-upload.
+async fn cutting_proxy(target: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut first = vec![0u8; 4096];
+                let Ok(n) = client.read(&mut first).await else {
+                    return;
+                };
+                if first[..n].starts_with(b"PUT ") {
+                    // Forward nothing; hang up mid-request.
+                    return;
+                }
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                let back =
+                    tokio::spawn(
+                        async move { tokio::io::copy(&mut from_server, &mut to_client).await },
+                    );
+                let mut chunk = first[..n].to_vec();
+                loop {
+                    // A kept-alive connection may carry the PUT as a later request.
+                    if chunk.starts_with(b"PUT ") || to_server.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                    let mut buf = vec![0u8; 65536];
+                    match from_client.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => chunk = buf[..n].to_vec(),
+                    }
+                }
+                back.abort();
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_upload_fails_the_deploy_and_registers_nothing() {
+    if !prerequisites() {
+        return;
+    }
+    let mut server = serve(&[]);
+    let direct = server.url.clone();
+    server.url = cutting_proxy(direct.trim_start_matches("http://").to_string()).await;
+    let dir = location("dagster\n");
+    let d = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        let s = &server;
+        let out = s.deploy(&d, &APP, &[]);
+        (out, server)
+    })
+    .await
+    .unwrap();
+    let (out, mut server) = out;
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("uploading ") && e.contains("nothing was registered"),
+        "{e}"
+    );
+    server.url = direct;
+    assert!(server.documents().await.is_empty());
 }
