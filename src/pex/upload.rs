@@ -66,14 +66,28 @@ pub async fn exists(http: &reqwest::Client, url: &str) -> bool {
 
 /// A GET URL's body, `None` on 404.
 pub async fn get(http: &reqwest::Client, url: &str) -> Result<Option<Vec<u8>>, String> {
-    let r = http.get(url).send().await.map_err(|e| e.to_string())?;
+    let r = http.get(url).send().await.map_err(describe)?;
     if r.status() == 404 || r.status() == 403 {
         return Ok(None);
     }
     if !r.status().is_success() {
         return Err(format!("HTTP {}", r.status()));
     }
-    Ok(Some(r.bytes().await.map_err(|e| e.to_string())?.to_vec()))
+    Ok(Some(r.bytes().await.map_err(describe)?.to_vec()))
+}
+
+/// The error and its causes, without the URL: a pre-signed URL grants access until it
+/// expires, so it is never printed.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Uploads the file at `path` to a PUT URL; returns the time taken.
@@ -118,7 +132,7 @@ pub async fn put_bytes(
                     break;
                 }
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = describe(e),
         }
     }
     Err(PexError::Upload {
