@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command. Starts the real components the tests use (Docker engine,
-# htpasswd registry, base image, the reference dagster-cloud CLI, actionlint with shellcheck), runs
-# every test, and stops what it started. Needs root on Debian the first time (it installs packages).
+# htpasswd registry, base image, the reference dagster-cloud CLI, actionlint with shellcheck, pex
+# and uv), runs every test, and stops what it started. Needs root on Debian the first time (it
+# installs packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,5 +13,7 @@ DAGSTER_CLOUD_REFERENCE="$(scripts/reference-cli.sh)"
 export DAGSTER_CLOUD_REFERENCE
 DAGSTER_DEPLOY_ACTIONLINT="$(scripts/actionlint.sh)"
 export DAGSTER_DEPLOY_ACTIONLINT
+DAGSTER_DEPLOY_TOOLS_DIR="$(scripts/pex-tools.sh)"
+export DAGSTER_DEPLOY_TOOLS_DIR
 
 cargo test --all-targets --locked "$@"

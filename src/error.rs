@@ -7,6 +7,7 @@ use crate::changes::ChangesError;
 use crate::ci::context::CiError;
 use crate::ci::state::StateError;
 use crate::config::{ConfigError, Diagnostic};
+use crate::pex::PexError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -22,6 +23,8 @@ pub enum Error {
     Ci(#[from] CiError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Pex(#[from] PexError),
     /// A problem of one location: its name leads the message; code, hint and exit code are
     /// the problem's own.
     #[error("location `{location}`: {source}")]
@@ -61,6 +64,7 @@ impl Error {
             Error::Api(e) => e.code(),
             Error::Ci(e) => e.code(),
             Error::State(e) => e.code(),
+            Error::Pex(e) => e.code(),
             Error::Location { source, .. } => source.code(),
             Error::Usage { .. } => "usage",
             Error::Failed { .. } => "failed",
@@ -73,6 +77,7 @@ impl Error {
             Error::State(StateError::NoFolder | StateError::NoSession { .. }) => EXIT_USAGE,
             Error::Changes(e) if e.is_usage() => EXIT_USAGE,
             Error::Api(e) if e.is_usage() => EXIT_USAGE,
+            Error::Pex(e) if e.is_usage() => EXIT_USAGE,
             Error::Location { source, .. } => source.exit_code(),
             _ => EXIT_FAILURE,
         }
@@ -92,6 +97,7 @@ impl Error {
             Error::Api(e) => e.hint(),
             Error::Ci(e) => e.hint().into(),
             Error::State(e) => e.hint().into(),
+            Error::Pex(e) => e.hint(),
             Error::Location { source, .. } => source.hint(),
             Error::Usage { hint, .. } | Error::Failed { hint, .. } => hint.clone(),
         }

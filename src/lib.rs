@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod output;
+pub mod pex;
 pub mod plan;
 pub mod progress;
 pub mod registry;

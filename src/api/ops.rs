@@ -37,6 +37,26 @@ pub const ADD_OR_UPDATE_LOCATION: Operation = mutation(
 }",
 );
 
+/// `generateServerlessPexUrl` is a mutation on the wire but changes nothing: like the
+/// reference (`idempotent_mutation`), it may be sent again after a timeout, hence `query`.
+pub const GENERATE_PEX_PUT_URLS: Operation = query(
+    "generateServerlessPexUrl",
+    "mutation GenerateServerlessPexUrlMutation($filenames: [String!]!) {
+    generateServerlessPexUrl(filenames: $filenames, method:PUT) {
+        url
+    }
+}",
+);
+
+pub const GENERATE_PEX_GET_URLS: Operation = query(
+    "generateServerlessPexUrl",
+    "mutation GenerateServerlessPexUrlMutation($filenames: [String!]!) {
+    generateServerlessPexUrl(filenames: $filenames, method:GET) {
+        url
+    }
+}",
+);
+
 pub const DEPLOY_LOCATIONS: Operation = mutation(
     "deployLocations",
     "mutation CliDeployLocations($document: GenericScalar!) {

@@ -2,10 +2,21 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::ConfigArgs;
 use super::api::{ConnectionArgs, WaitArgs};
+
+/// How `deploy` builds what changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum DeployStrategy {
+    /// One image per location, pushed to its registry.
+    #[default]
+    Docker,
+    /// PEX files uploaded to the deployment (Dagster+ Serverless or `serve`): no Docker.
+    #[value(name = "python-executable")]
+    PythonExecutable,
+}
 
 /// Which locations: the plan's flags (shared by `build` and `deploy`).
 #[derive(Debug, Args, Clone)]
@@ -110,6 +121,14 @@ pub struct DeployArgs {
     /// Register even where the deployed commit is newer than the one being deployed.
     #[arg(long)]
     pub force: bool,
+    /// `docker`, or `python-executable`: the changed locations as PEX files (dependencies
+    /// built once per requirement set), no Docker engine or registry.
+    #[arg(long, value_enum, default_value = "docker")]
+    pub build_strategy: DeployStrategy,
+    /// Python for `--build-strategy python-executable` [default: `python_version` in
+    /// dagster-deploy.toml, else 3.11].
+    #[arg(long, value_name = "X.Y")]
+    pub python_version: Option<String>,
     /// Deploy to the pull (merge) request's branch deployment, created or updated from the CI
     /// context; when the request is closed or merged, mark it so and build nothing. `auto`:
     /// only when the run builds a pull request.

@@ -158,7 +158,8 @@ pub struct BuildArgs {
     /// Only these selected locations (repeatable) [default: every selected one].
     #[arg(long = "location-name", value_name = "NAME")]
     pub location_names: Vec<String>,
-    /// Only `docker` is built by dagster-deploy.
+    /// `docker` images, or `python-executable` (PEX files uploaded to the deployment, no
+    /// Docker; `ci deploy` registers them).
     #[arg(long, value_enum, default_value = "docker")]
     pub build_strategy: BuildStrategy,
     /// `KEY=VALUE` build argument for every location (repeatable; as --build-arg).
@@ -173,7 +174,8 @@ pub struct BuildArgs {
     /// Not supported: set `dockerfile` in dagster-deploy.toml.
     #[arg(long, value_name = "PATH")]
     pub dockerfile_path: Option<String>,
-    /// Not supported: set `python_version` in dagster-deploy.toml.
+    /// Python for `--build-strategy python-executable` [default: `python_version` in
+    /// dagster-deploy.toml, else 3.11]; for docker builds set it in dagster-deploy.toml.
     #[arg(long, value_name = "X.Y")]
     pub python_version: Option<String>,
     /// Not supported: the build directory comes from dagster_cloud.yaml.

@@ -1,7 +1,9 @@
 //! Command-line types (clap derive only; no behaviour here).
 
 mod build;
-pub use build::{BranchDeploymentMode, BuildArgs, BuildFlags, DeployArgs, PlanSelection};
+pub use build::{
+    BranchDeploymentMode, BuildArgs, BuildFlags, DeployArgs, DeployStrategy, PlanSelection,
+};
 
 use std::path::PathBuf;
 
@@ -10,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod api;
 pub mod ci;
 pub mod serve;
+pub mod serverless;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +48,8 @@ pub enum Command {
     Rollback(api::RollbackArgs),
     /// CI build sessions (the dagster-cloud `ci` commands, on the same state files).
     Ci(ci::CiArgs),
+    /// Docker-free deploys (the dagster-cloud `serverless deploy-python-executable` command).
+    Serverless(serverless::ServerlessArgs),
 }
 
 #[derive(Debug, Args, Clone)]

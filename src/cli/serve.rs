@@ -36,6 +36,9 @@ pub struct ServeRunArgs {
     /// The deployment of requests that name none.
     #[arg(long, default_value = "prod", value_name = "NAME")]
     pub default_deployment: String,
+    /// Largest Python-executable file accepted at a generateServerlessPexUrl URL, in bytes.
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_BLOB_BYTES, value_name = "BYTES")]
+    pub max_file_size: u64,
 }
 
 #[derive(Debug, Args, Clone)]

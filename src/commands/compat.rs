@@ -173,7 +173,11 @@ async fn sync_locations(a: &SyncLocationsArgs) -> Result<u8, Error> {
 
 /// Waits as the reference's `deployment` commands do: the load timeout, and a heartbeat
 /// timeout only when one is set; both zero (or unset) skips waiting.
-async fn wait_and_report(client: &Client, s: &Settings, names: &[String]) -> Result<u8, Error> {
+pub(super) async fn wait_and_report(
+    client: &Client,
+    s: &Settings,
+    names: &[String],
+) -> Result<u8, Error> {
     let heartbeat = s.agent_heartbeat_timeout;
     if s.location_load_timeout.is_zero() && heartbeat.is_none() {
         return Ok(0);

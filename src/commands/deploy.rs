@@ -68,6 +68,9 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
         None => None,
     };
     let prepared = Prepared::in_repo(&repo, &req, &args.build, deployed.as_ref())?;
+    if args.build_strategy == crate::cli::DeployStrategy::PythonExecutable {
+        return super::serverless::deploy_plan(args, &settings, &prepared.plan, &runtime);
+    }
     if args.dry_run {
         let destination = match (&read, &pull_request) {
             (None, Some(pr)) => Some(format!("a new branch deployment for pull request {pr}")),

@@ -10,6 +10,7 @@ mod deployed;
 mod history;
 mod plan;
 mod serve;
+mod serverless;
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Command::History(args) => history::run_history(&args),
         Command::Rollback(args) => history::run_rollback(&args),
         Command::Ci(args) => ci::run(&args.command),
+        Command::Serverless(args) => serverless::run(&args.command),
     }
 }
 
@@ -44,6 +46,9 @@ pub fn wants_json(cli: &Cli) -> bool {
         Command::Deploy(a) => a.json,
         Command::History(a) => a.json,
         Command::Rollback(a) => a.json,
+        Command::Serverless(a) => match &a.command {
+            crate::cli::serverless::ServerlessCommand::DeployPythonExecutable(d) => d.json,
+        },
         Command::Deployment(_)
         | Command::BranchDeployment(_)
         | Command::Serve(_)

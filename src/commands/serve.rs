@@ -22,6 +22,7 @@ pub fn run(args: &ServeArgs) -> Result<u8, Error> {
 fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
     let mut opts = ServeOptions::new(a.listen, &a.data.dir);
     opts.default_deployment = a.default_deployment.clone();
+    opts.max_blob_bytes = a.max_file_size;
     opts.registry = if a.no_image_checks {
         None
     } else {

@@ -13,8 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use super::blobs::BlobStore;
 use super::deployments::Deployments;
 use super::graphql::{ApiSchema, RequestCtx};
+use super::http_blobs::{get_blob, put_blob};
+use super::presign::Signer;
 use super::{ObservedRequest, RequestObserver};
 
 pub(crate) const TOKEN_HEADER: &str = "dagster-cloud-api-token";
@@ -26,6 +29,14 @@ pub(crate) struct HttpState {
     pub deployments: Deployments,
     pub observer: Option<RequestObserver>,
     pub max_body_bytes: usize,
+    pub blobs: BlobState,
+}
+
+/// The Python-executable file store and the key that signs its URLs.
+pub(crate) struct BlobState {
+    pub store: BlobStore,
+    pub signer: Signer,
+    pub max_blob_bytes: u64,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
@@ -35,6 +46,8 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/{deployment}/graphql", post(graphql_in_deployment))
         .route("/health", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(limit))
+        // Blobs stream to disk under their own limit (`max_blob_bytes`), not the GraphQL one.
+        .route("/blobs/{name}", get(get_blob).put(put_blob))
         .with_state(state)
 }
 
@@ -76,7 +89,7 @@ const CREDENTIAL_HEADERS: [&str; 2] = [TOKEN_HEADER, "authorization"];
 
 /// The token from `Dagster-Cloud-Api-Token`, or `Authorization: Bearer` (which Dagster+
 /// accepts too).
-fn token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn token(headers: &HeaderMap) -> Option<String> {
     header(headers, TOKEN_HEADER).or_else(|| {
         header(headers, "authorization").and_then(|v| {
             let (scheme, rest) = v.split_once(' ')?;
@@ -159,9 +172,20 @@ async fn handle(
         token,
         path_deployment,
         header_deployment,
+        base_url: base_url(&headers),
     });
     let response = state.schema.execute(request).await;
     axum::Json(response).into_response()
+}
+
+/// `scheme://host` as the client reached this server (behind a proxy: as the proxy says), for
+/// the URLs handed back to it.
+fn base_url(headers: &HeaderMap) -> String {
+    let proto = header(headers, "x-forwarded-proto").unwrap_or_else(|| "http".into());
+    let host = header(headers, "x-forwarded-host")
+        .or_else(|| header(headers, "host"))
+        .unwrap_or_else(|| "localhost".into());
+    format!("{proto}://{host}")
 }
 
 fn observe(

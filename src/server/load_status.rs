@@ -1,17 +1,29 @@
 //! The built-in agent's view of each location: LOADED when its image exists, a load error
 //! naming the image when it does not. Checks run in the background and are cached per image
 //! reference; a registration re-checks an image unless it is already known to exist.
+//! A Python-executable location (`pex_metadata`, no image) is LOADED when every file its
+//! `pex_tag` names is in the blob store, and a load error naming the missing ones otherwise.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::blobs::BlobStore;
 use super::document;
 use super::registry::{self, ImageCheck, RegistryAccess};
 use crate::registry::RegistryClient;
 
 /// What the agent reports for one location.
+/// The file names of a `pex_tag` (`files=deps-1.pex:source-2.pex`).
+pub(crate) fn pex_tag_files(tag: &str) -> Vec<&str> {
+    tag.strip_prefix("files=")
+        .unwrap_or(tag)
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadStatus {
     Loading,
@@ -31,10 +43,12 @@ pub(crate) struct LoadChecker {
     access: Option<RegistryAccess>,
     client: RegistryClient,
     images: Mutex<HashMap<String, ImageState>>,
+    /// Where Python-executable files are; `None` (the local store) skips that check.
+    blobs: Option<BlobStore>,
 }
 
 impl LoadChecker {
-    pub(crate) fn new(access: Option<RegistryAccess>) -> Arc<Self> {
+    pub(crate) fn new(access: Option<RegistryAccess>, blobs: Option<BlobStore>) -> Arc<Self> {
         let client = access
             .as_ref()
             .map(RegistryAccess::client)
@@ -43,11 +57,15 @@ impl LoadChecker {
             access,
             client,
             images: Mutex::new(HashMap::new()),
+            blobs,
         })
     }
 
     /// The status of a location with this document; starts a check for an image never seen.
     pub(crate) fn status(self: &Arc<Self>, doc: &Value) -> LoadStatus {
+        if let Some(failed) = self.missing_pex_files(doc) {
+            return failed;
+        }
         let Some(image) = self.image_to_check(doc) else {
             return LoadStatus::Loaded;
         };
@@ -75,6 +93,26 @@ impl LoadChecker {
                 self.start(image);
             }
         }
+    }
+
+    /// A load error when the document names Python-executable files the store lacks.
+    fn missing_pex_files(&self, doc: &Value) -> Option<LoadStatus> {
+        let blobs = self.blobs.as_ref()?;
+        if document::image(doc).is_some() {
+            return None;
+        }
+        let tag = doc.pointer("/pex_metadata/pex_tag")?.as_str()?;
+        let missing: Vec<&str> = pex_tag_files(tag)
+            .into_iter()
+            .filter(|name| !matches!(blobs.lookup(name), Ok(Some(_))))
+            .collect();
+        (!missing.is_empty()).then(|| {
+            LoadStatus::Failed(format!(
+                "the Python executable files {} of pex_tag {tag:?} were never uploaded to this \
+                 server; deploy again with `dagster-deploy serverless deploy-python-executable`",
+                missing.join(", ")
+            ))
+        })
     }
 
     fn image_to_check<'a>(&self, doc: &'a Value) -> Option<&'a str> {

@@ -5,15 +5,18 @@
 //! Two front doors, one mechanism: the HTTP/GraphQL server (`serve`, `start`) and the plain
 //! Rust API (`Deployments`) that the CLI uses directly for the local store.
 //!
-//! Not yet: Serverless (`serverless`, `generateServerlessPexUrl`). They fit as a blob store
-//! under `data_dir/blobs/` with pre-signed (HMAC) `PUT`/`GET` URLs served by this router.
+//! Python-executable deploys: `generateServerlessPexUrl` hands out pre-signed (HMAC) URLs to
+//! `/blobs/{name}`, a content-addressed store under `data_dir/blobs/` (`blobs`, `presign`).
 
+pub mod blobs;
 mod deployments;
 mod document;
 mod error;
 mod graphql;
 mod http;
+mod http_blobs;
 mod load_status;
+mod presign;
 mod registry;
 mod store;
 mod tokens;
@@ -47,6 +50,8 @@ pub use tokens::{Actor, TOKEN_PREFIX, TokenInfo, TokenScope};
 pub const LOCK_FILE: &str = "server.lock";
 /// Request bodies above this get HTTP 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Largest Python-executable file accepted (S3's limit for one PUT).
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
 /// Called with a description of every authenticated GraphQL request (never the token).
 pub type RequestObserver = Arc<dyn Fn(&ObservedRequest) + Send + Sync>;
@@ -78,6 +83,8 @@ pub struct ServeOptions {
     /// token defaults to its own deployment). Created if missing.
     pub default_deployment: String,
     pub max_body_bytes: usize,
+    /// Largest file accepted at a `generateServerlessPexUrl` URL.
+    pub max_blob_bytes: u64,
     pub observer: Option<RequestObserver>,
 }
 
@@ -89,6 +96,7 @@ impl ServeOptions {
             registry: Some(RegistryAccess::default()),
             default_deployment: DEFAULT_DEPLOYMENT.to_string(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
             observer: None,
         }
     }
@@ -102,6 +110,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("registry", &self.registry)
             .field("default_deployment", &self.default_deployment)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_blob_bytes", &self.max_blob_bytes)
             .field("observer", &self.observer.as_ref().map(|_| "<fn>"))
             .finish()
     }
@@ -215,16 +224,29 @@ fn prepare(opts: &ServeOptions) -> Result<Prepared, ServerError> {
     let lock = lock_data_dir(&opts.data_dir)?;
     let deployments = Deployments::open(&opts.data_dir)?;
     deployments.ensure_deployment(&opts.default_deployment)?;
+    let data_dir_error = |source: std::io::Error| ServerError::DataDir {
+        path: opts.data_dir.clone(),
+        source,
+    };
+    let blobs = blobs::BlobStore::open(&opts.data_dir)
+        .map_err(|e| data_dir_error(std::io::Error::other(e.to_string())))?;
+    let signer = presign::Signer::open(&opts.data_dir).map_err(data_dir_error)?;
     let state = graphql::AppState {
         deployments: deployments.clone(),
-        checker: load_status::LoadChecker::new(opts.registry.clone()),
+        checker: load_status::LoadChecker::new(opts.registry.clone(), Some(blobs.clone())),
         default_deployment: opts.default_deployment.clone(),
+        signer: signer.clone(),
     };
     let http_state = http::HttpState {
         schema: graphql::build_schema(state),
         deployments: deployments.clone(),
         observer: opts.observer.clone(),
         max_body_bytes: opts.max_body_bytes,
+        blobs: http::BlobState {
+            store: blobs,
+            signer,
+            max_blob_bytes: opts.max_blob_bytes,
+        },
     };
     Ok(Prepared {
         router: http::router(Arc::new(http_state)),

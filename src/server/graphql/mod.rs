@@ -15,6 +15,7 @@ use async_graphql::{
 use super::deployments::Deployments;
 use super::error::DeployError;
 use super::load_status::LoadChecker;
+use super::presign::Signer;
 use super::tokens::{Actor, TokenInfo, TokenScope};
 
 pub(crate) use mutation::MutationRoot;
@@ -28,6 +29,7 @@ pub(crate) struct AppState {
     pub checker: Arc<LoadChecker>,
     /// The deployment of requests that name none (with an organisation token).
     pub default_deployment: String,
+    pub signer: Signer,
 }
 
 /// What the HTTP layer learnt about one request.
@@ -37,6 +39,8 @@ pub(crate) struct RequestCtx {
     pub path_deployment: Option<String>,
     /// From the `Dagster-Cloud-Deployment` header.
     pub header_deployment: Option<String>,
+    /// `scheme://host` the client used: the base of pre-signed URLs.
+    pub base_url: String,
 }
 
 pub(crate) fn build_schema(state: AppState) -> ApiSchema {

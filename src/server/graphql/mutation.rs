@@ -7,11 +7,17 @@ use super::types::{
     DagsterCloudDeploymentOrError, DeleteLocationResult, DeleteLocationSuccess,
     DeployLocationsResult, DeployLocationsSuccess, DeploymentCommitInput, DeploymentSettings,
     DeploymentSettingsInput, DeploymentSettingsResult, OrganizationSettings,
-    OrganizationSettingsInput, OrganizationSettingsResult, ReconcileLocationsResult,
-    ReconcileLocationsSuccess, SnapshotBaseDeploymentCondition, WorkspaceEntry,
+    OrganizationSettingsInput, OrganizationSettingsResult, PexUrlMethod, PresignedUrl,
+    ReconcileLocationsResult, ReconcileLocationsSuccess, SnapshotBaseDeploymentCondition,
+    WorkspaceEntry,
 };
-use super::{GenericScalar, actor, blocking, require_organization, state, target_deployment};
+use super::{
+    GenericScalar, actor, blocking, field_error, request, require_organization, state,
+    target_deployment,
+};
+use crate::server::blobs::check_name;
 use crate::server::error::DeployError;
+use crate::server::presign::Method;
 use crate::server::store::{Revision, RevisionAction};
 use crate::server::{Actor, Deployments};
 
@@ -75,6 +81,34 @@ fn entries(revisions: Vec<Revision>) -> Vec<WorkspaceEntry> {
 
 #[Object]
 impl MutationRoot {
+    /// Pre-signed URLs to upload (`PUT`) or download (`GET`) Python-executable files, one per
+    /// file name, in order; valid for an hour (see `presign`). A `GET` URL of a file not
+    /// uploaded yet answers 404.
+    async fn generate_serverless_pex_url(
+        &self,
+        ctx: &Context<'_>,
+        filenames: Vec<String>,
+        method: PexUrlMethod,
+    ) -> async_graphql::Result<Vec<PresignedUrl>> {
+        target_deployment(ctx).map_err(field_error)?;
+        let method = match method {
+            PexUrlMethod::Put => Method::Put,
+            PexUrlMethod::Get => Method::Get,
+        };
+        let now = std::time::SystemTime::now();
+        let base = &request(ctx).base_url;
+        filenames
+            .iter()
+            .map(|name| {
+                check_name(name).map_err(|e| async_graphql::Error::new(e.to_string()))?;
+                let query = state(ctx).signer.query(method, name, now);
+                Ok(PresignedUrl {
+                    url: format!("{base}/blobs/{name}?{query}"),
+                })
+            })
+            .collect()
+    }
+
     async fn add_or_update_location_from_document(
         &self,
         ctx: &Context<'_>,

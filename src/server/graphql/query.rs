@@ -4,8 +4,8 @@ use async_graphql::{Context, Object, Result};
 
 use super::types::{
     Agent, AgentStatus, DagsterCloudDeployment, DagsterCloudDeploymentOrError, DeploymentSettings,
-    LocationHistory, LocationHistoryResult, LocationsAsDocument, OrganizationSettings, Workspace,
-    WorkspaceOrError,
+    LocationHistory, LocationHistoryResult, LocationsAsDocument, OrganizationSettings,
+    ServerlessInfo, Workspace, WorkspaceOrError,
 };
 use super::{
     GenericScalar, blocking, field_error, may_access, request, require_organization, state,
@@ -31,6 +31,18 @@ async fn workspace(ctx: &Context<'_>) -> Result<Workspace, DeployError> {
 
 #[Object]
 impl QueryRoot {
+    /// Serverless registry facts: none here (Python-executable deploys need no registry).
+    async fn serverless(&self, ctx: &Context<'_>) -> Result<ServerlessInfo> {
+        target_deployment(ctx).map_err(field_error)?;
+        Ok(ServerlessInfo {
+            aws_region: None,
+            aws_auth_token: None,
+            registry_allow_custom_base: false,
+            registry_is_harbor: false,
+            registry_url: None,
+        })
+    }
+
     /// The registered locations of the deployment.
     async fn workspace(&self, ctx: &Context<'_>) -> Result<Workspace> {
         workspace(ctx).await.map_err(field_error)

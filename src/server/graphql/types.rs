@@ -600,3 +600,31 @@ pub enum LocationHistoryResult {
     UnauthorizedError(UnauthorizedError),
 }
 error_union!(LocationHistoryResult);
+
+/// The method a pre-signed URL of `generateServerlessPexUrl` grants.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+#[graphql(name = "S3Method", rename_items = "UPPERCASE")]
+pub enum PexUrlMethod {
+    Put,
+    Get,
+}
+
+/// One pre-signed URL (in the order of the requested file names).
+#[derive(SimpleObject)]
+#[graphql(name = "PresignedUrl")]
+pub struct PresignedUrl {
+    pub url: String,
+}
+
+/// Serverless registry facts. This server hosts no Serverless registry: Python-executable
+/// deploys need none, and `registryIsHarbor: false` tells the reference client to deploy a
+/// Python executable rather than bake an image.
+#[derive(SimpleObject)]
+#[graphql(name = "ServerlessInfo")]
+pub struct ServerlessInfo {
+    pub aws_region: Option<String>,
+    pub aws_auth_token: Option<String>,
+    pub registry_allow_custom_base: bool,
+    pub registry_is_harbor: bool,
+    pub registry_url: Option<String>,
+}

@@ -1,0 +1,154 @@
+//! The outside tools a build needs: `uv` (resolves requirements into a PEP 751 lock), `pex`
+//! (turns the lock into a PEX file) and, only for `setup.py` projects or requirements without
+//! wheels, the target Python.
+//!
+//! `DAGSTER_DEPLOY_PEX` / `DAGSTER_DEPLOY_UV` name the executables; else they are taken from
+//! PATH (pex only if new enough for `--pylock`), else from the tools folder
+//! (`DAGSTER_DEPLOY_TOOLS_DIR`, default `~/.cache/dagster-deploy/tools`), where they are
+//! installed from PyPI on first use into a virtual environment, with a message saying so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::PexError;
+
+/// The oldest pex that reads `--pylock` files the way the builds use them.
+const MIN_PEX: (u32, u32) = (2, 60);
+const PEX_SPEC: &str = "pex>=2.60,<3";
+const UV_SPEC: &str = "uv>=0.8";
+
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub pex: PathBuf,
+    pub uv: PathBuf,
+}
+
+/// `$DAGSTER_DEPLOY_TOOLS_DIR`, else `~/.cache/dagster-deploy/tools`.
+pub fn tools_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("DAGSTER_DEPLOY_TOOLS_DIR") {
+        return PathBuf::from(d);
+    }
+    cache_root().join("tools")
+}
+
+/// `$DAGSTER_DEPLOY_CACHE_DIR`, else `$XDG_CACHE_HOME/dagster-deploy`, else
+/// `~/.cache/dagster-deploy`.
+pub fn cache_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("DAGSTER_DEPLOY_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("dagster-deploy")
+}
+
+/// The first executable called `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// `pythonX.Y` on PATH, or an error saying how to get one.
+pub fn python(version: &str, why: &str) -> Result<PathBuf, PexError> {
+    let name = format!("python{version}");
+    let found = which(&name).filter(|p| {
+        // pyenv-style shims exist for versions that are not installed: ask the interpreter.
+        Command::new(p)
+            .arg("-c")
+            .arg("import sys; print('%d.%d' % sys.version_info[:2])")
+            .output()
+            .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == version)
+            .unwrap_or(false)
+    });
+    found.ok_or_else(|| PexError::NoPython {
+        version: version.to_string(),
+        why: why.to_string(),
+    })
+}
+
+fn version_of(exe: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(exe).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text.split_whitespace().last()?;
+    let mut parts = v.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Finds both tools, installing them into the tools folder when needed; `say` gets the
+/// messages for people.
+pub fn find_or_install(say: &dyn Fn(&str)) -> Result<Tools, PexError> {
+    let env = |n: &str| std::env::var_os(n).map(PathBuf::from);
+    let venv_bin = tools_dir().join("venv/bin");
+    let pex = env("DAGSTER_DEPLOY_PEX").or_else(|| {
+        which("pex")
+            .filter(|p| version_of(p).is_some_and(|v| v >= MIN_PEX))
+            .or_else(|| Some(venv_bin.join("pex")).filter(|p| is_executable(p)))
+    });
+    let uv = env("DAGSTER_DEPLOY_UV")
+        .or_else(|| which("uv").or_else(|| Some(venv_bin.join("uv")).filter(|p| is_executable(p))));
+    if let (Some(pex), Some(uv)) = (pex.clone(), uv.clone()) {
+        return Ok(Tools { pex, uv });
+    }
+    install(say)?;
+    Ok(Tools {
+        pex: pex.unwrap_or_else(|| venv_bin.join("pex")),
+        uv: uv.unwrap_or_else(|| venv_bin.join("uv")),
+    })
+}
+
+fn install(say: &dyn Fn(&str)) -> Result<(), PexError> {
+    let dir = tools_dir();
+    let venv = dir.join("venv");
+    say(&format!(
+        "Installing {PEX_SPEC} and {UV_SPEC} from PyPI into {} (first use only; set \
+         DAGSTER_DEPLOY_TOOLS_DIR to put them elsewhere, or put pex and uv on PATH)",
+        dir.display()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| PexError::io(&dir, e))?;
+    let python = which("python3").ok_or_else(|| PexError::ToolInstall {
+        message: "no python3 on PATH to install pex and uv with".into(),
+    })?;
+    let run = |cmd: &mut Command, what: &str| -> Result<(), PexError> {
+        let out = cmd.output().map_err(|e| PexError::ToolInstall {
+            message: format!("{what}: {e}"),
+        })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(PexError::ToolInstall {
+                message: format!(
+                    "{what} failed:\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            })
+        }
+    };
+    if !venv.join("bin/pip").exists() {
+        run(
+            Command::new(&python).args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        )?;
+    }
+    run(
+        Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            PEX_SPEC,
+            UV_SPEC,
+        ]),
+        "pip install pex uv",
+    )
+}
