@@ -78,33 +78,8 @@ pub struct LocationArgs {
     /// Location name.
     #[arg(long)]
     pub location_name: Option<String>,
-    /// Python file where the definitions live.
-    #[arg(long, short = 'f')]
-    pub python_file: Option<String>,
-    /// Base directory for local imports when loading the definitions.
-    #[arg(long)]
-    pub working_directory: Option<String>,
-    /// Local or installed Python package where the definitions live.
-    #[arg(long, short = 'p')]
-    pub package_name: Option<String>,
-    /// Python module where the definitions live.
-    #[arg(long, short = 'm')]
-    pub module_name: Option<String>,
-    /// Python module to recurse over and load Definitions from automatically.
-    #[arg(long)]
-    pub autoload_defs_module_name: Option<String>,
-    /// Python executable to load the definitions with.
-    #[arg(long)]
-    pub executable_path: Option<String>,
-    /// Attribute that is a repository or a function returning one.
-    #[arg(long, short = 'a')]
-    pub attribute: Option<String>,
-    /// The commit the location's code comes from (metadata).
-    #[arg(long)]
-    pub commit_hash: Option<String>,
-    /// A link to the location's source code (metadata).
-    #[arg(long)]
-    pub git_url: Option<String>,
+    #[command(flatten)]
+    pub code: CodeSourceArgs,
     /// YAML file with the location's settings (one location, or `locations:`).
     #[arg(long, visible_alias = "from", value_name = "PATH")]
     pub location_file: Option<PathBuf>,
@@ -226,4 +201,53 @@ pub struct RollbackArgs {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where a location's code is and what it records (the `dagster-cloud` flags shared by
+/// `deployment add-location` and `serverless deploy-python-executable`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct CodeSourceArgs {
+    /// Python file where the definitions live.
+    #[arg(long, short = 'f')]
+    pub python_file: Option<String>,
+    /// Base directory for local imports when loading the definitions.
+    #[arg(long)]
+    pub working_directory: Option<String>,
+    /// Local or installed Python package where the definitions live.
+    #[arg(long, short = 'p')]
+    pub package_name: Option<String>,
+    /// Python module where the definitions live.
+    #[arg(long, short = 'm')]
+    pub module_name: Option<String>,
+    /// Python module to recurse over and load Definitions from automatically.
+    #[arg(long)]
+    pub autoload_defs_module_name: Option<String>,
+    /// Python executable to load the definitions with.
+    #[arg(long)]
+    pub executable_path: Option<String>,
+    /// Attribute that is a repository or a function returning one.
+    #[arg(long, short = 'a')]
+    pub attribute: Option<String>,
+    /// The commit the location's code comes from (metadata).
+    #[arg(long)]
+    pub commit_hash: Option<String>,
+    /// A link to the location's source code (metadata).
+    #[arg(long)]
+    pub git_url: Option<String>,
+}
+
+impl CodeSourceArgs {
+    /// `--python-file`, `--package-name`, `--module-name`, `--autoload-defs-module-name`: how
+    /// many were given (a location has exactly one code source).
+    pub fn sources_given(&self) -> usize {
+        [
+            &self.python_file,
+            &self.package_name,
+            &self.module_name,
+            &self.autoload_defs_module_name,
+        ]
+        .iter()
+        .filter(|s| s.is_some())
+        .count()
+    }
 }

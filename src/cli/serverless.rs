@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::api::{ConnectionArgs, WaitArgs};
+use super::api::{CodeSourceArgs, ConnectionArgs, WaitArgs};
 
 #[derive(Debug, Args)]
 pub struct ServerlessArgs {
@@ -47,33 +47,8 @@ pub struct PexDeployArgs {
     /// Location name; `*` deploys every location of --location-file.
     #[arg(long)]
     pub location_name: Option<String>,
-    /// Python file where the definitions live.
-    #[arg(long, short = 'f')]
-    pub python_file: Option<String>,
-    /// Base directory for local imports when loading the definitions.
-    #[arg(long)]
-    pub working_directory: Option<String>,
-    /// Local or installed Python package where the definitions live.
-    #[arg(long, short = 'p')]
-    pub package_name: Option<String>,
-    /// Python module where the definitions live.
-    #[arg(long, short = 'm')]
-    pub module_name: Option<String>,
-    /// Python module to recurse over and load Definitions from automatically.
-    #[arg(long)]
-    pub autoload_defs_module_name: Option<String>,
-    /// Python executable to load the definitions with.
-    #[arg(long)]
-    pub executable_path: Option<String>,
-    /// Attribute that is a repository or a function returning one.
-    #[arg(long, short = 'a')]
-    pub attribute: Option<String>,
-    /// The commit the location's code comes from (metadata).
-    #[arg(long)]
-    pub commit_hash: Option<String>,
-    /// A link to the location's source code (metadata).
-    #[arg(long)]
-    pub git_url: Option<String>,
+    #[command(flatten)]
+    pub code: CodeSourceArgs,
     /// dagster_cloud.yaml (or a one-location file) with the locations' settings.
     #[arg(long, visible_alias = "from", value_name = "PATH")]
     pub location_file: Option<PathBuf>,

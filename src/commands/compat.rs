@@ -8,8 +8,8 @@ use crate::api::ops::{self, BranchData, CommitData};
 use crate::api::wait::{self, WaitOptions};
 use crate::api::{ApiError, ApiToken, Client, ClientOptions, Settings, SettingsFlags};
 use crate::cli::api::{
-    BranchCreateArgs, BranchDeploymentCommand, ConnectionArgs, DeploymentCommand, LocationArgs,
-    SnapshotBaseCondition, SyncLocationsArgs, WaitArgs,
+    BranchCreateArgs, BranchDeploymentCommand, CodeSourceArgs, ConnectionArgs, DeploymentCommand,
+    LocationArgs, SnapshotBaseCondition, SyncLocationsArgs, WaitArgs,
 };
 use crate::error::Error;
 
@@ -124,13 +124,7 @@ async fn add_location(a: &LocationArgs) -> Result<u8, Error> {
             });
         }
     };
-    let sources = [
-        &a.python_file,
-        &a.package_name,
-        &a.module_name,
-        &a.autoload_defs_module_name,
-    ];
-    if sources.iter().filter(|s| s.is_some()).count() > 1 {
+    if a.code.sources_given() > 1 {
         return Err(Error::Usage {
             message: "more than one of --python-file, --package-name, --module-name and \
                       --autoload-defs-module-name"
@@ -138,22 +132,7 @@ async fn add_location(a: &LocationArgs) -> Result<u8, Error> {
             hint: "a location has exactly one code source; pass one of them".into(),
         });
     }
-    let flags = DocumentFlags {
-        image: a.image.clone(),
-        python_file: a.python_file.clone(),
-        package_name: a.package_name.clone(),
-        module_name: a.module_name.clone(),
-        autoload_defs_module_name: a.autoload_defs_module_name.clone(),
-        working_directory: a.working_directory.clone(),
-        executable_path: a.executable_path.clone(),
-        attribute: a.attribute.clone(),
-        git: GitMetadata {
-            commit_hash: a.commit_hash.clone(),
-            url: a.git_url.clone(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let flags = document_flags(&a.code, a.image.clone());
     let doc = document::location_document(&name, entry.as_ref(), &flags);
     let client = deployment_client(&s, "add-location")?;
     ops::add_or_update_location(&client, &doc).await?;
@@ -242,6 +221,26 @@ async fn create_or_update(a: &BranchCreateArgs) -> Result<u8, Error> {
     .await?;
     println!("{name}");
     Ok(0)
+}
+
+/// The document fields the code-source flags set (`image` beside them).
+pub(super) fn document_flags(code: &CodeSourceArgs, image: Option<String>) -> DocumentFlags {
+    DocumentFlags {
+        image,
+        python_file: code.python_file.clone(),
+        package_name: code.package_name.clone(),
+        module_name: code.module_name.clone(),
+        autoload_defs_module_name: code.autoload_defs_module_name.clone(),
+        working_directory: code.working_directory.clone(),
+        executable_path: code.executable_path.clone(),
+        attribute: code.attribute.clone(),
+        git: GitMetadata {
+            commit_hash: code.commit_hash.clone(),
+            url: code.git_url.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 /// `createOrUpdateBranchDeployment` at the organisation URL (no deployment header); returns

@@ -71,23 +71,10 @@ async fn deploy_python_executable(a: &PexDeployArgs) -> Result<u8, Error> {
         .zip(&built)
         .map(|(t, b)| {
             let flags = DocumentFlags {
-                image: a.image.clone(),
-                python_file: a.python_file.clone(),
-                package_name: a.package_name.clone(),
-                module_name: a.module_name.clone(),
-                autoload_defs_module_name: a.autoload_defs_module_name.clone(),
-                working_directory: a.working_directory.clone(),
-                executable_path: a.executable_path.clone(),
-                attribute: a.attribute.clone(),
-                git: GitMetadata {
-                    commit_hash: a.commit_hash.clone(),
-                    url: a.git_url.clone(),
-                    ..Default::default()
-                },
                 pex_tag: Some(b.pex_tag.clone()),
                 // As the reference: a given image pins its own Python.
                 python_version: a.image.is_none().then(|| b.python_version.clone()),
-                ..Default::default()
+                ..super::compat::document_flags(&a.code, a.image.clone())
             };
             document::location_document(&t.name, t.entry.as_ref(), &flags)
         })
@@ -137,13 +124,7 @@ fn targets(a: &PexDeployArgs) -> Result<Vec<Target>, Error> {
             "pass --location-name NAME (or '*' with --location-file for every location)",
         ));
     };
-    let sources = [
-        &a.python_file,
-        &a.package_name,
-        &a.module_name,
-        &a.autoload_defs_module_name,
-    ];
-    let given = sources.iter().filter(|s| s.is_some()).count();
+    let given = a.code.sources_given();
     if a.location_file.is_none() && given == 0 {
         return Err(usage(
             "no code source: nothing says where the definitions are",
