@@ -112,20 +112,11 @@ pub fn build(
     let dagster_version = locked_version(&lock, "dagster")?.ok_or_else(|| PexError::NoDagster {
         locations: locations.to_string(),
     })?;
-    let platform_file = write(
-        "platform.json",
-        &platform::complete_platform(minor).to_string(),
-    )?;
     let tmp_pex = w.join("deps.pex");
-    let out = Command::new(&tools.pex)
+    let out = tools
+        .pex_for_target(w, python_version, minor)?
         .arg("--pylock")
         .arg(&lock)
-        .arg("--complete-platform")
-        .arg(&platform_file)
-        // Subprocesses (dbt and other console scripts) must see the same environment.
-        .arg("--no-strip-pex-env")
-        .arg("--python-shebang")
-        .arg(format!("/usr/bin/env python{python_version}"))
         .arg("-o")
         .arg(&tmp_pex)
         .current_dir(w)

@@ -17,7 +17,6 @@
 //! included gets a warning naming it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -95,21 +94,11 @@ pub fn template(tools: &Tools, python_version: &str) -> Result<PathBuf, PexError
     let src = work.path().join("src");
     std::fs::create_dir_all(&src).map_err(|e| PexError::io(&src, e))?;
     std::fs::write(src.join(TEMPLATE_MARKER), "").map_err(|e| PexError::io(&src, e))?;
-    let platform_file = work.path().join("platform.json");
-    std::fs::write(
-        &platform_file,
-        platform::complete_platform(minor).to_string(),
-    )
-    .map_err(|e| PexError::io(&platform_file, e))?;
     let out_file = work.path().join("template.pex");
-    let out = Command::new(&tools.pex)
+    let out = tools
+        .pex_for_target(work.path(), python_version, minor)?
         .arg("-D")
         .arg(&src)
-        .arg("--complete-platform")
-        .arg(&platform_file)
-        .arg("--no-strip-pex-env")
-        .arg("--python-shebang")
-        .arg(format!("/usr/bin/env python{python_version}"))
         .arg("-o")
         .arg(&out_file)
         .output()

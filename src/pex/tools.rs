@@ -23,6 +23,33 @@ pub struct Tools {
     pub uv: PathBuf,
 }
 
+impl Tools {
+    /// `pex` aimed at our target, Linux x86_64 CPython 3.`minor` (its complete-platform file
+    /// is written into `work`), keeping the environment for subprocesses and with a shebang of
+    /// that Python. Callers add the inputs and `-o`.
+    pub fn pex_for_target(
+        &self,
+        work: &Path,
+        python_version: &str,
+        minor: u32,
+    ) -> Result<Command, PexError> {
+        let platform_file = work.join("platform.json");
+        std::fs::write(
+            &platform_file,
+            super::platform::complete_platform(minor).to_string(),
+        )
+        .map_err(|e| PexError::io(&platform_file, e))?;
+        let mut pex = Command::new(&self.pex);
+        pex.arg("--complete-platform")
+            .arg(&platform_file)
+            // Subprocesses (dbt and other console scripts) must see the same environment.
+            .arg("--no-strip-pex-env")
+            .arg("--python-shebang")
+            .arg(format!("/usr/bin/env python{python_version}"));
+        Ok(pex)
+    }
+}
+
 /// `$DAGSTER_DEPLOY_TOOLS_DIR`, else `~/.cache/dagster-deploy/tools`.
 pub fn tools_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("DAGSTER_DEPLOY_TOOLS_DIR") {
