@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use super::github::{self, PullRequest};
 use super::gitlab::{self, MergeRequest};
+use super::pull_request;
 use crate::api::{RegisterReport, RegisterStatus};
 use crate::build::{BuildReport, BuildStatus};
 use crate::config::Env;
@@ -159,21 +160,18 @@ pub async fn publish(
 /// On a pull request event with `GITHUB_TOKEN`, the comment is posted once and edited after.
 async fn comment_on_pull_request(env: Env<'_>, markdown: &str) -> Option<String> {
     let token = env("GITHUB_TOKEN").filter(|t| !t.trim().is_empty())?;
-    let event = std::fs::read_to_string(env("GITHUB_EVENT_PATH")?).ok()?;
-    let event: serde_json::Value = serde_json::from_str(&event).ok()?;
-    let number = event.pointer("/pull_request/number")?.as_u64()?;
-    let repo = event
-        .pointer("/repository/full_name")
-        .and_then(|v| v.as_str().map(str::to_string))
-        .or_else(|| env("GITHUB_REPOSITORY"))?;
+    let (repo, number) = pull_request::github_pull_request(env)?;
     let pr = PullRequest {
         api: env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into()),
         repo,
-        number: number.to_string(),
+        number,
     };
     match pr.upsert_comment(&token, markdown, MARKER).await {
         Ok(action) => {
-            eprintln!("{action} the deploy comment on pull request #{number}.");
+            eprintln!(
+                "{action} the deploy comment on pull request #{}.",
+                pr.number
+            );
             None
         }
         Err(why) => Some(format!(

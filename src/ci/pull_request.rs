@@ -175,6 +175,18 @@ pub fn branch_facts(
     Ok(Some(BranchFacts { branch, commit }))
 }
 
+/// The GitHub pull request this run builds, as `(owner/name, number)`; `None` outside one or
+/// when the event cannot be read (whoever needs the event's other facts reports that).
+pub fn github_pull_request(env: Env) -> Option<(String, String)> {
+    let event = read_event(Path::new(&var(env, "GITHUB_EVENT_PATH")?)).ok()?;
+    let number = event.pointer("/pull_request/number")?.as_u64()?;
+    let repo = event
+        .pointer("/repository/full_name")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .or_else(|| var(env, "GITHUB_REPOSITORY"))?;
+    Some((repo, number.to_string()))
+}
+
 /// True when the run builds a pull (merge) request from a fork: CI gives such runs no
 /// secrets, so they can plan and build but not deploy. An unreadable event is not a fork
 /// (the deploy then fails on that event, saying why).
