@@ -9,12 +9,13 @@
 
 #[path = "server_common.rs"]
 mod common;
+mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
+use support::copy_dir;
 
 /// Skips (or, in CI, fails) without the tools.
 fn prerequisites() -> bool {
@@ -48,19 +49,13 @@ fn prerequisites() -> bool {
     false
 }
 
-/// A `dagster-deploy serve` process with an organisation token; killed on drop.
+/// A `dagster-deploy serve` process (no image checks: nothing here is a Docker image), and
+/// the URL the deploys use (a test may put a proxy in front of it).
 struct Serve {
-    child: Child,
+    /// Held for its process, which stops when this is dropped.
+    _server: support::ci::Serve,
     url: String,
     token: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn ours() -> Command {
@@ -68,36 +63,13 @@ fn ours() -> Command {
 }
 
 fn serve(extra: &[&str]) -> Serve {
-    let data = tempfile::tempdir().unwrap();
-    let out = ours()
-        .args(["serve", "token", "create", "--organization", "--data"])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let mut child = ours()
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-image-checks"])
-        .args(extra)
-        .arg("--data")
-        .arg(data.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
-        .to_string();
+    let mut args = vec!["--no-image-checks"];
+    args.extend_from_slice(extra);
+    let server = support::ci::Serve::with_args(&args, &[]);
     Serve {
-        child,
-        url,
-        token,
-        _data: data,
+        url: server.url.clone(),
+        token: server.token.clone(),
+        _server: server,
     }
 }
 
@@ -164,19 +136,6 @@ impl Serve {
         let path = to.join(name);
         std::fs::write(&path, resp.bytes().await.unwrap()).unwrap();
         path
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

@@ -34,6 +34,15 @@ impl Drop for Serve {
 
 impl Serve {
     pub fn start(s: &Services) -> Serve {
+        Serve::with_args(
+            &["--registry", &s.registry, "--registry-user", &s.user],
+            &[("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password)],
+        )
+    }
+
+    /// `serve` with these extra arguments and environment (e.g. `--no-image-checks`, for
+    /// tests without the Docker services).
+    pub fn with_args(args: &[&str], env: &[(&str, &str)]) -> Serve {
         let data = tempfile::tempdir().unwrap();
         let ours = || Command::new(env!("CARGO_BIN_EXE_dagster-deploy"));
         let out = ours()
@@ -44,10 +53,11 @@ impl Serve {
         assert!(out.status.success(), "{out:?}");
         let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
         let mut child = ours()
-            .args(["serve", "--listen", "127.0.0.1:0", "--registry"])
-            .args([&s.registry, "--registry-user", &s.user, "--data"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .arg("--data")
             .arg(data.path())
-            .env("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password)
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
