@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Services started here are this run's: `stop` leaves running any that someone else started
+# (a registry started by hand for the README's quickstart keeps running, with its images).
+export DAGSTER_DEPLOY_SERVICES_OWNER="test-$$"
 scripts/services.sh start
 trap 'scripts/services.sh stop' EXIT
 eval "$(scripts/services.sh env)"
