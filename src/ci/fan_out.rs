@@ -120,7 +120,7 @@ pub fn gitlab_child_pipeline(names: &[&str], child: &GitlabChild) -> Result<Stri
                     names.len(),
                     (MAX_NEEDS - 1) * MAX_NEEDS
                 ),
-                hint: "split the locations across several pipelines with --location".into(),
+                hint: "split them across several pipelines, each starting its session with `ci init --location-name NAME ...`".into(),
             });
         }
         root.insert(
