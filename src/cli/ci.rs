@@ -19,7 +19,7 @@ pub struct CiArgs {
 #[derive(Debug, Subcommand)]
 pub enum CiCommand {
     /// Start a build session: one state file per location, the changed ones selected.
-    Init(InitArgs),
+    Init(Box<InitArgs>),
     /// Validate dagster_cloud.yaml and the connection to the deployment API.
     Check(CheckArgs),
     /// Print the session's state (one JSON document per location, or a markdown table).
