@@ -5,9 +5,13 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 
-/// Creates `dir` (and its parents) if needed and makes it 0700.
+/// Creates `dir` (and missing parents, 0700 too) if needed and makes it 0700.
 pub(crate) fn dir(dir: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
     restrict(dir, 0o700)
 }
 
