@@ -25,6 +25,10 @@ pub fn init(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A closed stderr (a server started by a script that stopped reading it) must not
+        // turn every log line into a panic: tracing-subscriber reports write errors with
+        // `eprintln!`, which panics then.
+        .log_internal_errors(false)
         .with_ansi(false);
     // `try_init`: a second call (tests driving `main`'s code) keeps the first subscriber.
     let _ = match serve_format {

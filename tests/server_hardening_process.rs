@@ -321,3 +321,41 @@ fn f10_cli_warnings_reach_stderr() {
     );
     assert!(!stderr.contains("ddp_secret_token"), "{stderr}");
 }
+
+#[test]
+fn f10_a_closed_stderr_does_not_break_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = token_create(&data, "t", &["--organization"]);
+    let mut child = ours()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-image-checks",
+            "--data",
+        ])
+        .arg(&data)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    // Read the URL, then close the pipe as a script that stops listening would.
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let serve = Serve {
+        child,
+        url,
+        stderr: std::sync::mpsc::channel().1,
+    };
+    for _ in 0..3 {
+        assert_eq!(post(&serve.url, &token, "{ __typename }").0, 200);
+    }
+}

@@ -1,6 +1,8 @@
 //! `serve`: the embedded deployment server until Ctrl-C (or SIGTERM), and `serve token
 //! create | list | revoke`.
 
+use std::io::Write as _;
+
 use serde::Serialize;
 
 use crate::api::ApiError;
@@ -60,7 +62,8 @@ fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
             a.data.dir.display()
         );
         shutdown_signal().await;
-        eprintln!("dagster-deploy serve: shutting down");
+        // Not `eprintln!`: stderr may be closed by now, which must not fail the shutdown.
+        let _ = writeln!(std::io::stderr(), "dagster-deploy serve: shutting down");
         running.shutdown().await.map_err(ApiError::from)?;
         Ok(0)
     })
