@@ -173,3 +173,35 @@ impl LoadChecker {
         self.images.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_image_cache_stays_bounded() {
+        let checker = LoadChecker::new(Some(RegistryAccess::default()), Vec::new(), None);
+        for i in 0..MAX_CACHED_IMAGES + 200 {
+            // Untrusted registries: each check ends at once, without a connection.
+            checker.registered(&serde_json::json!({ "image": format!("10.0.0.1:5000/app:{i}") }));
+            tokio::task::yield_now().await;
+            assert!(checker.images().len() <= MAX_CACHED_IMAGES);
+        }
+        let loc = StoredLocation {
+            name: "a".into(),
+            document: serde_json::json!({ "image": "10.0.0.1:5000/app:new" }),
+            revision_id: 1,
+            updated_at_ms: 0,
+            damaged: None,
+        };
+        // A new image is still checked once room is made.
+        for _ in 0..100 {
+            if let LoadStatus::Failed(why) = checker.status("prod", &loc) {
+                assert!(why.contains("does not check images in"), "{why}");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the new image was never checked");
+    }
+}
