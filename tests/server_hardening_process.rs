@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -22,7 +22,12 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
+    /// `serve` on a free port; returns it with its stderr after the line with the URL.
+    fn spawn(
+        data: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Child, BufReader<ChildStderr>, String) {
         let mut child = ours()
             .args([
                 "serve",
@@ -38,7 +43,23 @@ impl Serve {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "serve printed no URL"
+            );
+            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+                return (child, stderr, url.to_string());
+            }
+        }
+    }
+
+    /// `serve`, its stderr lines collected.
+    fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
+        let (child, stderr, url) = Serve::spawn(data, extra, env);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in stderr.lines() {
@@ -48,14 +69,6 @@ impl Serve {
                 }
             }
         });
-        let url = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("serve printed no URL");
-            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-                break url.to_string();
-            }
-        };
         Serve {
             child,
             url,
@@ -130,11 +143,17 @@ fn post(url: &str, token: &str, query: &str) -> (u16, Value) {
     })
 }
 
-#[test]
-fn f4_sigterm_stops_serve_despite_a_stuck_client() {
+/// A data folder with an organization token.
+fn fresh() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let token = token_create(&data, "t", &["--organization"]);
+    (dir, data, token)
+}
+
+#[test]
+fn f4_sigterm_stops_serve_despite_a_stuck_client() {
+    let (_dir, data, token) = fresh();
     let mut serve = Serve::start(&data, &[], &[]);
     let mut stuck = TcpStream::connect(serve.addr()).unwrap();
     write!(
@@ -152,9 +171,7 @@ fn f4_sigterm_stops_serve_despite_a_stuck_client() {
 
 #[test]
 fn f8_a_killed_upload_leaves_nothing_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let token = token_create(&data, "t", &["--organization"]);
+    let (_dir, data, token) = fresh();
     let mut serve = Serve::start(&data, &[], &[]);
     let mut upload = TcpStream::connect(serve.addr()).unwrap();
     write!(
@@ -248,9 +265,7 @@ fn f9_tokens_are_listed_without_secrets_and_revoked_at_once() {
 
 #[test]
 fn f10_one_json_log_line_per_request_and_never_a_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let token = token_create(&data, "t", &["--organization"]);
+    let (_dir, data, token) = fresh();
     let mut serve = Serve::start(&data, &["--log-format", "json"], &[]);
     assert_eq!(
         post(
@@ -324,32 +339,10 @@ fn f10_cli_warnings_reach_stderr() {
 
 #[test]
 fn f10_a_closed_stderr_does_not_break_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let token = token_create(&data, "t", &["--organization"]);
-    let mut child = ours()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-image-checks",
-            "--data",
-        ])
-        .arg(&data)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
+    let (_dir, data, token) = fresh();
     // Read the URL, then close the pipe as a script that stops listening would.
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let (child, stderr, url) = Serve::spawn(&data, &[], &[]);
+    drop(stderr);
     let serve = Serve {
         child,
         url,
