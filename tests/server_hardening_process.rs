@@ -22,13 +22,10 @@ struct Serve {
 }
 
 impl Serve {
-    /// `serve` on a free port; returns it with its stderr after the line with the URL.
-    fn spawn(
-        data: &Path,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> (Child, BufReader<ChildStderr>, String) {
-        let mut child = ours()
+    /// `serve` on a free port (its stderr not collected); returns it with its stderr after
+    /// the line with the URL.
+    fn spawn(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Serve, BufReader<ChildStderr>) {
+        let child = ours()
             .args([
                 "serve",
                 "--listen",
@@ -43,23 +40,30 @@ impl Serve {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        // Owned by `Serve` at once: its drop kills and reaps the process on any failure.
+        let mut serve = Serve {
+            child,
+            url: String::new(),
+            stderr: std::sync::mpsc::channel().1,
+        };
+        let mut stderr = BufReader::new(serve.child.stderr.take().unwrap());
         let mut line = String::new();
-        loop {
+        while serve.url.is_empty() {
             line.clear();
             assert!(
                 stderr.read_line(&mut line).unwrap() > 0,
                 "serve printed no URL"
             );
             if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-                return (child, stderr, url.to_string());
+                serve.url = url.to_string();
             }
         }
+        (serve, stderr)
     }
 
     /// `serve`, its stderr lines collected.
     fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
-        let (child, stderr, url) = Serve::spawn(data, extra, env);
+        let (mut serve, stderr) = Serve::spawn(data, extra, env);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in stderr.lines() {
@@ -69,11 +73,8 @@ impl Serve {
                 }
             }
         });
-        Serve {
-            child,
-            url,
-            stderr: rx,
-        }
+        serve.stderr = rx;
+        serve
     }
 
     fn addr(&self) -> String {
@@ -341,13 +342,8 @@ fn f10_cli_warnings_reach_stderr() {
 fn f10_a_closed_stderr_does_not_break_serving() {
     let (_dir, data, token) = fresh();
     // Read the URL, then close the pipe as a script that stops listening would.
-    let (child, stderr, url) = Serve::spawn(&data, &[], &[]);
+    let (serve, stderr) = Serve::spawn(&data, &[], &[]);
     drop(stderr);
-    let serve = Serve {
-        child,
-        url,
-        stderr: std::sync::mpsc::channel().1,
-    };
     for _ in 0..3 {
         assert_eq!(post(&serve.url, &token, "{ __typename }").0, 200);
     }

@@ -224,6 +224,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
+/// Answers one GraphQL request and attaches what the log line needs.
 async fn handle(
     state: Arc<HttpState>,
     path_deployment: Option<String>,
@@ -235,7 +236,7 @@ async fn handle(
         operation: None,
         deployment: path_deployment.clone().or(header_deployment.clone()),
     };
-    let response = match answer(
+    let answered = answer(
         &state,
         path_deployment,
         header_deployment,
@@ -243,15 +244,13 @@ async fn handle(
         body,
         &mut log,
     )
-    .await
-    {
-        Ok(r) | Err(r) => r,
-    };
-    let mut response = response;
+    .await;
+    let (Ok(mut response) | Err(mut response)) = answered;
     response.extensions_mut().insert(log);
     response
 }
 
+/// Authenticates, reads and checks the request, then executes it (`Err`: refused early).
 async fn answer(
     state: &HttpState,
     path_deployment: Option<String>,

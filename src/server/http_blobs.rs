@@ -25,7 +25,10 @@ use base64::Engine as _;
 use futures_util::StreamExt;
 
 use super::blobs::{BlobError, BlobInfo, BlobStore, Upload, hex};
-use super::http::{HttpState, authenticate, content_length, requested_deployment, token};
+use super::error::DeployError;
+use super::http::{
+    HttpState, RequestLog, authenticate, content_length, requested_deployment, token,
+};
 use super::presign::Method;
 use super::tokens::TokenScope;
 
@@ -138,7 +141,10 @@ async fn known_deployment(state: &HttpState, deployment: &str) -> Result<(), Res
     let name = deployment.to_string();
     match tokio::task::spawn_blocking(move || deployments.deployment(&name)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(text(StatusCode::NOT_FOUND, e.to_string())),
+        Ok(Err(e @ DeployError::UnknownDeployment { .. })) => {
+            Err(text(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Ok(Err(e)) => Err(text(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
         Err(e) => Err(text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }
@@ -176,9 +182,22 @@ pub(crate) async fn put_blob(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match put(&state, name, query, headers, body).await {
-        Ok(r) | Err(r) => r,
+    let log = log_of(&name, &query);
+    let (Ok(response) | Err(response)) = put(&state, name, query, headers, body).await;
+    logged(response, log)
+}
+
+/// The log line's operation (the file) and deployment (as the URL names it).
+fn log_of(name: &str, query: &HashMap<String, String>) -> RequestLog {
+    RequestLog {
+        operation: Some(name.to_string()),
+        deployment: query.get("deployment").cloned(),
     }
+}
+
+fn logged(mut response: Response, log: RequestLog) -> Response {
+    response.extensions_mut().insert(log);
+    response
 }
 
 async fn put(
@@ -254,9 +273,9 @@ pub(crate) async fn get_blob(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    match get(&state, method, name, query, headers).await {
-        Ok(r) | Err(r) => r,
-    }
+    let log = log_of(&name, &query);
+    let (Ok(response) | Err(response)) = get(&state, method, name, query, headers).await;
+    logged(response, log)
 }
 
 async fn get(

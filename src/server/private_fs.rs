@@ -12,7 +12,8 @@ pub(crate) fn dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)?;
-    restrict(dir, 0o700)
+    restrict(dir, 0o700);
+    Ok(())
 }
 
 /// Options that create a file 0600.
@@ -24,24 +25,28 @@ pub(crate) fn file_options() -> OpenOptions {
 }
 
 /// Makes an existing file 0600 (files made by others, e.g. SQLite's); absent is fine.
-pub(crate) fn restrict_file(path: &Path) -> io::Result<()> {
-    match restrict(path, 0o600) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
+pub(crate) fn restrict_file(path: &Path) {
+    restrict(path, 0o600);
 }
 
+/// Sets `mode` on what exists at `path`. A failure (a folder of another user, a read-only
+/// file system) is logged, not fatal: reading such a store must keep working.
 #[cfg(unix)]
-fn restrict(path: &Path, mode: u32) -> io::Result<()> {
+fn restrict(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
-    let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
-    if current == mode {
-        return Ok(());
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.permissions().mode() & 0o777 == mode {
+        return;
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        tracing::warn!(
+            "cannot make {} private (mode {mode:o}): {e}",
+            path.display()
+        );
+    }
 }
 
 #[cfg(not(unix))]
-fn restrict(_path: &Path, _mode: u32) -> io::Result<()> {
-    Ok(())
-}
+fn restrict(_path: &Path, _mode: u32) {}

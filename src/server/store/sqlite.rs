@@ -155,7 +155,7 @@ impl SqliteStore {
         for suffix in ["", "-wal", "-shm"] {
             let mut file = path.as_os_str().to_owned();
             file.push(suffix);
-            private_fs::restrict_file(Path::new(&file)).map_err(|e| open_error(Box::new(e)))?;
+            private_fs::restrict_file(Path::new(&file));
         }
         Ok(SqliteStore {
             path: path.to_path_buf(),
