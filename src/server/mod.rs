@@ -6,7 +6,13 @@
 //! Rust API (`Deployments`) that the CLI uses directly for the local store.
 //!
 //! Python-executable deploys: `generateServerlessPexUrl` hands out pre-signed (HMAC) URLs to
-//! `/blobs/{name}`, a content-addressed store under `data_dir/blobs/` (`blobs`, `presign`).
+//! `/blobs/{name}?deployment=D`, a content-addressed store under `data_dir/blobs/` with
+//! write-once names per deployment (`blobs`, `presign`).
+//!
+//! Exposed to the network, it bounds what any client controls before trusting it: connections
+//! and their timeouts (`conn`), authentication before the body and the body's size and time
+//! (`http`), the query's nesting, fields, aliases and cost and the answer's size (`limits`),
+//! stored documents (`document`), and which registries image checks may contact (`registry`).
 
 pub mod blobs;
 mod conn;
