@@ -154,6 +154,37 @@ impl BlobStore {
         })
     }
 
+    /// Whether the store still has the organisation-wide `names/` folder of old versions.
+    pub fn has_legacy_names(&self) -> bool {
+        self.root.join("names").is_dir()
+    }
+
+    /// Stores made before names were per deployment kept one `names/` folder for the whole
+    /// organisation. Each deployment adopts the old names in `uses` (the files its current
+    /// documents name), then the old folder goes: no deployment sees another's files.
+    pub fn adopt_legacy_names(&self, uses: &[(String, Vec<String>)]) -> Result<(), BlobError> {
+        let legacy = self.root.join("names");
+        if !self.has_legacy_names() {
+            return Ok(());
+        }
+        for (deployment, names) in uses {
+            for name in names {
+                if check_name(name).is_err() {
+                    continue;
+                }
+                let old = legacy.join(name);
+                match std::fs::read_to_string(&old) {
+                    Ok(sha256) => self.bind(deployment, name, sha256.trim())?,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&old)(e)),
+                }
+            }
+        }
+        std::fs::remove_dir_all(&legacy).map_err(io(&legacy))?;
+        tracing::info!("moved the file names in use to their deployments' stores");
+        Ok(())
+    }
+
     /// Binds `name` to `sha256` in `deployment` unless it is bound already: a hard link of a
     /// complete temp file, which fails if the name exists (atomic create-if-absent).
     fn bind(&self, deployment: &str, name: &str, sha256: &str) -> Result<(), BlobError> {
@@ -378,6 +409,25 @@ mod tests {
         assert_eq!(std::fs::read(prod.path).unwrap(), b"one");
         let staging = store.lookup("staging", "source-1.pex").unwrap().unwrap();
         assert_eq!(std::fs::read(staging.path).unwrap(), b"two");
+    }
+
+    #[test]
+    fn legacy_names_go_to_the_deployments_that_use_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let info = put(&store, "prod", "source-1.pex", b"code").unwrap();
+        let legacy = dir.path().join("blobs/names");
+        std::fs::create_dir_all(&legacy).unwrap();
+        std::fs::write(legacy.join("source-1.pex"), &info.sha256).unwrap();
+        std::fs::write(legacy.join("deps-2.pex"), &info.sha256).unwrap();
+        let uses = [(
+            "staging".to_string(),
+            vec!["source-1.pex".to_string(), "missing.pex".to_string()],
+        )];
+        store.adopt_legacy_names(&uses).unwrap();
+        assert_eq!(store.lookup("staging", "source-1.pex").unwrap(), Some(info));
+        assert_eq!(store.lookup("staging", "deps-2.pex").unwrap(), None);
+        assert!(!legacy.exists());
     }
 
     #[test]

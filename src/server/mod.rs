@@ -284,6 +284,11 @@ fn prepare(opts: &ServeOptions, addr: SocketAddr) -> Result<Prepared, ServerErro
     };
     let blobs = blobs::BlobStore::open(&opts.data_dir)
         .map_err(|e| data_dir_error(std::io::Error::other(e.to_string())))?;
+    if blobs.has_legacy_names() {
+        blobs
+            .adopt_legacy_names(&pex_files_in_use(&deployments)?)
+            .map_err(|e| data_dir_error(std::io::Error::other(e.to_string())))?;
+    }
     let signer = presign::Signer::open(&opts.data_dir).map_err(data_dir_error)?;
     let public_url = match &opts.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
@@ -319,6 +324,25 @@ fn prepare(opts: &ServeOptions, addr: SocketAddr) -> Result<Prepared, ServerErro
         limits: opts.limits,
         _lock: lock,
     })
+}
+
+/// Every deployment with the Python-executable files its current documents name.
+fn pex_files_in_use(deployments: &Deployments) -> Result<Vec<(String, Vec<String>)>, ServerError> {
+    let mut uses = Vec::new();
+    for d in deployments.deployments()? {
+        let files = deployments
+            .locations(&d.name)?
+            .iter()
+            .filter_map(|l| l.document.pointer("/pex_metadata/pex_tag")?.as_str())
+            .flat_map(|tag| {
+                load_status::pex_tag_files(tag)
+                    .into_iter()
+                    .map(str::to_string)
+            })
+            .collect();
+        uses.push((d.name, files));
+    }
+    Ok(uses)
 }
 
 /// Creates the data directory if needed (0700) and takes its exclusive lock.
