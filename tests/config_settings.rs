@@ -78,6 +78,7 @@ python_version = "3.12"
         platform: None,
         python_version: Some("3.11".into()),
         base_image: Some("python:3.11-slim".into()),
+        secrets: Vec::new(),
     };
     assert_eq!(ws.settings.defaults, expected_defaults);
     assert_eq!(ws.settings.locations.len(), 1);

@@ -15,6 +15,8 @@ pub enum Step {
     Check,
     /// Walking the build directory.
     Context,
+    /// Reading the build secrets.
+    Secrets,
     /// Pulling the cache image.
     Cache,
     Build,
@@ -28,6 +30,7 @@ impl Step {
             Step::Credentials => "credentials",
             Step::Check => "check",
             Step::Context => "context",
+            Step::Secrets => "secrets",
             Step::Cache => "cache",
             Step::Build => "build",
             Step::Push => "push",
@@ -94,6 +97,11 @@ pub struct LocationResult {
     /// Manifest digest of the pushed image, when the engine reported it.
     pub digest: Option<String>,
     pub content_key: Option<String>,
+    /// The engine's builder that built the image (`buildkit` or `classic`); none when reused.
+    pub builder: Option<super::Builder>,
+    /// Dockerfile steps of the build, and how many came from the layer cache (BuildKit).
+    pub steps: Option<u32>,
+    pub cached_steps: Option<u32>,
     pub seconds: f64,
     pub failure: Option<Failure>,
 }

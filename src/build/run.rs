@@ -10,10 +10,14 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::engine::{Engine, EngineError, ProgressEvent};
+use super::buildkit::{INLINE_CACHE_ARG, StepCounts};
+use super::diagnose::{BuildFacts, build_hint};
+use super::engine::{Builder, Engine, EngineError, ProgressEvent};
 use super::outcome::{BuildReport, BuildStatus, Failure, LocationResult, Step};
+use super::secrets;
 use super::target::{BuildOptions, BuildTarget};
 use super::{BuildError, ContextError, build_image, context::BuildContext, human_size};
+use crate::config::Env;
 use crate::progress::{LocationProgress, Reporter};
 use crate::registry::{ImageRef, Keychain, RegistryClient, RegistryCredentials};
 
@@ -22,6 +26,8 @@ pub struct Services<'a, E: Engine> {
     pub engine: &'a E,
     pub registry: &'a RegistryClient,
     pub keychain: &'a Keychain,
+    /// Where `env=` build secrets are read.
+    pub env: Env<'a>,
 }
 
 /// Builds (or reuses) every target; `Err` targets are reported as failed without any work.
@@ -93,6 +99,9 @@ struct Done {
     pushed_tags: Vec<String>,
     digest: Option<String>,
     content_key: String,
+    /// The builder that ran and its step counts (nothing for a reused image).
+    builder: Option<Builder>,
+    steps: Option<StepCounts>,
 }
 
 fn finish(
@@ -109,17 +118,33 @@ fn finish(
         pushed_tags: Vec::new(),
         digest: None,
         content_key: None,
+        builder: None,
+        steps: None,
+        cached_steps: None,
         seconds,
         failure: None,
     };
     match outcome {
         Some(Ok(done)) => {
             let verb = done.status.as_str();
+            let how = match (done.builder, done.steps) {
+                (Some(builder), Some(c)) => format!(
+                    " with {} ({} of {} steps cached)",
+                    builder.as_str(),
+                    c.cached,
+                    c.steps
+                ),
+                (Some(builder), None) => format!(" with {}", builder.as_str()),
+                _ => String::new(),
+            };
             progress.finish(
                 true,
-                &format!("{verb} {} in {seconds:.1} s", done.image),
+                &format!("{verb} {}{how} in {seconds:.1} s", done.image),
                 &[],
             );
+            result.builder = done.builder;
+            result.steps = done.steps.map(|c| c.steps);
+            result.cached_steps = done.steps.map(|c| c.cached);
             result.status = done.status;
             result.image = Some(done.image);
             result.pushed_tags = done.pushed_tags;
@@ -224,6 +249,8 @@ async fn build_one<E: Engine>(
             pushed_tags,
             digest: None,
             content_key: target.content_key.clone(),
+            builder: None,
+            steps: None,
         });
     }
 
@@ -242,18 +269,50 @@ async fn build_one<E: Engine>(
     let on_event = |e: ProgressEvent<'_>| progress.event(e);
     request.tag = Some(target.image.to_string());
     request.registry_credentials = credentials.iter().cloned().collect();
-    if let Some(cache) = &target.cache_image
-        && pull_cache(services, cache, credentials.as_ref(), progress).await
-    {
-        request.cache_from = vec![cache.to_string()];
+    request.builder = services
+        .engine
+        .builder(request.builder)
+        .map_err(|e| engine_failure(location, Step::Build, e))?;
+    request.secrets = secrets::read_all(&target.secrets, services.env).map_err(|e| {
+        fail(
+            Step::Secrets,
+            format!("location `{location}`: {e}"),
+            e.hint(),
+        )
+    })?;
+    if let Some(cache) = &target.cache_image {
+        if request.builder == Builder::BuildKit {
+            // BuildKit imports the cache straight from the registry (only the layers it
+            // reuses are read) and writes cache metadata into the image it pushes next.
+            request.cache_from = vec![cache.to_string()];
+            request
+                .build_args
+                .insert(INLINE_CACHE_ARG.to_string(), "1".to_string());
+        } else if pull_cache(services, cache, credentials.as_ref(), progress).await {
+            request.cache_from = vec![cache.to_string()];
+        }
     }
     progress.step(&format!(
-        "building ({} build context)",
+        "building with {} ({} build context)",
+        request.builder.as_str(),
         human_size(context.content_size())
     ));
-    let built = build_image(services.engine, context, &request, &on_event)
-        .await
-        .map_err(|e| build_failure(location, e))?;
+    let built = match build_image(services.engine, context, &request, &on_event).await {
+        Ok(built) => built,
+        Err(BuildError::Context(e)) => return Err(context_failure(location, e)),
+        Err(BuildError::Engine { source, .. }) => {
+            let mut failure = engine_failure(location, Step::Build, source);
+            let dockerfile = target.dockerfile_text();
+            let engine_platform = services.engine.platform();
+            let facts = BuildFacts {
+                request: &request,
+                dockerfile: dockerfile.as_deref(),
+                engine_platform: engine_platform.as_deref(),
+            };
+            failure.hint = build_hint(&failure.message, &facts);
+            return Err(failure);
+        }
+    };
 
     let mut pushed_tags = Vec::new();
     let mut digest = None;
@@ -264,6 +323,8 @@ async fn build_one<E: Engine>(
             pushed_tags,
             digest,
             content_key: target.content_key.clone(),
+            builder: Some(built.builder),
+            steps: built.steps,
         });
     }
     // The content-key tag first: once it exists, the image is complete (a re-run reuses it).
@@ -295,6 +356,8 @@ async fn build_one<E: Engine>(
         pushed_tags,
         digest,
         content_key: target.content_key.clone(),
+        builder: Some(built.builder),
+        steps: built.steps,
     })
 }
 
@@ -345,13 +408,6 @@ fn context_failure(location: &str, e: ContextError) -> Failure {
     Failure::new(location, Step::Context, e.to_string(), hint)
 }
 
-fn build_failure(location: &str, e: BuildError) -> Failure {
-    match e {
-        BuildError::Context(e) => context_failure(location, e),
-        BuildError::Engine { source, .. } => engine_failure(location, Step::Build, source),
-    }
-}
-
 fn engine_failure(location: &str, step: Step, e: EngineError) -> Failure {
     let log_tail = e.log_tail().to_vec();
     let message = match &e {
@@ -361,7 +417,6 @@ fn engine_failure(location: &str, step: Step, e: EngineError) -> Failure {
         other => other.to_string(),
     };
     let hint = match &e {
-        EngineError::Build { .. } => "fix the failing Dockerfile step shown in the log".to_string(),
         EngineError::Push {
             message, registry, ..
         } if is_auth_message(message) => format!(

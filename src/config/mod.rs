@@ -170,6 +170,8 @@ pub struct LocationSettings {
     pub python_version: Option<String>,
     /// Base image for a generated Dockerfile.
     pub base_image: Option<String>,
+    /// Build secrets, `id=ID[,env=VAR|,src=FILE]` each (`docker buildx build --secret`).
+    pub secrets: Vec<String>,
 }
 
 /// The raw text of the two files, wherever they came from (disk, or a git revision).

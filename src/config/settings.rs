@@ -28,6 +28,7 @@ const FIELDS: &[&str] = &[
     "platform",
     "python_version",
     "base_image",
+    "secrets",
 ];
 
 impl Settings {
@@ -62,6 +63,7 @@ impl Settings {
                 .clone()
                 .or_else(|| base.python_version.clone()),
             base_image: own.base_image.clone().or_else(|| base.base_image.clone()),
+            secrets: concat(&base.secrets, &own.secrets),
         }
     }
 }
@@ -226,6 +228,7 @@ impl Reader<'_> {
                 "platform" => out.platform = self.string(value, &field, sink),
                 "python_version" => out.python_version = self.string(value, &field, sink),
                 "base_image" => out.base_image = self.string(value, &field, sink),
+                "secrets" => out.secrets = self.secrets(value, &field, sink),
                 other => sink.push(
                     self.pos(key.span()),
                     &field,
@@ -302,6 +305,51 @@ impl Reader<'_> {
             }
             self.remember(&item_field, item.span());
             out.push(s.to_string());
+        }
+        out
+    }
+
+    /// `secrets = ["id=ID,env=VAR", ...]`, each checked as `--secret` would be.
+    fn secrets(&self, value: &Spanned<DeValue>, field: &str, sink: &mut Sink) -> Vec<String> {
+        let DeValue::Array(items) = value.get_ref() else {
+            sink.push(
+                self.pos(value.span()),
+                field,
+                format!(
+                    "`secrets` must be a list of strings, found {}",
+                    describe(value.get_ref())
+                ),
+                "write it as a list, e.g. `secrets = [\"id=pypi,env=PYPI_TOKEN\"]`",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let item_field = format!("{field}[{index}]");
+            let DeValue::String(text) = item.get_ref() else {
+                sink.push(
+                    self.pos(item.span()),
+                    &item_field,
+                    format!(
+                        "entries of `secrets` must be strings, found {}",
+                        describe(item.get_ref())
+                    ),
+                    "write `\"id=ID,env=VAR\"` or `\"id=ID,src=FILE\"`",
+                );
+                continue;
+            };
+            if let Err(problem) = crate::build::secrets::SecretSpec::parse(text) {
+                sink.push(
+                    self.pos(item.span()),
+                    &item_field,
+                    format!("invalid secret `{text}`: {problem}"),
+                    "write `id=ID,env=VAR` (an environment variable) or `id=ID,src=FILE` \
+                     (a file), as for `docker buildx build --secret`",
+                );
+                continue;
+            }
+            self.remember(&item_field, item.span());
+            out.push(text.to_string());
         }
         out
     }
