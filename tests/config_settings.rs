@@ -69,6 +69,7 @@ python_version = "3.12"
     let expected_defaults = LocationSettings {
         watch: vec!["shared/**".into()],
         ignore: vec!["**/*.md".into(), "docs/**".into()],
+        context: None,
         dockerfile: Some("Dockerfile".into()),
         build_args: BTreeMap::from([
             ("MODE".into(), "prod".into()),

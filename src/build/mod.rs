@@ -17,6 +17,7 @@ mod pattern;
 pub mod run;
 pub mod secrets;
 pub mod session;
+mod share;
 mod stream_log;
 pub mod tar_stream;
 pub mod target;

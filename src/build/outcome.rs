@@ -102,6 +102,9 @@ pub struct LocationResult {
     /// Dockerfile steps of the build, and how many came from the layer cache (BuildKit).
     pub steps: Option<u32>,
     pub cached_steps: Option<u32>,
+    /// The location whose build made this image (same context, Dockerfile and settings):
+    /// built once, tagged and pushed for each.
+    pub shared_build: Option<String>,
     pub seconds: f64,
     pub failure: Option<Failure>,
 }

@@ -12,9 +12,10 @@ use tokio::sync::watch;
 
 use super::buildkit::{INLINE_CACHE_ARG, StepCounts};
 use super::diagnose::{BuildFacts, build_hint};
-use super::engine::{Builder, Engine, EngineError, ProgressEvent};
+use super::engine::{Builder, BuiltImage, Engine, EngineError, ProgressEvent};
 use super::outcome::{BuildReport, BuildStatus, Failure, LocationResult, Step};
 use super::secrets;
+use super::share::{self, Role};
 use super::target::{BuildOptions, BuildTarget};
 use super::{BuildError, ContextError, build_image, context::BuildContext, human_size};
 use crate::config::Env;
@@ -39,9 +40,12 @@ pub async fn run<E: Engine>(
 ) -> BuildReport {
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let jobs = options.jobs.max(1);
+    let mut targets = targets;
+    // Leaders come first in plan order, so with any `jobs` a leader starts before its followers.
+    let roles = share::assign(&mut targets);
     let mut indexed: Vec<(usize, LocationResult)> =
-        futures_util::stream::iter(targets.into_iter().enumerate())
-            .map(|(index, target)| {
+        futures_util::stream::iter(targets.into_iter().zip(roles).enumerate())
+            .map(|(index, (target, role))| {
                 let cancel_tx = &cancel_tx;
                 let mut cancel_rx = cancel_rx.clone();
                 async move {
@@ -53,7 +57,7 @@ pub async fn run<E: Engine>(
                     let started = Instant::now();
                     let work = async {
                         match target {
-                            Ok(target) => build_one(services, &target, &progress).await,
+                            Ok(target) => build_one(services, &target, role, &progress).await,
                             Err(failure) => Err(failure),
                         }
                     };
@@ -102,6 +106,8 @@ struct Done {
     /// The builder that ran and its step counts (nothing for a reused image).
     builder: Option<Builder>,
     steps: Option<StepCounts>,
+    /// The location whose build this image came from, when shared.
+    shared_with: Option<String>,
 }
 
 fn finish(
@@ -121,6 +127,7 @@ fn finish(
         builder: None,
         steps: None,
         cached_steps: None,
+        shared_build: None,
         seconds,
         failure: None,
     };
@@ -137,11 +144,16 @@ fn finish(
                 (Some(builder), None) => format!(" with {}", builder.as_str()),
                 _ => String::new(),
             };
+            let how = match &done.shared_with {
+                Some(leader) => format!(" (the image built for `{leader}`)"),
+                None => how,
+            };
             progress.finish(
                 true,
                 &format!("{verb} {}{how} in {seconds:.1} s", done.image),
                 &[],
             );
+            result.shared_build = done.shared_with;
             result.builder = done.builder;
             result.steps = done.steps.map(|c| c.steps);
             result.cached_steps = done.steps.map(|c| c.cached);
@@ -180,6 +192,7 @@ fn finish(
 async fn build_one<E: Engine>(
     services: &Services<'_, E>,
     target: &BuildTarget,
+    role: Role,
     progress: &LocationProgress,
 ) -> Result<Done, Failure> {
     let location = target.location.as_str();
@@ -251,68 +264,35 @@ async fn build_one<E: Engine>(
             content_key: target.content_key.clone(),
             builder: None,
             steps: None,
+            shared_with: None,
         });
     }
 
-    progress.step("reading the build context");
-    let (options, mut request) = target.with_inline_labels();
-    let context = tokio::task::spawn_blocking(move || BuildContext::prepare(&options))
-        .await
-        .map_err(|e| {
-            fail(
-                Step::Context,
-                format!("location `{location}`: {e}"),
-                String::new(),
-            )
-        })?
-        .map_err(|e| context_failure(location, e))?;
-    let on_event = |e: ProgressEvent<'_>| progress.event(e);
-    request.tag = Some(target.image.to_string());
-    request.registry_credentials = credentials.iter().cloned().collect();
-    request.builder = services
-        .engine
-        .builder(request.builder)
-        .map_err(|e| engine_failure(location, Step::Build, e))?;
-    request.secrets = secrets::read_all(&target.secrets, services.env).map_err(|e| {
-        fail(
-            Step::Secrets,
-            format!("location `{location}`: {e}"),
-            e.hint(),
-        )
-    })?;
-    if let Some(cache) = &target.cache_image {
-        if request.builder == Builder::BuildKit {
-            // BuildKit imports the cache straight from the registry (only the layers it
-            // reuses are read) and writes cache metadata into the image it pushes next.
-            request.cache_from = vec![cache.to_string()];
-            request
-                .build_args
-                .insert(INLINE_CACHE_ARG.to_string(), "1".to_string());
-        } else if pull_cache(services, cache, credentials.as_ref(), progress).await {
-            request.cache_from = vec![cache.to_string()];
-        }
-    }
-    progress.step(&format!(
-        "building with {} ({} build context)",
-        request.builder.as_str(),
-        human_size(context.content_size())
-    ));
-    let built = match build_image(services.engine, context, &request, &on_event).await {
-        Ok(built) => built,
-        Err(BuildError::Context(e)) => return Err(context_failure(location, e)),
-        Err(BuildError::Engine { source, .. }) => {
-            let mut failure = engine_failure(location, Step::Build, source);
-            let dockerfile = target.dockerfile_text();
-            let engine_platform = services.engine.platform();
-            let facts = BuildFacts {
-                request: &request,
-                dockerfile: dockerfile.as_deref(),
-                engine_platform: engine_platform.as_deref(),
-            };
-            failure.hint = build_hint(&failure.message, &facts);
-            return Err(failure);
+    let (leader, shared) = match role {
+        Role::Alone => (None, None),
+        Role::Leader(sender) => (Some(sender), None),
+        Role::Follower { leader, mut image } => {
+            progress.step(&format!("waiting for the build it shares with `{leader}`"));
+            // A leader that ends without an image (failed, or reused from the registry)
+            // closes the channel: then this location builds on its own.
+            let built = image
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|b| b.clone());
+            (None, built.map(|b| (leader, b)))
         }
     };
+    let (built, shared_with) = match shared {
+        Some((leader, built)) => (built, Some(leader)),
+        None => (
+            build_here(services, target, credentials.as_ref(), progress).await?,
+            None,
+        ),
+    };
+    if let Some(sender) = leader {
+        sender.send_replace(Some(built.clone()));
+    }
 
     let mut pushed_tags = Vec::new();
     let mut digest = None;
@@ -325,15 +305,17 @@ async fn build_one<E: Engine>(
             content_key: target.content_key.clone(),
             builder: Some(built.builder),
             steps: built.steps,
+            shared_with,
         });
     }
     // The content-key tag first: once it exists, the image is complete (a re-run reuses it).
+    let on_event = |e: ProgressEvent<'_>| progress.event(e);
     let mut tags = vec![&target.image];
     tags.extend(&target.extra_tags);
     tags.extend(&target.cache_image);
     for tag in tags {
         progress.step(&format!("pushing {tag}"));
-        if *tag != target.image {
+        if *tag != target.image || shared_with.is_some() {
             services
                 .engine
                 .tag_image(&built.id, tag)
@@ -358,7 +340,85 @@ async fn build_one<E: Engine>(
         content_key: target.content_key.clone(),
         builder: Some(built.builder),
         steps: built.steps,
+        shared_with,
     })
+}
+
+/// Sends the context and builds the image of `target` in the engine.
+async fn build_here<E: Engine>(
+    services: &Services<'_, E>,
+    target: &BuildTarget,
+    credentials: Option<&RegistryCredentials>,
+    progress: &LocationProgress,
+) -> Result<BuiltImage, Failure> {
+    let location = target.location.as_str();
+    let fail = |step: Step, message: String, hint: String| Failure {
+        location: location.to_string(),
+        step,
+        message,
+        hint,
+        log_tail: Vec::new(),
+    };
+    progress.step("reading the build context");
+    let (options, mut request) = target.with_inline_labels();
+    let context = tokio::task::spawn_blocking(move || BuildContext::prepare(&options))
+        .await
+        .map_err(|e| {
+            fail(
+                Step::Context,
+                format!("location `{location}`: {e}"),
+                String::new(),
+            )
+        })?
+        .map_err(|e| context_failure(location, e))?;
+    let on_event = |e: ProgressEvent<'_>| progress.event(e);
+    request.tag = Some(target.image.to_string());
+    request.registry_credentials = credentials.iter().cloned().cloned().collect();
+    request.builder = services
+        .engine
+        .builder(request.builder)
+        .map_err(|e| engine_failure(location, Step::Build, e))?;
+    request.secrets = secrets::read_all(&target.secrets, services.env).map_err(|e| {
+        fail(
+            Step::Secrets,
+            format!("location `{location}`: {e}"),
+            e.hint(),
+        )
+    })?;
+    if let Some(cache) = &target.cache_image {
+        if request.builder == Builder::BuildKit {
+            // BuildKit imports the cache straight from the registry (only the layers it
+            // reuses are read) and writes cache metadata into the image it pushes next.
+            request.cache_from = vec![cache.to_string()];
+            request
+                .build_args
+                .insert(INLINE_CACHE_ARG.to_string(), "1".to_string());
+        } else if pull_cache(services, cache, credentials, progress).await {
+            request.cache_from = vec![cache.to_string()];
+        }
+    }
+    progress.step(&format!(
+        "building with {} ({} build context)",
+        request.builder.as_str(),
+        human_size(context.content_size())
+    ));
+    let built = match build_image(services.engine, context, &request, &on_event).await {
+        Ok(built) => built,
+        Err(BuildError::Context(e)) => return Err(context_failure(location, e)),
+        Err(BuildError::Engine { source, .. }) => {
+            let mut failure = engine_failure(location, Step::Build, source);
+            let dockerfile = target.dockerfile_text();
+            let engine_platform = services.engine.platform();
+            let facts = BuildFacts {
+                request: &request,
+                dockerfile: dockerfile.as_deref(),
+                engine_platform: engine_platform.as_deref(),
+            };
+            failure.hint = build_hint(&failure.message, &facts);
+            return Err(failure);
+        }
+    };
+    Ok(built)
 }
 
 /// Makes the cache image local (pulling it when needed); `false` when there is none. A

@@ -161,7 +161,9 @@ pub struct LocationSettings {
     pub watch: Vec<String>,
     /// Globs of paths whose changes never trigger a build (e.g. `**/*.md`).
     pub ignore: Vec<String>,
-    /// Dockerfile path; default `Dockerfile` in the build directory.
+    /// Docker build context, when not `build.directory` (relative to the yaml's folder).
+    pub context: Option<String>,
+    /// Dockerfile path; default `Dockerfile` in the build context.
     pub dockerfile: Option<String>,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,

@@ -4,7 +4,9 @@
 //! [defaults]
 //! ignore = ["**/*.md"]
 //! [locations.etl]
+//! context = "etl"            # Docker context when not build.directory
 //! watch = ["shared/"]
+//! secrets = ["id=pypi,env=PYPI_TOKEN"]
 //! build_args = { PIP_INDEX_URL = "https://..." }
 //! ```
 
@@ -22,6 +24,7 @@ const TOP_KEYS: &[&str] = &["defaults", "locations"];
 const FIELDS: &[&str] = &[
     "watch",
     "ignore",
+    "context",
     "dockerfile",
     "build_args",
     "target",
@@ -54,6 +57,7 @@ impl Settings {
         LocationSettings {
             watch: concat(&base.watch, &own.watch),
             ignore: concat(&base.ignore, &own.ignore),
+            context: own.context.clone().or_else(|| base.context.clone()),
             dockerfile: own.dockerfile.clone().or_else(|| base.dockerfile.clone()),
             build_args,
             target: own.target.clone().or_else(|| base.target.clone()),
@@ -223,6 +227,7 @@ impl Reader<'_> {
                 "watch" => out.watch = self.strings(value, &field, false, sink),
                 "ignore" => out.ignore = self.strings(value, &field, true, sink),
                 "build_args" => out.build_args = self.build_args(value, &field, sink),
+                "context" => out.context = self.string(value, &field, sink),
                 "dockerfile" => out.dockerfile = self.string(value, &field, sink),
                 "target" => out.target = self.string(value, &field, sink),
                 "platform" => out.platform = self.string(value, &field, sink),
