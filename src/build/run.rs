@@ -360,7 +360,17 @@ async fn build_here<E: Engine>(
         log_tail: Vec::new(),
     };
     progress.step("reading the build context");
-    let (options, mut request) = target.with_inline_labels();
+    let builder = services
+        .engine
+        .builder(target.request.builder)
+        .map_err(|e| engine_failure(location, Step::Build, e))?;
+    // Labels cost the classic builder a step each, BuildKit nothing: only the classic
+    // builder gets them as one Dockerfile line.
+    let (options, mut request) = match builder {
+        Builder::Classic => target.with_inline_labels(),
+        _ => (target.context.clone(), target.request.clone()),
+    };
+    request.builder = builder;
     let context = tokio::task::spawn_blocking(move || BuildContext::prepare(&options))
         .await
         .map_err(|e| {
@@ -374,10 +384,6 @@ async fn build_here<E: Engine>(
     let on_event = |e: ProgressEvent<'_>| progress.event(e);
     request.tag = Some(target.image.to_string());
     request.registry_credentials = credentials.iter().cloned().cloned().collect();
-    request.builder = services
-        .engine
-        .builder(request.builder)
-        .map_err(|e| engine_failure(location, Step::Build, e))?;
     request.secrets = secrets::read_all(&target.secrets, services.env).map_err(|e| {
         fail(
             Step::Secrets,
