@@ -10,6 +10,7 @@
 #
 # Like the official image: `python` and `pip` are on PATH and pip installs into the system
 # Python (Debian's "externally managed" marker is removed), HOME is /root, LANG is C.UTF-8.
+# It trusts the certificate authorities of this machine (SSL_CERT_FILE points uv at them).
 set -euo pipefail
 
 IMAGE=python:3.11-slim
@@ -40,6 +41,12 @@ if [ ! -s "$TARBALL" ]; then
         "$SUITE" "$root" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 ||
         { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; log "error: debootstrap failed"; exit 1; }
     rm -f "$root"/usr/lib/python3*/EXTERNALLY-MANAGED
+    # Certificate authorities this machine trusts beyond Debian's (a TLS-inspecting proxy on
+    # the way to PyPI, say), so pip and uv inside builds trust what the host trusts.
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+        chroot "$root" update-ca-certificates >/dev/null
+    fi
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
     tar -C "$root" --numeric-owner -cf "$TARBALL.tmp" .
     mv "$TARBALL.tmp" "$TARBALL"
@@ -50,5 +57,6 @@ docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV HOME=/root' \
+    --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
     --change 'CMD ["python3"]' \
     "$TARBALL" "$IMAGE" >/dev/null

@@ -394,11 +394,14 @@ async fn build_here<E: Engine>(
     if let Some(cache) = &target.cache_image {
         if request.builder == Builder::BuildKit {
             // BuildKit imports the cache straight from the registry (only the layers it
-            // reuses are read) and writes cache metadata into the image it pushes next.
-            request.cache_from = vec![cache.to_string()];
+            // reuses are read) and writes cache metadata into the image it pushes next. A
+            // missing cache image (the first build) would show as a failed step: ask first.
             request
                 .build_args
                 .insert(INLINE_CACHE_ARG.to_string(), "1".to_string());
+            if let Ok(true) = services.registry.manifest_exists(cache, credentials).await {
+                request.cache_from = vec![cache.to_string()];
+            }
         } else if pull_cache(services, cache, credentials, progress).await {
             request.cache_from = vec![cache.to_string()];
         }
