@@ -161,7 +161,10 @@ async fn realistic_location_loads_its_definitions_and_a_fresh_runner_rebuilds_on
         "-m",
         "realistic.definitions",
     ]);
-    assert!(validated.contains("successfully"), "{validated}");
+    assert!(
+        validated.contains("Validation successful for code location realistic.definitions"),
+        "{validated}"
+    );
 
     // A fresh runner: none of this build's images or build cache is left on the engine.
     for tag in first["pushed_tags"].as_array().unwrap() {

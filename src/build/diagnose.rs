@@ -102,9 +102,7 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 pub fn syntax_directive(text: &str) -> Option<String> {
     for line in text.lines() {
         let line = line.trim();
-        let Some(comment) = line.strip_prefix('#') else {
-            return None;
-        };
+        let comment = line.strip_prefix('#')?;
         if let Some((key, value)) = comment.split_once('=')
             && key.trim().eq_ignore_ascii_case("syntax")
         {
