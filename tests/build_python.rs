@@ -105,6 +105,13 @@ async fn forget_build_cache(s: &Services, marker: &str) {
     panic!("build cache records of {marker} are still in use");
 }
 
+/// Runs `command` in `image` without network; its stdout.
+fn run_in(s: &Services, image: &str, command: &[&str]) -> String {
+    let mut args = vec!["run", "--rm", "--network", "none", image];
+    args.extend(command);
+    s.docker(&args)
+}
+
 /// The number BuildKit gave the step whose line contains `text`, and whether it was cached.
 fn step_cached(stderr: &str, text: &str) -> bool {
     let number = stderr
@@ -149,18 +156,17 @@ async fn realistic_location_loads_its_definitions_and_a_fresh_runner_rebuilds_on
     assert_eq!(first["builder"], "buildkit");
     assert_eq!(first["cached_steps"], 0, "{json:#}");
     let image = first["image"].as_str().unwrap().to_string();
-    let validated = s.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
+    let validated = run_in(
+        &s,
         &image,
-        "dagster",
-        "definitions",
-        "validate",
-        "-m",
-        "realistic.definitions",
-    ]);
+        &[
+            "dagster",
+            "definitions",
+            "validate",
+            "-m",
+            "realistic.definitions",
+        ],
+    );
     assert!(
         validated.contains("Validation successful for code location realistic.definitions"),
         "{validated}"
@@ -204,16 +210,15 @@ async fn realistic_location_loads_its_definitions_and_a_fresh_runner_rebuilds_on
         warm.stderr
     );
     let image = second["image"].as_str().unwrap();
-    let greeting = s.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
+    let greeting = run_in(
+        &s,
         image,
-        "python",
-        "-c",
-        "from realistic.greeting import GREETING; print(GREETING)",
-    ]);
+        &[
+            "python",
+            "-c",
+            "from realistic.greeting import GREETING; print(GREETING)",
+        ],
+    );
     assert_eq!(greeting, "hello again\n");
 }
 
@@ -256,16 +261,8 @@ async fn generated_dockerfile_installs_exactly_the_locked_versions() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let image = json["results"][0]["image"].as_str().unwrap();
     // PyPI's newest are six 1.17 and idna 3.10+: the lock's versions mean `--frozen` held.
-    let versions = s.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        image,
-        "python",
-        "-c",
-        "import importlib.metadata as m; print(m.version('six'), m.version('idna'))",
-    ]);
+    let script = "import importlib.metadata as m; print(m.version('six'), m.version('idna'))";
+    let versions = run_in(&s, image, &["python", "-c", script]);
     assert_eq!(versions, "1.16.0 3.4\n");
 
     // `.python-version` wins over requires-python (shown, not built: no 3.12 image here).

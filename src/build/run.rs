@@ -352,13 +352,6 @@ async fn build_here<E: Engine>(
     progress: &LocationProgress,
 ) -> Result<BuiltImage, Failure> {
     let location = target.location.as_str();
-    let fail = |step: Step, message: String, hint: String| Failure {
-        location: location.to_string(),
-        step,
-        message,
-        hint,
-        log_tail: Vec::new(),
-    };
     progress.step("reading the build context");
     let builder = services
         .engine
@@ -374,10 +367,11 @@ async fn build_here<E: Engine>(
     let context = tokio::task::spawn_blocking(move || BuildContext::prepare(&options))
         .await
         .map_err(|e| {
-            fail(
+            Failure::new(
+                location,
                 Step::Context,
                 format!("location `{location}`: {e}"),
-                String::new(),
+                "",
             )
         })?
         .map_err(|e| context_failure(location, e))?;
@@ -385,11 +379,8 @@ async fn build_here<E: Engine>(
     request.tag = Some(target.image.to_string());
     request.registry_credentials = credentials.iter().cloned().cloned().collect();
     request.secrets = secrets::read_all(&target.secrets, services.env).map_err(|e| {
-        fail(
-            Step::Secrets,
-            format!("location `{location}`: {e}"),
-            e.hint(),
-        )
+        let message = format!("location `{location}`: {e}");
+        Failure::new(location, Step::Secrets, message, &e.hint())
     })?;
     if let Some(cache) = &target.cache_image {
         if request.builder == Builder::BuildKit {

@@ -224,8 +224,8 @@ impl Reader<'_> {
             let key_name = key.get_ref().as_ref();
             let field = join(path, key_name);
             match key_name {
-                "watch" => out.watch = self.strings(value, &field, false, sink),
-                "ignore" => out.ignore = self.strings(value, &field, true, sink),
+                "watch" => out.watch = self.strings(value, &field, Entries::Paths, sink),
+                "ignore" => out.ignore = self.strings(value, &field, Entries::Globs, sink),
                 "build_args" => out.build_args = self.build_args(value, &field, sink),
                 "context" => out.context = self.string(value, &field, sink),
                 "dockerfile" => out.dockerfile = self.string(value, &field, sink),
@@ -233,7 +233,7 @@ impl Reader<'_> {
                 "platform" => out.platform = self.string(value, &field, sink),
                 "python_version" => out.python_version = self.string(value, &field, sink),
                 "base_image" => out.base_image = self.string(value, &field, sink),
-                "secrets" => out.secrets = self.secrets(value, &field, sink),
+                "secrets" => out.secrets = self.strings(value, &field, Entries::Secrets, sink),
                 other => sink.push(
                     self.pos(key.span()),
                     &field,
@@ -268,7 +268,7 @@ impl Reader<'_> {
         &self,
         value: &Spanned<DeValue>,
         field: &str,
-        globs: bool,
+        entries: Entries,
         sink: &mut Sink,
     ) -> Vec<String> {
         let name = field.rsplit('.').next().unwrap_or(field);
@@ -280,7 +280,10 @@ impl Reader<'_> {
                     "`{name}` must be a list of strings, found {}",
                     describe(value.get_ref())
                 ),
-                format!("write it as a list, e.g. `{name} = [\"docs/**\"]`"),
+                format!(
+                    "write it as a list, e.g. `{name} = [{}]`",
+                    entries.example()
+                ),
             );
             return Vec::new();
         };
@@ -299,62 +302,12 @@ impl Reader<'_> {
                 );
                 continue;
             };
-            if globs && let Err(err) = globset::Glob::new(s) {
-                sink.push(
-                    self.pos(item.span()),
-                    &item_field,
-                    format!("invalid glob `{s}`: {}", err.kind()),
-                    "fix the pattern (globs use `*`, `**`, `?`, `[...]` and `{a,b}`)",
-                );
+            if let Err((message, hint)) = entries.check(s) {
+                sink.push(self.pos(item.span()), &item_field, message, hint);
                 continue;
             }
             self.remember(&item_field, item.span());
             out.push(s.to_string());
-        }
-        out
-    }
-
-    /// `secrets = ["id=ID,env=VAR", ...]`, each checked as `--secret` would be.
-    fn secrets(&self, value: &Spanned<DeValue>, field: &str, sink: &mut Sink) -> Vec<String> {
-        let DeValue::Array(items) = value.get_ref() else {
-            sink.push(
-                self.pos(value.span()),
-                field,
-                format!(
-                    "`secrets` must be a list of strings, found {}",
-                    describe(value.get_ref())
-                ),
-                "write it as a list, e.g. `secrets = [\"id=pypi,env=PYPI_TOKEN\"]`",
-            );
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            let item_field = format!("{field}[{index}]");
-            let DeValue::String(text) = item.get_ref() else {
-                sink.push(
-                    self.pos(item.span()),
-                    &item_field,
-                    format!(
-                        "entries of `secrets` must be strings, found {}",
-                        describe(item.get_ref())
-                    ),
-                    "write `\"id=ID,env=VAR\"` or `\"id=ID,src=FILE\"`",
-                );
-                continue;
-            };
-            if let Err(problem) = crate::build::secrets::SecretSpec::parse(text) {
-                sink.push(
-                    self.pos(item.span()),
-                    &item_field,
-                    format!("invalid secret `{text}`: {problem}"),
-                    "write `id=ID,env=VAR` (an environment variable) or `id=ID,src=FILE` \
-                     (a file), as for `docker buildx build --secret`",
-                );
-                continue;
-            }
-            self.remember(&item_field, item.span());
-            out.push(text.to_string());
         }
         out
     }
@@ -396,6 +349,46 @@ impl Reader<'_> {
             }
         }
         out
+    }
+}
+
+/// What the entries of a list setting must be, beyond strings.
+#[derive(Clone, Copy)]
+enum Entries {
+    Paths,
+    Globs,
+    /// `--secret` values.
+    Secrets,
+}
+
+impl Entries {
+    fn example(self) -> &'static str {
+        match self {
+            Entries::Paths | Entries::Globs => "\"docs/**\"",
+            Entries::Secrets => "\"id=pypi,env=PYPI_TOKEN\"",
+        }
+    }
+
+    /// The problem and its fix when `text` is no valid entry.
+    fn check(self, text: &str) -> Result<(), (String, &'static str)> {
+        match self {
+            Entries::Paths => Ok(()),
+            Entries::Globs => globset::Glob::new(text).map(drop).map_err(|err| {
+                (
+                    format!("invalid glob `{text}`: {}", err.kind()),
+                    "fix the pattern (globs use `*`, `**`, `?`, `[...]` and `{a,b}`)",
+                )
+            }),
+            Entries::Secrets => crate::build::secrets::SecretSpec::parse(text)
+                .map(drop)
+                .map_err(|problem| {
+                    (
+                        format!("invalid secret `{text}`: {problem}"),
+                        "write `id=ID,env=VAR` (an environment variable) or `id=ID,src=FILE` \
+                         (a file), as for `docker buildx build --secret`",
+                    )
+                }),
+        }
     }
 }
 
