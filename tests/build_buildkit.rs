@@ -244,13 +244,15 @@ async fn bad_input_fails_only_its_location_naming_step_and_fix() {
         "nofrom",
         "parse",
         "secretfile",
+        "platform",
     ];
     let dirs: Vec<(&str, &str)> = names.iter().map(|n| (*n, *n)).collect();
     m.write("dagster_cloud.yaml", &yaml(&repo, &dirs));
     m.write(
         "dagster-deploy.toml",
         "[locations.notarget]\ntarget = \"nope\"\n\
-         [locations.secretfile]\nsecrets = [\"id=pip,src=/nonexistent/pip.conf\"]\n",
+         [locations.secretfile]\nsecrets = [\"id=pip,src=/nonexistent/pip.conf\"]\n\
+         [locations.platform]\nplatform = \"linux/s390x\"\n",
     );
     let dockerfiles = [
         ("good", format!("FROM {base}\nRUN echo ok > /ok\n")),
@@ -283,6 +285,7 @@ async fn bad_input_fails_only_its_location_naming_step_and_fix() {
             "secretfile",
             format!("FROM {base}\nRUN --mount=type=secret,id=pip true\n"),
         ),
+        ("platform", format!("FROM {base}\nRUN true\n")),
     ];
     for (name, text) in &dockerfiles {
         m.write(&format!("{name}/Dockerfile"), text);
@@ -319,6 +322,7 @@ async fn bad_input_fails_only_its_location_naming_step_and_fix() {
             "secrets",
             "build secret `pip`: cannot read /nonexistent/pip.conf",
         ),
+        ("platform", "build", "needs emulation on the engine's host"),
     ];
     for (name, step, text) in expect {
         let (got_step, got) = failure(name);

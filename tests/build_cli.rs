@@ -563,6 +563,11 @@ async fn ctrl_c_during_a_build_stops_it_pushes_nothing_and_exits_130() {
         }
     }
     let pid = child.id().to_string();
+    let before = s.docker(&["ps", "--no-trunc", "--format", "{{.Command}}"]);
+    assert!(
+        before.contains(&marker) || !host_processes_with(&marker).is_empty(),
+        "the RUN step is not running"
+    );
     assert!(
         std::process::Command::new("kill")
             .args(["-INT", &pid])
@@ -575,10 +580,12 @@ async fn ctrl_c_during_a_build_stops_it_pushes_nothing_and_exits_130() {
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:#?}");
     assert_eq!(registry_tags(&s, &repo_path), Vec::<String>::new());
-    // The engine stops the RUN step's container once the client is gone.
+    // The engine stops the RUN step once the client is gone: a container for the classic
+    // builder, a process of the engine's BuildKit (the test engine runs on this host).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let running = s.docker(&["ps", "--no-trunc", "--format", "{{.Command}}"]);
+        let mut running = s.docker(&["ps", "--no-trunc", "--format", "{{.Command}}"]);
+        running.push_str(&host_processes_with(&marker).join("\n"));
         if !running.contains(&marker) {
             break;
         }
@@ -588,6 +595,18 @@ async fn ctrl_c_during_a_build_stops_it_pushes_nothing_and_exits_130() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Command lines of this host's processes that contain `text`.
+fn host_processes_with(text: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(text))
+        .collect()
 }
 
 fn wait_with_deadline(

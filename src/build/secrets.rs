@@ -136,8 +136,12 @@ pub fn read_all(specs: &[SecretSpec], env: Env) -> Result<SecretValues, SecretEr
     let mut values = SecretValues::new();
     for spec in specs {
         let value = spec.read(env)?;
+        // GitHub masks line by line: a multi-line secret (a netrc) is masked per line too.
         if let Ok(text) = std::str::from_utf8(value.expose()) {
             crate::ci::github::mask(env, text);
+            for line in text.lines().filter(|l| l.trim().len() >= 4) {
+                crate::ci::github::mask(env, line);
+            }
         }
         values.insert(spec.id.clone(), value);
     }
