@@ -77,11 +77,15 @@ async fn every_construct_builds_and_secrets_stay_out_of_image_and_output() {
         "[locations.kit]\ntarget = \"final\"\nsecrets = [\"id=token,env=KIT_TOKEN\"]\n",
     );
     let base = &s.base_image;
+    // Secrets are no part of a step's cache key: a marker of this run keeps earlier runs'
+    // layers (with their secrets' lengths) out.
+    let marker = unique("kit-run");
     m.write(
         "kit/Dockerfile",
         &format!(
             "ARG BASE={base}\n\
              FROM ${{BASE}} AS deps\n\
+             RUN echo {marker} > /marker\n\
              RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /secret-length\n\
              RUN --mount=type=secret,id=netrc,target=/root/.netrc wc -c < /root/.netrc > /netrc-length\n\
              RUN --mount=type=bind,source=uv.lock,target=/lock/uv.lock \\\n    \
