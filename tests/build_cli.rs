@@ -535,7 +535,9 @@ async fn ctrl_c_during_a_build_stops_it_pushes_nothing_and_exits_130() {
     let m = one_location(
         &s,
         &format!("{}/{repo_path}", s.registry),
-        &format!("RUN echo {marker} && sleep 60\n"),
+        // Not ending in `sleep`: the shell (whose command line has the marker) stays, instead
+        // of exec-ing its last command.
+        &format!("RUN echo {marker} && sleep 60 && echo done\n"),
     );
     let mut child = m
         .command(&s, &["build", "--all", "--no-cache-from"])
