@@ -156,7 +156,14 @@ impl BuildReport {
         let mut out = String::new();
         for r in &self.results {
             let what = match (&r.image, &r.failure) {
-                (Some(image), _) => image.clone(),
+                (Some(image), _) => match (r.builder, r.steps, r.cached_steps) {
+                    (Some(builder), Some(steps), Some(cached)) => format!(
+                        "{image} ({}: {cached} of {steps} steps cached)",
+                        builder.as_str()
+                    ),
+                    (Some(builder), _, _) => format!("{image} ({})", builder.as_str()),
+                    _ => image.clone(),
+                },
                 (None, Some(f)) => {
                     format!("at step `{}`: {}", f.step.as_str(), first_line(&f.message))
                 }
