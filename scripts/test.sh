@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command. Starts the real components the tests use (Docker engine,
 # htpasswd registry, base images, the reference dagster-cloud CLI, actionlint with shellcheck, pex
-# and uv, the gitlab-ci-local pipeline emulator), runs every test, and stops what it started. Needs root on Debian the first time (it
-# installs packages).
+# and uv, the gitlab-ci-local pipeline emulator), runs every test, and stops what it started.
+# Needs root on Debian the first time (it installs packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
