@@ -90,3 +90,69 @@ pub(crate) fn assign(targets: &mut [Result<BuildTarget, Failure>]) -> Vec<Role> 
     }
     roles
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::{BuildRequest, ContextOptions, DockerfileSource, ImageRef};
+    use std::collections::BTreeMap;
+
+    fn target(name: &str, key: &str, dir: &str) -> Result<BuildTarget, Failure> {
+        Ok(BuildTarget {
+            location: name.into(),
+            content_key: key.into(),
+            image: ImageRef::parse(&format!("r.example/app:{name}-{key}")).unwrap(),
+            extra_tags: vec![],
+            cache_image: None,
+            dockerfile: DockerfileSource::File(format!("{dir}/Dockerfile").into()),
+            context: ContextOptions::new(name, dir),
+            push: true,
+            secrets: vec![],
+            request: BuildRequest {
+                tag: Some(name.into()),
+                labels: BTreeMap::from([(LABEL_LOCATION.to_string(), name.to_string())]),
+                ..Default::default()
+            },
+        })
+    }
+
+    #[test]
+    fn same_builds_share_the_first_one_and_its_label_lists_them() {
+        let mut targets = vec![
+            target("a", "ck-1", "/app"),
+            target("b", "ck-1", "/app"),
+            target("c", "ck-2", "/other"),
+            Err(Failure::new(
+                "d",
+                crate::build::Step::Configure,
+                "x".into(),
+                "",
+            )),
+            target("e", "ck-1", "/app"),
+        ];
+        let roles = assign(&mut targets);
+        assert!(matches!(roles[0], Role::Leader(_)));
+        for i in [1, 4] {
+            match &roles[i] {
+                Role::Follower { leader, .. } => assert_eq!(leader, "a"),
+                _ => panic!("target {i} should follow a"),
+            }
+        }
+        assert!(matches!(roles[2], Role::Alone));
+        assert!(matches!(roles[3], Role::Alone));
+        let label = |i: usize| targets[i].as_ref().unwrap().request.labels[LABEL_LOCATION].clone();
+        assert_eq!(label(0), "a,b,e");
+        assert_eq!(label(1), "b");
+    }
+
+    #[tokio::test]
+    async fn followers_learn_when_the_leader_ends_without_an_image() {
+        let mut targets = vec![target("a", "ck-1", "/app"), target("b", "ck-1", "/app")];
+        let mut roles = assign(&mut targets);
+        let Role::Follower { mut image, .. } = roles.remove(1) else {
+            panic!("b follows a")
+        };
+        drop(roles); // the leader ends (failed, or reused from the registry)
+        assert!(image.wait_for(Option::is_some).await.is_err());
+    }
+}
