@@ -2,7 +2,7 @@
 and 4). Standard library only. Usage: serve_attack.py HOST:PORT TOKEN SECONDS
 
 - amplification: 1,000 aliases of locationsAsDocument (refused), a fragment bomb (refused),
-  and the costliest query still allowed (six whole-document fields), in a loop;
+  and the costliest query still allowed (three whole-document fields), in a loop;
 - unauthenticated 100 MB bodies: headers announcing them, then a trickle;
 - authenticated oversized Content-Length, refused before the body;
 - slow headers (slowloris) and slow bodies, each holding its connection as long as it may.
@@ -61,7 +61,7 @@ ALIASES = "{ " + " ".join(f"a{i}: locationsAsDocument {{ document }}" for i in r
 BOMB = "query { ...f0 }\n" + "".join(
     f"fragment f{i} on QueryRoot {{ ...f{i + 1} ...f{i + 1} }}\n" for i in range(30)
 ) + "fragment f30 on QueryRoot { locationsAsDocument { document } }\n"
-COSTLY = "{ " + " ".join(f"a{i}: locationsAsDocument {{ document }}" for i in range(6)) + " }"
+COSTLY = "{ " + " ".join(f"a{i}: locationsAsDocument {{ document }}" for i in range(3)) + " }"
 
 
 def amplification():

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::*;
 use dagster_deploy::server::{
-    self, Actor, ApplyMode, ConnectionLimits, LocationChange, RevisionAction, ServeOptions,
-    TokenScope,
+    self, Actor, ApplyMode, ConnectionLimits, HistoryPage, LocationChange, RevisionAction,
+    ServeOptions, TokenScope,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -235,31 +235,52 @@ async fn f3_aliases_fields_cost_and_answer_size_are_bounded() {
     assert_eq!(status, 400, "{body}");
     assert!(message(&body).contains("more than 1000 fields"), "{body}");
 
-    // An answer above the cap is refused, not sent.
+    // What a deployment stores is bounded, and so is what one request may read of it: an
+    // answer above the cap is refused, not sent.
     let d = s.server.deployments();
-    let mut big = Vec::new();
-    for i in 0..70 {
+    let big = |i: usize| {
         let mut l = doc(&format!("big{i}"), "r/big:1");
         l["container_context"] =
             json!({"docker": {"env_vars": ["X=".to_string() + &"y".repeat(250_000)]}});
-        big.push(l);
+        l
+    };
+    let actor = Actor::local("test");
+    for chunk in (0..25).map(big).collect::<Vec<_>>().chunks(5) {
+        d.deploy_locations("prod", &json!({ "locations": chunk }), &actor)
+            .unwrap();
     }
-    for chunk in big.chunks(10) {
-        d.deploy_locations(
-            "prod",
-            &json!({ "locations": chunk }),
-            &Actor::local("test"),
-        )
-        .unwrap();
-    }
-    let (status, body) = c.post("/graphql", LOCATIONS_AS_DOCUMENT, json!({})).await;
+    let three = format!("{{ {} }}", aliases(3));
+    let (status, body) = c.post("/graphql", &three, json!({})).await;
     assert_eq!(status, 422);
     assert!(
         message(&body).contains("above this server's limit"),
         "{body}"
     );
+    let more: Vec<Value> = (25..60).map(big).collect();
+    let data = c
+        .data(DEPLOY_LOCATIONS, json!({"document": {"locations": more}}))
+        .await;
+    let result = &data["deployLocations"];
+    assert_eq!(result["__typename"], "InvalidLocationError");
+    assert!(
+        result["errors"]
+            .to_string()
+            .contains("bytes of location documents"),
+        "{result}"
+    );
+    assert_eq!(d.locations("prod").unwrap().len(), 26);
+
+    // A page of history stops at its byte budget (the client pages on with `before`).
+    for _ in 0..40 {
+        d.add_or_update_location("prod", big(0), &actor).unwrap();
+    }
+    let page = HistoryPage {
+        before: None,
+        limit: Some(100),
+    };
+    let revs = d.history("prod", "big0", page).unwrap();
+    assert!((1..40).contains(&revs.len()), "{} revisions", revs.len());
     still_answers(&s).await;
-    assert_eq!(d.locations("prod").unwrap().len(), 71);
     s.stop().await;
 }
 

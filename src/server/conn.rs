@@ -17,7 +17,7 @@ use super::ConnectionLimits;
 
 /// Sent, without reading the request, to a connection beyond `max_connections`.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
-Content-Type: application/json\r\nContent-Length: 76\r\nConnection: close\r\n\r\n\
+Content-Type: application/json\r\nContent-Length: 74\r\nConnection: close\r\n\r\n\
 {\"errors\":[{\"message\":\"the server has too many connections; try again\"}]}\n";
 
 pub(crate) async fn serve(
@@ -89,5 +89,21 @@ pub(crate) async fn serve(
             limits.shutdown_grace.as_secs()
         );
         connections.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_busy_answer_announces_its_length() {
+        let text = std::str::from_utf8(super::BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len());
     }
 }

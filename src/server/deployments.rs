@@ -14,7 +14,7 @@ use super::error::{DeployError, ServerError};
 use super::private_fs;
 use super::store::{
     ApplyError, ApplyMode, BranchDeployment, DeploymentRecord, HistoryPage, LocationChange,
-    Revision, RevisionAction, SqliteStore, Store, StoredLocation,
+    MAX_DEPLOYMENT_BYTES, Revision, RevisionAction, SqliteStore, Store, StoredLocation,
 };
 use super::tokens::{self, Actor, TokenInfo, TokenScope};
 
@@ -276,6 +276,14 @@ impl Deployments {
     ) -> Result<Vec<Revision>, DeployError> {
         match self.store.apply_locations(d.id, changes, mode, actor)? {
             Ok(revs) => Ok(revs),
+            Err(ApplyError::TooLarge { bytes }) => {
+                Err(DeployError::InvalidLocation(vec![format!(
+                    "deployment '{}' would hold {bytes} bytes of location documents, above the \
+                 limit of {MAX_DEPLOYMENT_BYTES}; nothing was changed: make documents smaller or \
+                 delete unused locations",
+                    d.name
+                )]))
+            }
             Err(ApplyError::MissingLocation(location)) => Err(DeployError::UnknownLocation {
                 deployment: d.name.clone(),
                 location,

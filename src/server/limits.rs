@@ -24,8 +24,9 @@ pub const MAX_DEPTH: usize = 16;
 /// async-graphql complexity: every field costs 1 plus its children.
 pub const MAX_COMPLEXITY: usize = 1_000;
 /// Extra cost of a root field that reads whole documents (`locationsAsDocument`, ...): at most
-/// a handful per request.
-pub const EXPENSIVE_FIELD: usize = 150;
+/// three per request (each answer is bounded by `store::MAX_DEPLOYMENT_BYTES` or
+/// `MAX_HISTORY_PAGE_BYTES`).
+pub const EXPENSIVE_FIELD: usize = 300;
 /// Directives on one field.
 pub const MAX_DIRECTIVES: usize = 8;
 /// Largest answer body; above it the request gets an error instead.

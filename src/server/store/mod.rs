@@ -127,11 +127,21 @@ pub enum ApplyMode {
     ReplaceAll,
 }
 
-/// Outcome of one `apply_locations` entry that named a location that does not exist.
+/// Why `apply_locations` changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyError {
+    /// An entry named a location that does not exist.
     MissingLocation(String),
+    /// The deployment's current documents would total `bytes`, above `MAX_DEPLOYMENT_BYTES`.
+    TooLarge { bytes: i64 },
 }
+
+/// Most bytes of current location documents in one deployment: every whole-deployment answer
+/// (`locationsAsDocument`, `workspace`) then fits the answer limit.
+pub const MAX_DEPLOYMENT_BYTES: i64 = 12 * 1024 * 1024;
+/// Most bytes of documents in one page of history (`HistoryPage` with a limit); a page holds
+/// at least one revision, and the client asks for the next with `before`.
+pub const MAX_HISTORY_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Which revisions of a location to read: the newest `limit` (all when `None`) with an id
 /// below `before` (any when `None`). A long-lived location has thousands.

@@ -16,7 +16,8 @@ use serde_json::Value;
 
 use super::{
     ApplyError, ApplyMode, BranchDeployment, DeploymentKind, DeploymentRecord, HistoryPage,
-    LocationChange, Revision, RevisionAction, Store, StoredLocation, now_ms,
+    LocationChange, MAX_DEPLOYMENT_BYTES, MAX_HISTORY_PAGE_BYTES, Revision, RevisionAction, Store,
+    StoredLocation, now_ms,
 };
 use crate::server::document;
 use crate::server::error::StoreError;
@@ -655,6 +656,15 @@ impl Store for SqliteStore {
                 )?);
             }
         }
+        let bytes: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(LENGTH(CAST(r.document AS BLOB))), 0) FROM locations l \
+             JOIN revisions r ON r.id = l.revision_id WHERE l.deployment_id = ?1",
+            [deployment_id],
+            |r| r.get(0),
+        )?;
+        if bytes > MAX_DEPLOYMENT_BYTES {
+            return Ok(Err(ApplyError::TooLarge { bytes }));
+        }
         tx.commit()?;
         Ok(Ok(revisions))
     }
@@ -680,9 +690,19 @@ impl Store for SqliteStore {
             params![deployment_id, location, before, limit],
             revision_from_row,
         )?;
-        let mut revisions = rows
-            .map(|r| r.map(finish_revision))
-            .collect::<Result<Vec<_>, _>>()?;
+        // A page stops at its byte budget (the newest revision always fits); all of history
+        // (rollback) has none.
+        let budget = page.limit.map_or(usize::MAX, |_| MAX_HISTORY_PAGE_BYTES);
+        let mut revisions = Vec::new();
+        let mut bytes = 0usize;
+        for row in rows {
+            let (rev, doc) = row?;
+            bytes += doc.as_ref().map_or(0, String::len);
+            if bytes > budget && !revisions.is_empty() {
+                break;
+            }
+            revisions.push(finish_revision((rev, doc)));
+        }
         revisions.reverse();
         Ok(revisions)
     }
