@@ -26,26 +26,9 @@ RESULTS="$ROOT/bench/results"
 mkdir -p "$RESULTS"
 log() { echo "serve.sh: $*" >&2; }
 
-if ! command -v wrk >/dev/null; then
-    log "installing wrk"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
-if [ -z "${DAGSTER_DEPLOY:-}" ]; then
-    (cd "$ROOT" && cargo build --release --quiet)
-    DAGSTER_DEPLOY="${CARGO_TARGET_DIR:-$ROOT/target}/release/dagster-deploy"
-fi
-BIN="$DAGSTER_DEPLOY"
-
-WORK="$(mktemp -d)"
-SERVE_PID=""
-stop_server() {
-    if [ -n "$SERVE_PID" ] && kill -0 "$SERVE_PID" 2>/dev/null; then
-        kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
-    fi
-    SERVE_PID=""
-}
-cleanup() { stop_server; rm -rf "$WORK"; }
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+apt_need wrk wrk
 
 # A fresh server and data folder per run, so peak RSS and the write check are per run.
 start_server() {
