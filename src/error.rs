@@ -8,6 +8,7 @@ use crate::ci::context::CiError;
 use crate::ci::state::StateError;
 use crate::config::{ConfigError, Diagnostic};
 use crate::pex::PexError;
+use crate::server::{DeployError, ServerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,6 +26,11 @@ pub enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     Pex(#[from] PexError),
+    /// The local store (`.dagster-deploy/`) refused or failed.
+    #[error(transparent)]
+    Store(#[from] DeployError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
     /// A problem of one location: its name leads the message; code, hint and exit code are
     /// the problem's own.
     #[error("location `{location}`: {source}")]
@@ -65,6 +71,8 @@ impl Error {
             Error::Ci(e) => e.code(),
             Error::State(e) => e.code(),
             Error::Pex(e) => e.code(),
+            Error::Store(_) => "local-store",
+            Error::Server(_) => "server",
             Error::Location { source, .. } => source.code(),
             Error::Usage { .. } => "usage",
             Error::Failed { .. } => "failed",
@@ -98,6 +106,8 @@ impl Error {
             Error::Ci(e) => e.hint().into(),
             Error::State(e) => e.hint().into(),
             Error::Pex(e) => e.hint(),
+            // Their messages already say what to do.
+            Error::Store(_) | Error::Server(_) => String::new(),
             Error::Location { source, .. } => source.hint(),
             Error::Usage { hint, .. } | Error::Failed { hint, .. } => hint.clone(),
         }

@@ -9,14 +9,14 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use dagster_deploy::api::register::{LOCAL_STORE_DIR, RegisterStatus, Target};
-use dagster_deploy::api::{
-    ApiToken, Client, ClientOptions, RegisterOptions, deployed_locations, register,
-};
+use dagster_deploy::api::{ApiToken, Client, ClientOptions};
 use dagster_deploy::build::{Engine, ImageRef};
 use dagster_deploy::ci::context::CiContext;
+use dagster_deploy::deploy::select::{self, Against};
+use dagster_deploy::deploy::{
+    Deployment, LOCAL_STORE_DIR, LocalStore, RegisterOptions, RegisterStatus, Remote, register,
+};
 use dagster_deploy::plan::{self, Action, Plan, PlanRequest};
 use dagster_deploy::server::{RegistryAccess, RegistryCredentials};
 use serde_json::json;
@@ -88,7 +88,7 @@ fn images(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// Our in-process server's `prod` deployment, through the client.
-fn remote_target(server: &common::TestServer) -> Target {
+fn remote_target(server: &common::TestServer) -> Remote {
     let client = Client::new(
         &format!("{}/prod", server.url()),
         ApiToken::new(server.token.clone()).unwrap(),
@@ -96,14 +96,20 @@ fn remote_target(server: &common::TestServer) -> Target {
         ClientOptions::default(),
     )
     .unwrap();
-    Target::Remote {
-        client,
-        load_timeout: Duration::from_secs(60),
-        heartbeat_timeout: None,
-    }
+    Remote { client }
 }
 
-fn status(report: &dagster_deploy::api::RegisterReport, location: &str) -> RegisterStatus {
+/// Every location the deployment holds, with its deployed commit: what plans compare with.
+async fn deployed_locations(
+    target: &dyn Deployment,
+) -> Result<BTreeMap<String, Option<String>>, dagster_deploy::error::Error> {
+    let all = PlanRequest::default();
+    Ok(select::deployed(&Against::Deployment(target), &all)
+        .await?
+        .unwrap_or_default())
+}
+
+fn status(report: &dagster_deploy::deploy::RegisterReport, location: &str) -> RegisterStatus {
     report
         .locations
         .iter()
@@ -117,7 +123,7 @@ async fn local_store_registers_builds_keeps_images_on_redeploy_and_never_goes_ba
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let c1 = repo(dir);
-    let target = Target::local(dir, "prod", None).unwrap();
+    let target = LocalStore::create(dir, "prod", None).unwrap();
     assert!(deployed_locations(&target).await.unwrap().is_empty());
 
     // Everything built, but b's build failed: only a is registered.
@@ -298,7 +304,7 @@ async fn concurrent_deploys_never_let_the_older_commit_win() {
                     .build()
                     .unwrap();
                 rt.block_on(async {
-                    let target = Target::local(&dir, &deployment, None).unwrap();
+                    let target = LocalStore::create(&dir, &deployment, None).unwrap();
                     let imgs =
                         images(&[("a", &format!("r/a:{tag}")), ("b", &format!("r/b:{tag}"))]);
                     register(&plan, &imgs, &target, &RegisterOptions::default(), &|_| {})
@@ -310,7 +316,7 @@ async fn concurrent_deploys_never_let_the_older_commit_win() {
         for h in handles {
             h.join().unwrap();
         }
-        let target = Target::local(&dir, &deployment, None).unwrap();
+        let target = LocalStore::create(&dir, &deployment, None).unwrap();
         let docs = target.current_documents().await.unwrap();
         for loc in ["a", "b"] {
             assert_eq!(docs[loc]["git"]["commit_hash"], c2, "round {round}: {loc}");
@@ -353,8 +359,8 @@ async fn loaded_through_the_real_registry() {
     let server = common::TestServer::start_with(Some(access.clone())).await;
     let remote_target = remote_target(&server);
     // ...and through the local store's own check.
-    let local_target = Target::local(dir, "prod", Some(access)).unwrap();
-    for target in [&remote_target, &local_target] {
+    let local_target = LocalStore::create(dir, "prod", Some(access)).unwrap();
+    for target in [&remote_target as &dyn Deployment, &local_target] {
         let report = register(&plan, &imgs, target, &RegisterOptions::default(), &|_| {})
             .await
             .unwrap();
@@ -384,7 +390,7 @@ async fn deployed_commits_are_the_plans_base_per_location() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let c1 = repo(dir);
-    let target = Target::local(dir, "prod", None).unwrap();
+    let target = LocalStore::create(dir, "prod", None).unwrap();
     let first = plan_at(dir, None, None, true);
     register(
         &first,

@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::server::{DeployError, ServerError};
-
 /// One location that loaded with an error, as the agent reported it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LoadFailure {
@@ -129,11 +127,7 @@ pub enum ApiError {
     )]
     LoadFailed { failures: Vec<LoadFailure> },
 
-    // ---- the local store and our own extensions ----------------------------------------
-    #[error(transparent)]
-    Local(#[from] DeployError),
-    #[error(transparent)]
-    Server(#[from] ServerError),
+    // ---- our own extensions ----------------------------------------------------------
     #[error("{message}")]
     Git { message: String },
 }
@@ -162,8 +156,6 @@ impl ApiError {
             ApiError::NoAgent { .. } => "api-no-agent",
             ApiError::LoadTimeout { .. } => "api-load-timeout",
             ApiError::LoadFailed { .. } => "api-load-failed",
-            ApiError::Local(_) => "local-store",
-            ApiError::Server(_) => "server",
             ApiError::Git { .. } => "git",
         }
     }
@@ -248,8 +240,6 @@ impl ApiError {
             ApiError::LoadFailed { .. } => {
                 "fix the code or image of the locations above and deploy again".into()
             }
-            // Their messages already say what to do.
-            ApiError::Local(_) | ApiError::Server(_) => String::new(),
             ApiError::Git { .. } => "check that the repository is not corrupt (`git fsck`)".into(),
         }
     }

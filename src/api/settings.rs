@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::client::{Client, ClientOptions};
 use super::error::ApiError;
 use super::secret::ApiToken;
 use crate::config::Env;
@@ -184,6 +185,47 @@ impl Settings {
             self.organization_url(what)?,
             self.deployment(what)?
         ))
+    }
+
+    /// The client of `deployment *` commands: the deployment URL, with the deployment header.
+    pub fn deployment_client(&self, what: &str) -> Result<Client, ApiError> {
+        Client::new(
+            &self.deployment_url(what)?,
+            self.token(what)?.clone(),
+            self.deployment.as_deref(),
+            ClientOptions::default(),
+        )
+    }
+
+    /// The client of organisation-scoped calls (branch deployments, organisation settings):
+    /// the organisation URL, no deployment header.
+    pub fn organization_client(&self, what: &str) -> Result<Client, ApiError> {
+        Client::new(
+            &self.organization_url(what)?,
+            self.token(what)?.clone(),
+            None,
+            ClientOptions::default(),
+        )
+    }
+
+    /// The client `deploy` and `ci`-style commands use for `deployment`: `org_url` (a build
+    /// session's recorded URL; else the settings' organisation URL) + `/{deployment}`.
+    pub fn client_for(
+        &self,
+        org_url: Option<&str>,
+        deployment: &str,
+        what: &str,
+    ) -> Result<Client, ApiError> {
+        let org_url = match org_url.filter(|u| !u.is_empty()) {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => self.organization_url(what)?,
+        };
+        Client::new(
+            &format!("{org_url}/{deployment}"),
+            self.token(what)?.clone(),
+            Some(deployment),
+            ClientOptions::default(),
+        )
     }
 }
 

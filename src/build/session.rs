@@ -3,7 +3,6 @@
 //! every in-flight engine request has been dropped (so nothing more is pushed).
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::docker::DockerEngine;
 use super::engine::EngineError;
@@ -61,44 +60,38 @@ impl RunError {
 }
 
 /// Builds the targets; connects to the engine only when at least one target can be built.
-pub fn execute(
+/// Runs on the process's one runtime (multi-threaded: builds run in parallel); blocking work
+/// (a context walk) may still run after Ctrl-C, so the process shuts that runtime down
+/// without waiting for it.
+pub async fn execute(
     targets: Vec<Result<BuildTarget, Failure>>,
     options: &BuildOptions,
     reporter: &Reporter,
-    env: Env,
+    env: Env<'_>,
 ) -> Result<Outcome, RunError> {
     let keychain = Keychain::from_env(env)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(RunError::Runtime)?;
-    let outcome = runtime.block_on(async {
-        // Registered before any work, so an early Ctrl-C is ours too.
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
-        let work = async {
-            if !targets.iter().any(Result::is_ok) {
-                // Nothing can be built: no engine needed to report the failures.
-                let failures = targets.into_iter().filter_map(Result::err).collect();
-                return Ok(report_failures(failures, reporter));
-            }
-            let engine = DockerEngine::connect().await?;
-            let registry = RegistryClient::new(engine.insecure_registries().await);
-            let services = Services {
-                engine: &engine,
-                registry: &registry,
-                keychain: &keychain,
-            };
-            Ok::<_, RunError>(run(&services, targets, options, reporter).await)
-        };
-        tokio::select! {
-            report = work => report.map(Outcome::Finished),
-            _ = &mut ctrl_c => Ok(Outcome::Interrupted),
+    // Registered before any work, so an early Ctrl-C is ours too.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let work = async {
+        if !targets.iter().any(Result::is_ok) {
+            // Nothing can be built: no engine needed to report the failures.
+            let failures = targets.into_iter().filter_map(Result::err).collect();
+            return Ok(report_failures(failures, reporter));
         }
-    });
-    // Blocking work (a context walk) may still run after Ctrl-C: do not wait for it.
-    runtime.shutdown_timeout(Duration::from_millis(200));
-    outcome
+        let engine = DockerEngine::connect().await?;
+        let registry = RegistryClient::new(engine.insecure_registries().await);
+        let services = Services {
+            engine: &engine,
+            registry: &registry,
+            keychain: &keychain,
+        };
+        Ok::<_, RunError>(run(&services, targets, options, reporter).await)
+    };
+    tokio::select! {
+        report = work => report.map(Outcome::Finished),
+        _ = &mut ctrl_c => Ok(Outcome::Interrupted),
+    }
 }
 
 /// `org.opencontainers.image.source`: the CI's repository URL, else the `origin` remote

@@ -1,6 +1,5 @@
 //! `serve`: the embedded deployment server until Ctrl-C (or SIGTERM), and `serve token create`.
 
-use crate::api::ApiError;
 use crate::cli::serve::{ServeArgs, ServeCommand, ServeRunArgs, TokenCommand, TokenCreateArgs};
 use crate::error::Error;
 use crate::server::{
@@ -10,16 +9,16 @@ use crate::server::{
 /// The registry password for `--registry-user` (never a flag: argv is visible to others).
 pub const REGISTRY_PASSWORD_ENV: &str = "DAGSTER_DEPLOY_REGISTRY_PASSWORD";
 
-pub fn run(args: &ServeArgs) -> Result<u8, Error> {
+pub async fn run(args: &ServeArgs) -> Result<u8, Error> {
     match &args.command {
         Some(ServeCommand::Token(t)) => match &t.command {
             TokenCommand::Create(c) => token_create(c),
         },
-        None => serve(&args.run),
+        None => serve(&args.run).await,
     }
 }
 
-fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
+async fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
     let mut opts = ServeOptions::new(a.listen, &a.data.dir);
     opts.default_deployment = a.default_deployment.clone();
     opts.max_blob_bytes = a.max_file_size;
@@ -28,26 +27,16 @@ fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
     } else {
         Some(registry_access(a)?)
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed {
-            message: format!("cannot start the async runtime: {e}"),
-            hint: "check the process limits (threads, open files)".into(),
-        })?;
-    rt.block_on(async {
-        let running = server::start(opts).await.map_err(ApiError::from)?;
-        eprintln!(
-            "dagster-deploy serve: listening on {} (data: {}); Ctrl-C stops",
-            running.url(),
-            a.data.dir.display()
-        );
-        shutdown_signal().await;
-        eprintln!("dagster-deploy serve: shutting down");
-        running.shutdown().await.map_err(ApiError::from)?;
-        Ok(0)
-    })
+    let running = server::start(opts).await?;
+    eprintln!(
+        "dagster-deploy serve: listening on {} (data: {}); Ctrl-C stops",
+        running.url(),
+        a.data.dir.display()
+    );
+    shutdown_signal().await;
+    eprintln!("dagster-deploy serve: shutting down");
+    running.shutdown().await?;
+    Ok(0)
 }
 
 fn registry_access(a: &ServeRunArgs) -> Result<RegistryAccess, Error> {
@@ -93,22 +82,18 @@ async fn shutdown_signal() {
 }
 
 fn token_create(a: &TokenCreateArgs) -> Result<u8, Error> {
-    let deployments = Deployments::open(&a.data.dir).map_err(ApiError::from)?;
+    let deployments = Deployments::open(&a.data.dir)?;
     let scope = match &a.deployment {
         Some(name) => {
             if deployments.deployment(name).is_err() {
-                deployments
-                    .create_deployment(name)
-                    .map_err(ApiError::from)?;
+                deployments.create_deployment(name)?;
                 eprintln!("Created deployment {name}.");
             }
             TokenScope::Deployment(name.clone())
         }
         None => TokenScope::Organization,
     };
-    let (info, token) = deployments
-        .create_token(scope, a.label.as_deref())
-        .map_err(ApiError::from)?;
+    let (info, token) = deployments.create_token(scope, a.label.as_deref())?;
     let what = match &info.scope {
         TokenScope::Deployment(d) => format!("a token for deployment {d}"),
         TokenScope::Organization => "an organization token".to_string(),

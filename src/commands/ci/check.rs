@@ -2,12 +2,12 @@
 //! against the organisation (`organizationSettings`); each check is an error, a warning or
 //! skipped.
 
-use crate::api::{Client, ClientOptions, Settings, SettingsFlags, ops};
+use crate::api::{Settings, SettingsFlags, ops};
 use crate::cli::ci::{CheckArgs, CheckLevel};
 use crate::cli::{self, ConfigArgs};
 use crate::error::{EXIT_FAILURE, Error};
 
-pub fn run(args: &CheckArgs) -> Result<u8, Error> {
+pub async fn run(args: &CheckArgs) -> Result<u8, Error> {
     let mut passed = 0;
     let mut warnings = 0;
     let mut failed = 0;
@@ -40,11 +40,8 @@ pub fn run(args: &CheckArgs) -> Result<u8, Error> {
         verdict(args.dagster_cloud_yaml_check, "dagster_cloud.yaml", result);
     }
     if args.dagster_cloud_connect_check != CheckLevel::Skip {
-        verdict(
-            args.dagster_cloud_connect_check,
-            "connection",
-            connect(args),
-        );
+        let result = connect(args).await;
+        verdict(args.dagster_cloud_connect_check, "connection", result);
     }
     println!("Passed: {passed}");
     if warnings > 0 {
@@ -57,7 +54,7 @@ pub fn run(args: &CheckArgs) -> Result<u8, Error> {
     Ok(0)
 }
 
-fn connect(args: &CheckArgs) -> Result<String, Error> {
+async fn connect(args: &CheckArgs) -> Result<String, Error> {
     let settings = Settings::resolve(
         &SettingsFlags {
             organization: args.organization.clone(),
@@ -67,12 +64,7 @@ fn connect(args: &CheckArgs) -> Result<String, Error> {
     )?;
     let what = "ci check";
     let url = settings.organization_url(what)?;
-    let client = Client::new(
-        &url,
-        settings.token(what)?.clone(),
-        None,
-        ClientOptions::default(),
-    )?;
-    super::super::runtime()?.block_on(ops::organization_settings(&client))?;
+    let client = settings.organization_client(what)?;
+    ops::organization_settings(&client).await?;
     Ok(format!("connected to {url}"))
 }

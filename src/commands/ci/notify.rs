@@ -11,7 +11,7 @@ use crate::ci::report;
 use crate::cli::ci::NotifyArgs;
 use crate::error::Error;
 
-pub fn run(args: &NotifyArgs) -> Result<u8, Error> {
+pub async fn run(args: &NotifyArgs) -> Result<u8, Error> {
     let env = &super::super::process_env;
     let dir = super::statedir(&args.statedir)?;
     let states = dir.list()?;
@@ -48,7 +48,7 @@ pub fn run(args: &NotifyArgs) -> Result<u8, Error> {
         number,
     };
     let marker = format!("Dagster Cloud{label}");
-    match super::super::runtime()?.block_on(pr.upsert_comment(&token, &body, &marker)) {
+    match pr.upsert_comment(&token, &body, &marker).await {
         Ok(action) => eprintln!(
             "{action} the status comment on pull request #{}.",
             pr.number
