@@ -163,7 +163,7 @@ pub enum StateError {
     NoFolder,
     #[error("the build session folder {} does not exist", path.display())]
     NoSession { path: PathBuf },
-    #[error("{} in the build session {}: {}", plural(names.len(), "unknown or deselected location"), path.display(), names.join(", "))]
+    #[error("{} in the build session {}: {}", plural(names.len(), "unknown location"), path.display(), names.join(", "))]
     UnknownLocations { path: PathBuf, names: Vec<String> },
 }
 
@@ -236,14 +236,23 @@ impl StateDir {
         Ok(dir)
     }
 
-    /// The selected locations, all of them or those `requested` (each must be selected), as
-    /// the reference's `ci build`/`set-build-output`/`deploy` pick them.
+    /// The locations `ci build`/`set-build-output`/`deploy` act on: every selected one, or
+    /// those `requested` (each must have a state file). A requested location is acted on even
+    /// when the session did not select it, and is marked selected: `ci init` selects by what
+    /// changed, and a workflow's own path filters may name a location it left out (the
+    /// reference selects every location, so it never refuses such a name).
     pub fn selected(&self, requested: &[String]) -> Result<Vec<LocationState>, StateError> {
         let selected: Vec<LocationState> = self
             .list()?
             .into_iter()
-            .filter(|s| s.selected)
-            .filter(|s| requested.is_empty() || requested.contains(&s.location_name))
+            .filter(|s| match requested.is_empty() {
+                true => s.selected,
+                false => requested.contains(&s.location_name),
+            })
+            .map(|mut s| {
+                s.selected = true;
+                s
+            })
             .collect();
         let mut unknown: Vec<String> = requested
             .iter()
@@ -557,7 +566,7 @@ mod session_tests {
     }
 
     #[test]
-    fn selection_picks_selected_locations_and_names_unknown_ones() {
+    fn selection_picks_selected_or_named_locations_and_names_unknown_ones() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = StateDir {
             path: tmp.path().to_path_buf(),
@@ -570,9 +579,15 @@ mod session_tests {
         };
         assert_eq!(names(dir.selected(&[]).unwrap()), ["a", "c"]);
         assert_eq!(names(dir.selected(&["c".into()]).unwrap()), ["c"]);
-        let err = dir.selected(&["b".into(), "zz".into()]).unwrap_err();
+        let err = dir
+            .selected(&["b".into(), "zz".into(), "yy".into()])
+            .unwrap_err();
         assert_eq!(err.code(), "state-unknown-location");
-        assert!(err.to_string().contains("b, zz"), "{err}");
+        assert!(err.to_string().contains("zz, yy"), "{err}");
+        // A location the session left out is acted on when named, and marked selected.
+        let named = dir.selected(&["b".into()]).unwrap();
+        assert_eq!(names(named.clone()), ["b"]);
+        assert!(named[0].selected);
 
         dir.set_selected(&["b".into()], true).unwrap();
         assert_eq!(names(dir.selected(&[]).unwrap()), ["a", "b", "c"]);
