@@ -89,6 +89,9 @@ pub enum ApiError {
     // ---- answers ------------------------------------------------------------------------
     #[error("unauthorized: {message}")]
     Unauthorized { message: String },
+    /// The deployment the request names does not exist there.
+    #[error("{operation}: {message}")]
+    UnknownDeployment { operation: String, message: String },
     #[error("the server rejected {operation}: {}", messages.join("; "))]
     GraphQl {
         operation: String,
@@ -133,6 +136,26 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// An error answer saying the request's deployment does not exist (our server's
+    /// `deployment 'x' does not exist ...`, Dagster+'s `DeploymentNotFoundError`) is that,
+    /// not a protocol mismatch.
+    pub fn from_graphql(operation: &str, messages: Vec<String>) -> ApiError {
+        let missing = |m: &String| {
+            let m = m.to_ascii_lowercase();
+            m.contains("deployment") && (m.contains("does not exist") || m.contains("not found"))
+        };
+        match messages.iter().find(|m| missing(m)) {
+            Some(message) => ApiError::UnknownDeployment {
+                operation: operation.to_string(),
+                message: message.clone(),
+            },
+            None => ApiError::GraphQl {
+                operation: operation.to_string(),
+                messages,
+            },
+        }
+    }
+
     /// A stable code for `--json` errors.
     pub fn code(&self) -> &'static str {
         match self {
@@ -149,6 +172,7 @@ impl ApiError {
             ApiError::Http { .. } => "api-http-error",
             ApiError::Maintenance { .. } => "api-maintenance",
             ApiError::Unauthorized { .. } => "api-unauthorized",
+            ApiError::UnknownDeployment { .. } => "api-unknown-deployment",
             ApiError::GraphQl { .. } => "api-graphql-error",
             ApiError::Python { .. } => "api-server-error",
             ApiError::InvalidLocation { .. } => "api-invalid-location",
@@ -217,6 +241,13 @@ impl ApiError {
             ApiError::Maintenance { .. } => "try again once the maintenance is over".into(),
             ApiError::Unauthorized { .. } => {
                 "check that the API token is valid and allowed to access this deployment".into()
+            }
+            ApiError::UnknownDeployment { .. } => {
+                "check the deployment name (--deployment or DAGSTER_CLOUD_DEPLOYMENT; for `ci` \
+                 steps the one `ci init` recorded): it must exist before locations are \
+                 registered there (`dagster-deploy serve` creates its default deployment and \
+                 branch deployments)"
+                    .into()
             }
             ApiError::GraphQl { .. } | ApiError::Unexpected { .. } => {
                 "the server does not speak the operations dagster-deploy sends; check the URL \

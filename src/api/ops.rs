@@ -259,6 +259,10 @@ fn union<'a>(value: &'a Value, op: &Operation, success: &str) -> Result<&'a Valu
             errors: strings(&value["errors"]),
         }),
         "UnauthorizedError" => Err(ApiError::Unauthorized { message: message() }),
+        "DeploymentNotFoundError" => Err(ApiError::UnknownDeployment {
+            operation: op.field.into(),
+            message: message(),
+        }),
         "PythonError" => Err(ApiError::Python {
             operation: op.field.into(),
             message: message(),

@@ -88,7 +88,18 @@ impl WaitPolicy {
         let Some(load_timeout) = self.load_timeout.filter(|_| !names.is_empty()) else {
             return Ok(names.into_iter().map(|n| (n, LoadResult::Loaded)).collect());
         };
-        let heartbeat = match self.heartbeat {
+        let heartbeat = self.heartbeat_limit(client, sent).await?;
+        let opts = WaitOptions::new(load_timeout, heartbeat);
+        wait_for_load(client, &names, &opts, progress).await
+    }
+
+    /// How long an agent may take to heartbeat for `sent` (`None`: no limit).
+    pub async fn heartbeat_limit(
+        &self,
+        client: &Client,
+        sent: &[(String, Value)],
+    ) -> Result<Option<Duration>, ApiError> {
+        Ok(match self.heartbeat {
             Heartbeat::Fixed(t) => Some(t),
             Heartbeat::Unlimited => None,
             Heartbeat::ByAgentType => {
@@ -99,15 +110,72 @@ impl WaitPolicy {
                     Some(DEFAULT_HYBRID_HEARTBEAT_TIMEOUT)
                 }
             }
-        };
-        let opts = WaitOptions::new(load_timeout, heartbeat);
-        wait_for_load(client, &names, &opts, progress).await
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+    use wiremock::matchers::{body_string_contains, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
     use super::*;
+    use crate::api::{ApiToken, ClientOptions};
+
+    /// A deployment API whose deployment has agents of `agent_type`.
+    async fn api(agent_type: &str) -> (MockServer, Client) {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(body_string_contains("currentDeployment"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {
+                "currentDeployment": {"agentType": agent_type, "deploymentName": "prod"}}})))
+            .mount(&server)
+            .await;
+        let token = ApiToken::new("t".to_string()).expect("token");
+        let client = Client::new(&server.uri(), token, Some("prod"), ClientOptions::default())
+            .expect("client");
+        (server, client)
+    }
+
+    fn sent(queue: Option<&str>) -> Vec<(String, Value)> {
+        let mut doc = json!({"location_name": "a"});
+        if let Some(q) = queue {
+            doc["agent_queue"] = json!(q);
+        }
+        vec![("a".into(), doc)]
+    }
+
+    /// The reference's `ci deploy` rule, which every registering command except the
+    /// `deployment` ones follows (the Python-executable deploys included).
+    #[tokio::test]
+    async fn the_ci_deploy_heartbeat_follows_the_agent_type() {
+        let policy = WaitPolicy::default();
+        let (_s, serverless) = api("SERVERLESS").await;
+        let limit = policy.heartbeat_limit(&serverless, &sent(None)).await;
+        assert_eq!(limit.expect("limit"), Some(Duration::from_secs(900)));
+        // Serverless agents serve only the default queue.
+        let limit = policy
+            .heartbeat_limit(&serverless, &sent(Some("gpu")))
+            .await;
+        assert_eq!(limit.expect("limit"), Some(Duration::from_secs(120)));
+        let (_h, hybrid) = api("HYBRID").await;
+        let limit = policy.heartbeat_limit(&hybrid, &sent(None)).await;
+        assert_eq!(limit.expect("limit"), Some(Duration::from_secs(120)));
+        // Set explicitly, it is used as it is; the deployment commands set no limit.
+        let fixed = WaitPolicy {
+            heartbeat: Heartbeat::Fixed(Duration::from_secs(7)),
+            ..policy
+        };
+        let limit = fixed.heartbeat_limit(&serverless, &sent(None)).await;
+        assert_eq!(limit.expect("limit"), Some(Duration::from_secs(7)));
+        let unlimited = WaitPolicy {
+            heartbeat: Heartbeat::Unlimited,
+            ..policy
+        };
+        let limit = unlimited.heartbeat_limit(&serverless, &sent(None)).await;
+        assert_eq!(limit.expect("limit"), None);
+    }
 
     fn settings(load: u64, heartbeat: Option<u64>) -> Settings {
         let env = |_: &str| None;
