@@ -5,10 +5,14 @@
 #
 #   scripts/services.sh start   install what is missing (Debian, root), start, create the base image
 #   scripts/services.sh env     print the variables the tests read (eval "$(scripts/services.sh env)")
-#   scripts/services.sh stop    stop only what `start` started (pid files), remove the registry data
+#   scripts/services.sh stop    stop only what `start` started for the same owner, and then remove
+#                               that registry's data
 #
-# Idempotent: `start` twice leaves one engine and one registry; an engine that was already
-# answering before `start` (started by someone else) is used and never stopped by `stop`.
+# Idempotent: `start` twice leaves one engine and one registry. Each service records who started
+# it (DAGSTER_DEPLOY_SERVICES_OWNER, default `manual`); `stop` stops only the services its owner
+# started. So scripts/test.sh (owner `test-<pid>`) uses a registry started by hand for the
+# quickstart and leaves it, and its data, alone; an engine that was already answering before
+# `start` (started by someone else) is used and never stopped.
 #
 # Seen on the project's Debian 12 machines (no systemd, so the packages' own services never
 # start): dockerd 20.10 (API 1.41) runs with its defaults — overlay2, cgroupfs on cgroup v1,
@@ -22,6 +26,7 @@
 set -euo pipefail
 
 STATE_DIR="${DAGSTER_DEPLOY_SERVICES_DIR:-/tmp/dagster-deploy-services}"
+OWNER="${DAGSTER_DEPLOY_SERVICES_OWNER:-manual}"
 DOCKER_SOCK=/var/run/docker.sock
 DOCKER_HOST_VALUE="unix://${DOCKER_SOCK}"
 REGISTRY_LISTEN=127.0.0.1:5000
@@ -73,6 +78,7 @@ start_dockerd() {
     nohup dockerd --host "$DOCKER_HOST_VALUE" ${DAGSTER_DEPLOY_DOCKERD_ARGS:-} \
         >"$STATE_DIR/dockerd.log" 2>&1 </dev/null &
     echo $! >"$STATE_DIR/dockerd.pid"
+    echo "$OWNER" >"$STATE_DIR/dockerd.owner"
     for _ in $(seq 120); do
         if docker_answers; then
             log "docker engine is up"
@@ -130,6 +136,7 @@ EOF
     log "starting registry on $REGISTRY_LISTEN (log: $STATE_DIR/registry.log)"
     nohup docker-registry serve "$dir/config.yml" >"$STATE_DIR/registry.log" 2>&1 </dev/null &
     echo $! >"$STATE_DIR/registry.pid"
+    echo "$OWNER" >"$STATE_DIR/registry.owner"
     for _ in $(seq 60); do
         if registry_answers; then
             log "registry is up"
@@ -179,11 +186,18 @@ file_is_static() {
     ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter'
 }
 
+# Stops a service this owner started; returns 1 (and leaves it) when another owner started it.
 stop_pid() {
     local name="$1" pidfile="$STATE_DIR/$1.pid"
     if ! pid_alive "$pidfile"; then
-        rm -f "$pidfile"
+        rm -f "$pidfile" "$STATE_DIR/$name.owner"
         return
+    fi
+    local owner
+    owner="$(cat "$STATE_DIR/$name.owner" 2>/dev/null || echo manual)"
+    if [ "$owner" != "$OWNER" ]; then
+        log "leaving $name running (started by $owner, not $OWNER)"
+        return 1
     fi
     local pid
     pid="$(cat "$pidfile")"
@@ -197,7 +211,7 @@ stop_pid() {
         log "$name did not stop in 30 s; sending SIGKILL"
         kill -9 "$pid" 2>/dev/null || true
     fi
-    rm -f "$pidfile"
+    rm -f "$pidfile" "$STATE_DIR/$name.owner"
 }
 
 cmd_start() {
@@ -209,9 +223,11 @@ cmd_start() {
 }
 
 cmd_stop() {
-    stop_pid registry
-    stop_pid dockerd
-    rm -rf "$STATE_DIR/registry/data"
+    # The registry's data goes with the registry, never from under one that stays running.
+    if stop_pid registry; then
+        rm -rf "$STATE_DIR/registry/data"
+    fi
+    stop_pid dockerd || true
 }
 
 cmd_env() {

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The project's one test command. Starts the real components the tests use (Docker engine,
 # htpasswd registry, base image, the reference dagster-cloud CLI, actionlint with shellcheck, pex
-# and uv), runs every test, and stops what it started. Needs root on Debian the first time (it
+# and uv, the gitlab-ci-local pipeline emulator), runs every test, and stops what it started. Needs root on Debian the first time (it
 # installs packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Services started here are this run's: `stop` leaves running any that someone else started
+# (a registry started by hand for the README's quickstart keeps running, with its images).
+export DAGSTER_DEPLOY_SERVICES_OWNER="test-$$"
 scripts/services.sh start
 trap 'scripts/services.sh stop' EXIT
 eval "$(scripts/services.sh env)"
@@ -15,5 +18,7 @@ DAGSTER_DEPLOY_ACTIONLINT="$(scripts/actionlint.sh)"
 export DAGSTER_DEPLOY_ACTIONLINT
 DAGSTER_DEPLOY_TOOLS_DIR="$(scripts/pex-tools.sh)"
 export DAGSTER_DEPLOY_TOOLS_DIR
+DAGSTER_DEPLOY_GITLAB_CI_LOCAL="$(scripts/gitlab-ci-local.sh)"
+export DAGSTER_DEPLOY_GITLAB_CI_LOCAL
 
 cargo test --all-targets --locked "$@"

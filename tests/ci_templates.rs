@@ -473,54 +473,110 @@ fn gitlab_templates_hang_together() {
 #[test]
 fn the_gitlab_fan_out_triggers_the_child_pipeline_its_plan_job_writes() {
     let g = Gitlab::load(&root().join("ci-templates/gitlab/fan-out.gitlab-ci.yml"));
-    let trigger = g
+    let triggers: Vec<&str> = g
         .job_names()
         .into_iter()
-        .find(|j| g.doc[*j].get("trigger").is_some())
-        .expect("a trigger job");
-    let include = &g.doc[trigger]["trigger"]["include"][0];
-    let (artifact, plan_job) = (
-        include["artifact"].as_str().expect("include: artifact"),
-        include["job"].as_str().expect("include: job"),
-    );
-    assert_eq!(g.doc[trigger]["trigger"]["strategy"], "depend");
-    assert_eq!(g.doc[trigger]["needs"][0], plan_job);
-    assert_eq!(
-        g.doc[trigger]["variables"]["PARENT_PIPELINE_ID"],
-        "$CI_PIPELINE_ID"
-    );
-
-    let script = g.script(plan_job);
-    assert!(script.contains("dagster-deploy ci init"), "{script}");
-    assert!(
-        script.contains(&format!(
-            "dagster-deploy plan --gitlab-child-pipeline --gitlab-plan-job {plan_job} > {artifact}"
-        )),
-        "{script}"
-    );
-    let paths: Vec<&str> = g.doc[plan_job]["artifacts"]["paths"]
-        .as_sequence()
-        .expect("artifact paths")
-        .iter()
-        .filter_map(|p| p.as_str())
+        .filter(|j| !j.starts_with('.') && g.get(j, "trigger").is_some())
         .collect();
-    let statedir = g.doc["variables"]["DAGSTER_BUILD_STATEDIR"]
-        .as_str()
-        .expect("statedir");
-    for needed in [
-        artifact.to_string(),
-        format!("{statedir}/"),
-        ".dagster-deploy-bin/".into(),
-    ] {
+    // One for the default branch, one for merge requests (their plan jobs differ).
+    assert_eq!(triggers.len(), 2, "{triggers:?}");
+    for trigger in triggers {
+        let include = &g.doc[trigger]["trigger"]["include"][0];
+        let (artifact, plan_job) = (
+            include["artifact"].as_str().expect("include: artifact"),
+            include["job"].as_str().expect("include: job"),
+        );
+        assert_eq!(g.doc[trigger]["trigger"]["strategy"], "depend");
+        assert_eq!(g.doc[trigger]["needs"][0], plan_job);
+        assert_eq!(
+            g.doc[trigger]["rules"], g.doc[plan_job]["rules"],
+            "{trigger}"
+        );
+        assert_eq!(
+            g.get(trigger, "variables").expect("variables")["PARENT_PIPELINE_ID"],
+            "$CI_PIPELINE_ID"
+        );
+        // The deploy (the child pipeline) holds the deployment's resource group.
+        assert!(g.get(trigger, "resource_group").is_some(), "{trigger}");
+
+        let script = g.script(plan_job);
         assert!(
-            paths.contains(&needed.as_str()),
-            "{needed} not in {paths:?}"
+            script.contains("dagster-deploy ci init --dotenv dagster-deploy.env"),
+            "{script}"
+        );
+        // GitLab sets CI_JOB_NAME to the job's own name: the child pipeline names the job
+        // whose artifacts it takes, which the trigger includes.
+        assert!(
+            script.contains(&format!(
+                "dagster-deploy plan --gitlab-child-pipeline --gitlab-plan-job \"$CI_JOB_NAME\" > {artifact}"
+            )),
+            "{script}"
+        );
+        let artifacts = g.get(plan_job, "artifacts").expect("artifacts");
+        let paths: Vec<&str> = artifacts["paths"]
+            .as_sequence()
+            .expect("artifact paths")
+            .iter()
+            .filter_map(|p| p.as_str())
+            .collect();
+        let statedir = g.doc["variables"]["DAGSTER_BUILD_STATEDIR"]
+            .as_str()
+            .expect("statedir");
+        for needed in [
+            artifact.to_string(),
+            format!("{statedir}/"),
+            ".dagster-deploy-bin/".into(),
+        ] {
+            assert!(
+                paths.contains(&needed.as_str()),
+                "{needed} not in {paths:?}"
+            );
+        }
+        assert_eq!(
+            g.get(plan_job, "variables").expect("variables")["DAGSTER_DEPLOY_INSTALL_DIR"],
+            "$CI_PROJECT_DIR/.dagster-deploy-bin"
         );
     }
-    assert_eq!(
-        g.doc[plan_job]["variables"]["DAGSTER_DEPLOY_INSTALL_DIR"],
-        "$CI_PROJECT_DIR/.dagster-deploy-bin"
-    );
+}
+
+/// Every GitLab template closes merge request branch deployments the same way: the job that
+/// deploys to one names it as an environment whose stop job marks it closed without a
+/// checkout, in the deploy's resource group so a close never races a deploy.
+#[test]
+fn gitlab_branch_deployments_close_without_racing_a_deploy() {
+    for path in files("ci-templates/gitlab", ".gitlab-ci.yml") {
+        let g = Gitlab::load(&path);
+        let f = &g.file;
+        let envs: Vec<&str> = g
+            .job_names()
+            .into_iter()
+            .filter(|j| !j.starts_with('.'))
+            .filter(|j| g.doc[*j]["environment"].get("on_stop").is_some())
+            .collect();
+        assert_eq!(envs.len(), 1, "{f:?}: one job opens the branch environment");
+        let job = envs[0];
+        let stop = g.doc[job]["environment"]["on_stop"]
+            .as_str()
+            .expect("on_stop");
+        assert_eq!(
+            g.get(job, "resource_group"),
+            g.get(stop, "resource_group"),
+            "{f:?}: {stop} must share {job}'s resource_group"
+        );
+        assert!(
+            g.get(job, "resource_group").is_some(),
+            "{f:?}: {job} has no resource_group"
+        );
+        assert_eq!(
+            g.get(stop, "variables").expect("variables")["GIT_STRATEGY"],
+            "none",
+            "{f:?}: {stop} runs after the branch is deleted, without a checkout"
+        );
+        assert!(
+            g.script(job).contains("--dotenv dagster-deploy.env"),
+            "{f:?}: {job} reports the branch deployment for later jobs"
+        );
+    }
 }
 
 // ---- install.sh -------------------------------------------------------------------------------

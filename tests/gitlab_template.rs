@@ -1,9 +1,12 @@
-//! `ci-templates/gitlab/docker.gitlab-ci.yml` run for real: a small runner resolves each job's
-//! `extends`, evaluates its `rules` against GitLab's predefined variables for a default-branch
-//! pipeline and a merge request pipeline, and runs `before_script` + `script` with `sh -e` as
-//! GitLab's shell executor does. The install lines download this build from a local release
+//! The GitLab templates run for real (`docker.gitlab-ci.yml`, and `fan-out.gitlab-ci.yml` with
+//! the child pipeline its plan job writes): a small runner resolves each job's `extends` and
+//! `default`, evaluates its `rules` against GitLab's predefined variables for a default-branch
+//! pipeline and a merge request pipeline, expands variables in variables, and runs
+//! `before_script` + `script` with `sh -e` as GitLab's shell executor does (in an empty folder
+//! for `GIT_STRATEGY: none`). The install lines download this build from a local release
 //! server (checked SHA-256); the deploys use the real Docker engine, the htpasswd registry and a
 //! `dagster-deploy serve` process; GitLab's notes API is a recording server.
+//! tests/gitlab_pipelines.rs checks the same files against GitLab's schema in an emulator.
 
 mod support;
 
@@ -17,20 +20,36 @@ use support::{Cleanup, Monorepo, Services, python_shim_image, services, unique};
 
 const GITLAB_TOKEN: &str = "glpat-recorded";
 
-fn template() -> Value {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("ci-templates/gitlab/docker.gitlab-ci.yml");
+fn template(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("ci-templates/gitlab")
+        .join(name);
     serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The job with its `extends` chain merged in, as GitLab does: mappings merge key by key (the
-/// job's own values win), anything else is replaced.
+/// The keys of `default:` that a job without its own takes.
+const DEFAULT_KEYS: [&str; 3] = ["image", "before_script", "services"];
+
+/// The job with its `extends` chain (and the file's `default`) merged in, as GitLab does:
+/// mappings merge key by key (the job's own values win), anything else is replaced.
 fn resolved(doc: &Value, name: &str) -> Mapping {
+    let mut job = resolved_extends(doc, name);
+    if let Some(defaults) = doc.get("default").and_then(Value::as_mapping) {
+        for key in DEFAULT_KEYS {
+            if let (None, Some(v)) = (job.get(key), defaults.get(key)) {
+                job.insert(key.into(), v.clone());
+            }
+        }
+    }
+    job
+}
+
+fn resolved_extends(doc: &Value, name: &str) -> Mapping {
     let job = doc[name]
         .as_mapping()
         .unwrap_or_else(|| panic!("no job {name}"));
     let mut merged = match job.get("extends") {
-        Some(Value::String(parent)) => resolved(doc, parent),
+        Some(Value::String(parent)) => resolved_extends(doc, parent),
         Some(other) => panic!("unsupported extends: {other:?}"),
         None => Mapping::new(),
     };
@@ -87,8 +106,19 @@ impl std::fmt::Display for JobRun {
     }
 }
 
+/// `$NAME` and `${NAME}` replaced by their values, as GitLab expands variables in variables.
+fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
+    let re = regex::Regex::new(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?").unwrap();
+    re.replace_all(text, |c: &regex::Captures| {
+        vars.get(&c[1]).cloned().unwrap_or_default()
+    })
+    .into_owned()
+}
+
 struct Runner<'a> {
     m: &'a Monorepo,
+    /// The pipeline's configuration (a template, or a generated child pipeline).
+    doc: Value,
     /// Project CI/CD variables (the settings a team adds in GitLab).
     project: BTreeMap<String, String>,
     temp: tempfile::TempDir,
@@ -97,14 +127,21 @@ struct Runner<'a> {
 impl Runner<'_> {
     /// The jobs of a pipeline with these predefined variables, and when each runs.
     fn jobs(&self, pipeline: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-        let doc = template();
         let mut jobs = BTreeMap::new();
-        for (name, _) in doc.as_mapping().unwrap() {
+        for (name, _) in self.doc.as_mapping().unwrap() {
             let name = name.as_str().unwrap();
-            if name.starts_with('.') || name == "variables" || name == "include" {
+            if name.starts_with('.')
+                || ["variables", "include", "default", "stages"].contains(&name)
+            {
                 continue;
             }
-            if let Some(when) = rule_when(&resolved(&doc, name), pipeline) {
+            let job = resolved(&self.doc, name);
+            // A child pipeline's jobs have no rules: they always run.
+            let when = match job.get("rules") {
+                Some(_) => rule_when(&job, pipeline),
+                None => Some("on_success".to_string()),
+            };
+            if let Some(when) = when {
                 jobs.insert(name.to_string(), when);
             }
         }
@@ -112,20 +149,23 @@ impl Runner<'_> {
     }
 
     fn run(&self, name: &str, pipeline: &BTreeMap<String, String>) -> JobRun {
-        let doc = template();
-        let job = resolved(&doc, name);
-        let mut vars: BTreeMap<String, String> = BTreeMap::new();
-        for scope in [doc.get("variables"), job.get("variables")]
+        let job = resolved(&self.doc, name);
+        // Predefined variables first: the file's variables may refer to them.
+        let mut vars: BTreeMap<String, String> = pipeline.clone();
+        vars.insert("CI_JOB_NAME".into(), name.into());
+        for scope in [self.doc.get("variables"), job.get("variables")]
             .into_iter()
             .flatten()
         {
             for (k, v) in scope.as_mapping().unwrap() {
-                vars.insert(k.as_str().unwrap().into(), v.as_str().unwrap().into());
+                let value = expand(v.as_str().unwrap(), &vars);
+                vars.insert(k.as_str().unwrap().into(), value);
             }
         }
         // Project variables override the file's; predefined ones describe the pipeline.
         vars.extend(self.project.clone());
         vars.extend(pipeline.clone());
+        vars.insert("CI_JOB_NAME".into(), name.into());
         let lines = |key: &str| -> Vec<String> {
             job.get(key)
                 .and_then(Value::as_sequence)
@@ -136,6 +176,12 @@ impl Runner<'_> {
         script.extend(lines("script"));
         assert!(!script.is_empty(), "{name} has no script");
         let home = tempfile::tempdir_in(self.temp.path()).unwrap();
+        // Without a checkout the job starts in an empty build folder.
+        let empty = tempfile::tempdir_in(self.temp.path()).unwrap();
+        let workdir = match vars.get("GIT_STRATEGY").map(String::as_str) {
+            Some("none") => empty.path(),
+            _ => self.m.path(),
+        };
         let file = home.path().join("job.sh");
         std::fs::write(&file, script.join("\n")).unwrap();
         let out = Command::new("sh")
@@ -148,7 +194,7 @@ impl Runner<'_> {
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             )
-            .current_dir(self.m.path())
+            .current_dir(workdir)
             .output()
             .unwrap();
         JobRun {
@@ -233,6 +279,7 @@ async fn the_gitlab_template_deploys_the_default_branch_and_merge_requests() {
     .collect();
     let runner = Runner {
         m: &m,
+        doc: template("docker.gitlab-ci.yml"),
         project,
         temp: tempfile::tempdir().unwrap(),
     };
@@ -335,12 +382,130 @@ async fn the_gitlab_template_deploys_the_default_branch_and_merge_requests() {
     assert_eq!(api.bodies().len(), 1);
     assert_eq!((api.count("POST"), api.count("PUT")), (1, 1));
 
-    // The environment's stop action closes the branch deployment; prod is untouched.
+    // The environment's stop action closes the branch deployment, without a checkout (the
+    // branch may be gone); prod is untouched.
     let closed = runner.run("dagster-deploy-branch-close", &mr(&m));
+    assert!(
+        !closed.log.contains("not inside a git repository"),
+        "{closed}"
+    );
     assert_eq!(closed.code, 0, "{closed}");
     assert_eq!(
         server.pull_request_status(&branch).as_deref(),
         Some("CLOSED")
     );
     assert_eq!(server.images("prod"), prod);
+}
+
+/// The fan-out template in a merge request pipeline: the plan job starts the session (creating
+/// the branch deployment, reported in its dotenv) and writes the child pipeline; the child's
+/// build jobs and its deploy job run with the plan job's artifacts; the stop job closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gitlab_fan_out_builds_in_a_child_pipeline_and_closes_the_branch_deployment() {
+    let Some(s) = services().await else { return };
+    let shim = python_shim_image(&s);
+    let registry = format!("{}/{}", s.registry, unique("dagster-deploy-test/fanout"));
+    let m = Monorepo::example(&registry);
+    std::fs::write(
+        m.path().join(".gitignore"),
+        "dagster-deploy.env\ndagster-deploy-child.yml\n.dagster-deploy-*/\n",
+    )
+    .unwrap();
+    m.commit("ignore the pipeline's files");
+    let server = Serve::start(&s);
+    let mut cleanup = Cleanup::new(&s);
+    let releases = release_folder(env!("CARGO_PKG_VERSION"));
+    let project: BTreeMap<String, String> = [
+        ("DAGSTER_CLOUD_URL", server.url.clone()),
+        ("DAGSTER_CLOUD_API_TOKEN", server.token.clone()),
+        ("DAGSTER_DEPLOY_REGISTRY_USERNAME", s.user.clone()),
+        ("DAGSTER_DEPLOY_REGISTRY_PASSWORD", s.password.clone()),
+        (
+            "DAGSTER_DEPLOY_DOWNLOAD_URL",
+            file_server(releases.path().to_path_buf()).await,
+        ),
+        // The runner's engine stands in for the dind service.
+        ("DOCKER_HOST", s.docker_host.clone()),
+        ("DAGSTER_DEPLOY_BUILD_ARGS", format!("BASE_IMAGE={shim}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let parent = Runner {
+        m: &m,
+        doc: template("fan-out.gitlab-ci.yml"),
+        project: project.clone(),
+        temp: tempfile::tempdir().unwrap(),
+    };
+
+    let base = m.git(&["rev-parse", "HEAD"]);
+    m.git(&["checkout", "-q", "-b", "faster-ingest"]);
+    m.write("ingest/ingest/extra.py", "FAST = True\n");
+    m.commit("faster ingest");
+    let pipeline = predefined(
+        &m,
+        &[
+            ("CI_PIPELINE_SOURCE", "merge_request_event"),
+            ("CI_PIPELINE_ID", "4242"),
+            ("CI_COMMIT_REF_NAME", "faster-ingest"),
+            ("CI_MERGE_REQUEST_IID", "9"),
+            ("CI_MERGE_REQUEST_PROJECT_ID", "7"),
+            ("CI_MERGE_REQUEST_SOURCE_PROJECT_ID", "7"),
+            ("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "faster-ingest"),
+            ("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "main"),
+            ("CI_MERGE_REQUEST_DIFF_BASE_SHA", &base),
+        ],
+    );
+    let jobs = parent.jobs(&pipeline);
+    assert_eq!(
+        jobs.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "dagster-deploy-branch-close",
+            "dagster-deploy-plan-branch",
+            "dagster-deploy-run-branch"
+        ]
+    );
+    let planned = parent.run("dagster-deploy-plan-branch", &pipeline);
+    assert_eq!(planned.code, 0, "{planned}");
+    let branch = dotenv(&m)["DAGSTER_CLOUD_DEPLOYMENT"].clone();
+    assert_ne!(branch, "prod", "{planned}");
+    assert_eq!(dotenv(&m)["DAGSTER_DEPLOY_IS_BRANCH_DEPLOYMENT"], "true");
+    assert_eq!(server.pull_request_status(&branch).as_deref(), Some("OPEN"));
+
+    // The trigger job runs the child pipeline the plan job wrote, as GitLab would.
+    let child_text = std::fs::read_to_string(m.path().join("dagster-deploy-child.yml")).unwrap();
+    assert!(
+        child_text.contains("job: dagster-deploy-plan-branch"),
+        "{child_text}"
+    );
+    let child = Runner {
+        m: &m,
+        doc: serde_yaml_ng::from_str(&child_text).unwrap(),
+        project,
+        temp: tempfile::tempdir().unwrap(),
+    };
+    let mut child_pipeline = pipeline.clone();
+    child_pipeline.insert("PARENT_PIPELINE_ID".into(), "4242".into());
+    let child_jobs = child.jobs(&child_pipeline);
+    assert!(child_jobs.contains_key("build:ingest"), "{child_text}");
+    for job in child_jobs.keys().filter(|j| j.starts_with("build:")) {
+        let built = child.run(job, &child_pipeline);
+        clean_results(&mut cleanup, &s, &registry);
+        assert_eq!(built.code, 0, "{job}: {built}");
+        assert!(!built.log.contains(&s.password), "{built}");
+    }
+    let deployed = child.run("deploy", &child_pipeline);
+    assert_eq!(deployed.code, 0, "{deployed}");
+    assert!(!deployed.log.contains(&server.token), "{deployed}");
+    let images = server.images(&branch);
+    assert!(images.contains_key("ingest"), "{images:?}\n{deployed}");
+    assert!(server.images("prod").is_empty());
+
+    // Closing the merge request: the stop job runs without a checkout.
+    let closed = parent.run("dagster-deploy-branch-close", &pipeline);
+    assert_eq!(closed.code, 0, "{closed}");
+    assert_eq!(
+        server.pull_request_status(&branch).as_deref(),
+        Some("CLOSED")
+    );
 }

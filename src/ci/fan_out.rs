@@ -20,6 +20,10 @@ pub const BIN_DIR: &str = ".dagster-deploy-bin";
 /// folder so the deploy job never depends on the order in which artifacts are extracted.
 const BUILT_DIR: &str = ".dagster-deploy-built";
 
+/// GitLab's default `ci_max_needs`: a job may need at most 50 others. Past that the deploy job
+/// needs `collect:N` jobs, each gathering the results of up to 50 build jobs.
+const MAX_NEEDS: usize = 50;
+
 /// The names of the locations the session builds, in plan order.
 pub fn session_builds(plan: &Plan) -> Vec<&str> {
     plan.locations
@@ -95,8 +99,38 @@ pub fn gitlab_child_pipeline(names: &[&str], child: &GitlabChild) -> Result<Stri
     for name in names {
         root.insert(build_job(name).into(), build(name, child, &from_parent));
     }
+    let builds: Vec<String> = names.iter().map(|n| build_job(n)).collect();
+    // The deploy job needs the parent's plan job too, so only 49 build jobs fit beside it.
+    let gathered = if builds.len() < MAX_NEEDS {
+        builds
+    } else {
+        let collects: Vec<String> = builds
+            .chunks(MAX_NEEDS)
+            .enumerate()
+            .map(|(i, group)| {
+                let name = format!("collect:{}", i + 1);
+                root.insert(name.as_str().into(), collect(group));
+                name
+            })
+            .collect();
+        if collects.len() >= MAX_NEEDS {
+            return Err(Error::Failed {
+                message: format!(
+                    "{} locations are too many for one GitLab child pipeline (at most {})",
+                    names.len(),
+                    (MAX_NEEDS - 1) * MAX_NEEDS
+                ),
+                hint: "split them across several pipelines, each starting its session with `ci init --location-name NAME ...`".into(),
+            });
+        }
+        root.insert(
+            "stages".into(),
+            Value::Sequence(vec!["build".into(), "collect".into(), "deploy".into()]),
+        );
+        collects
+    };
     let mut needs = vec![from_parent];
-    needs.extend(names.iter().map(|n| map([("job", build_job(n).into())])));
+    needs.extend(gathered.iter().map(|j| map([("job", j.as_str().into())])));
     root.insert(
         "deploy".into(),
         map([
@@ -152,6 +186,27 @@ fn build(name: &str, child: &GitlabChild, from_parent: &Value) -> Value {
         ]),
     );
     Value::Mapping(job)
+}
+
+/// Passes on the results of up to MAX_NEEDS build jobs: their artifacts are extracted into
+/// BUILT_DIR before the script runs, and kept as this job's own artifacts.
+fn collect(builds: &[String]) -> Value {
+    let needs = builds
+        .iter()
+        .map(|j| map([("job", j.as_str().into())]))
+        .collect();
+    map([
+        ("stage", "collect".into()),
+        ("needs", Value::Sequence(needs)),
+        ("script", lines([format!("ls {BUILT_DIR}")])),
+        (
+            "artifacts",
+            map([
+                ("paths", lines([format!("{BUILT_DIR}/")])),
+                ("expire_in", "1 day".into()),
+            ]),
+        ),
+    ])
 }
 
 fn build_job(name: &str) -> String {
@@ -256,6 +311,43 @@ mod tests {
             )
         );
         assert_eq!(deploy["script"][1], "dagster-deploy ci deploy");
+    }
+
+    /// GitLab refuses a job with more than 50 `needs` by default: past 49 locations the deploy
+    /// job needs collect jobs, each needing at most 50 build jobs.
+    #[test]
+    fn many_locations_stay_within_gitlabs_needs_limit() {
+        let names: Vec<String> = (0..120).map(|i| format!("loc{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let y = parse(&gitlab_child_pipeline(&refs, &child()).expect("yaml"));
+        assert_eq!(y["stages"], parse("[build, collect, deploy]"));
+        let jobs = y.as_mapping().unwrap();
+        let mut built = Vec::new();
+        for (name, job) in jobs {
+            if let Some(needs) = job.get("needs").and_then(Value::as_sequence) {
+                assert!(needs.len() <= MAX_NEEDS, "{name:?} needs {}", needs.len());
+            }
+            if name.as_str().is_some_and(|n| n.starts_with("collect:")) {
+                assert_eq!(job["stage"], "collect");
+                built.extend(job["needs"].as_sequence().unwrap().iter().cloned());
+            }
+        }
+        // Every build job is gathered exactly once, and the deploy job needs every collect job.
+        assert_eq!(built.len(), 120);
+        assert_eq!(built[0]["job"], "build:loc0");
+        assert_eq!(built[119]["job"], "build:loc119");
+        assert_eq!(
+            y["deploy"]["needs"],
+            parse(
+                "[{pipeline: $PARENT_PIPELINE_ID, job: plan}, \
+                 {job: 'collect:1'}, {job: 'collect:2'}, {job: 'collect:3'}]"
+            )
+        );
+        // 49 locations still fit beside the plan job.
+        let few: Vec<&str> = refs[..49].to_vec();
+        let y = parse(&gitlab_child_pipeline(&few, &child()).expect("yaml"));
+        assert_eq!(y["deploy"]["needs"].as_sequence().unwrap().len(), 50);
+        assert!(y.get("collect:1").is_none());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The pull (merge) request a CI run builds, as the branch deployment protocol wants it
 //! (PROTOCOL.md "CI context"): from GitHub's event payload, GitLab's merge request variables,
 //! or — outside CI, when a branch deployment is asked for — the local branch and `origin`.
-//! Commit facts (timestamp, subject, author) always come from HEAD of the checkout.
+//! Commit facts (timestamp, subject, author) come from HEAD of the checkout; in CI without a
+//! checkout (a GitLab stop job with `GIT_STRATEGY: none`), from the CI's own commit variables.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use serde_json::Value;
 
 use super::context::{CiError, CiProvider};
 use crate::api::ops::{BranchData, CommitData};
-use crate::changes::Repo;
+use crate::changes::{ChangesError, Repo};
 use crate::config::Env;
 use crate::error::Error;
 
@@ -168,11 +169,81 @@ pub fn branch_facts(
             (branch, None)
         }
     };
-    let mut commit = head_commit(project_dir)?;
+    let mut commit = match head_commit(project_dir) {
+        Err(Error::Changes(ChangesError::NotARepository { .. })) if source != Source::Local => {
+            ci_commit(source, env, sha.as_deref())?
+        }
+        other => other?,
+    };
     if let Some(sha) = sha {
         commit.commit_hash = sha;
     }
     Ok(Some(BranchFacts { branch, commit }))
+}
+
+/// The commit's facts as the CI describes it, for runs without a checkout: GitLab's
+/// `CI_COMMIT_*` variables, or on GitHub the pull request's head commit. The timestamp falls
+/// back to now when the CI gives none (the branch deployment only shows it).
+fn ci_commit(source: Source, env: Env, sha: Option<&str>) -> Result<CommitData, CiError> {
+    let sha = sha
+        .map(str::to_string)
+        .ok_or_else(|| CiError::NoPullRequest {
+            reason: "there is no git checkout here and the CI names no commit".into(),
+        })?;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as f64)
+            .unwrap_or(0.0)
+    };
+    let mut commit = CommitData {
+        commit_hash: sha,
+        timestamp: now(),
+        ..Default::default()
+    };
+    if source == Source::Gitlab {
+        if let Some(t) = var(env, "CI_COMMIT_TIMESTAMP").and_then(|t| rfc3339_seconds(&t)) {
+            commit.timestamp = t;
+        }
+        commit.commit_message = var(env, "CI_COMMIT_TITLE");
+        // `Name <email>`, as git prints an author.
+        if let Some(author) = var(env, "CI_COMMIT_AUTHOR") {
+            match author.rsplit_once(" <") {
+                Some((name, email)) => {
+                    commit.author_name = Some(name.trim().to_string());
+                    commit.author_email = Some(email.trim_end_matches('>').to_string());
+                }
+                None => commit.author_name = Some(author),
+            }
+        }
+    }
+    Ok(commit)
+}
+
+/// Seconds since the epoch of an ISO 8601 time with a `Z` or numeric offset
+/// (`2022-01-31T16:47:55Z`, `2022-01-31T16:47:55+01:00`).
+fn rfc3339_seconds(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let (local, offset) = match text.strip_suffix('Z') {
+        Some(local) => (local, 0i64),
+        None => {
+            let at = text.len().checked_sub(6)?;
+            let (local, off) = text.split_at(at);
+            let sign = match off.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = off[1..].split_once(':')?;
+            (
+                local,
+                sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60),
+            )
+        }
+    };
+    let utc = humantime::parse_rfc3339_weak(local).ok()?;
+    let secs = utc.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
+    Some((secs - offset) as f64)
 }
 
 /// The GitHub pull request this run builds, as `(owner/name, number)`; `None` outside one or
@@ -369,5 +440,44 @@ mod tests {
         assert_eq!(local.branch.pull_request_status.as_deref(), Some("OPEN"));
         assert_eq!(owner_and_repo("https://h/a/b.git").as_deref(), Some("a/b"));
         assert_eq!(owner_and_repo("b"), None);
+    }
+
+    /// A GitLab stop job runs with `GIT_STRATEGY: none`: no checkout, only CI variables.
+    #[test]
+    fn gitlab_merge_request_without_a_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = env(&[
+            ("CI_MERGE_REQUEST_IID", "7"),
+            ("CI_PROJECT_URL", "https://gitlab.example/g/mono"),
+            ("CI_PROJECT_NAME", "mono"),
+            ("CI_COMMIT_REF_NAME", "feature/x"),
+            ("CI_COMMIT_SHA", "def"),
+            ("CI_COMMIT_TIMESTAMP", "2023-11-14T23:13:20+01:00"),
+            ("CI_COMMIT_TITLE", "Make it fast"),
+            ("CI_COMMIT_AUTHOR", "Ada Lovelace <ada@example.com>"),
+        ]);
+        let facts = branch_facts(Source::Gitlab, &e, dir.path(), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(facts.branch.pull_request_status.as_deref(), Some("CLOSED"));
+        assert_eq!(facts.commit.commit_hash, "def");
+        assert_eq!(facts.commit.timestamp, 1_700_000_000.0);
+        assert_eq!(facts.commit.commit_message.as_deref(), Some("Make it fast"));
+        assert_eq!(facts.commit.author_name.as_deref(), Some("Ada Lovelace"));
+        assert_eq!(
+            facts.commit.author_email.as_deref(),
+            Some("ada@example.com")
+        );
+        // Outside CI a branch deployment still needs the checkout, and says so.
+        let err = branch_facts(Source::Local, &env(&[]), dir.path(), true).unwrap_err();
+        assert!(
+            err.to_string().contains("not inside a git repository"),
+            "{err}"
+        );
+        assert_eq!(
+            rfc3339_seconds("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000.0)
+        );
+        assert_eq!(rfc3339_seconds("yesterday"), None);
     }
 }

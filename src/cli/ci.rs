@@ -19,7 +19,7 @@ pub struct CiArgs {
 #[derive(Debug, Subcommand)]
 pub enum CiCommand {
     /// Start a build session: one state file per location, the changed ones selected.
-    Init(InitArgs),
+    Init(Box<InitArgs>),
     /// Validate dagster_cloud.yaml and the connection to the deployment API.
     Check(CheckArgs),
     /// Print the session's state (one JSON document per location, or a markdown table).
@@ -103,6 +103,11 @@ pub struct InitArgs {
     pub require_branch_deployment: bool,
     #[arg(long, hide = true)]
     pub no_require_branch_deployment: bool,
+    /// Write a dotenv file with the session's deployment (`DAGSTER_CLOUD_DEPLOYMENT=...`),
+    /// whether it is a branch deployment, and the commit, for later CI jobs (GitLab
+    /// `artifacts: reports: dotenv`) [env: DAGSTER_DEPLOY_DOTENV].
+    #[arg(long, value_name = "PATH", env = "DAGSTER_DEPLOY_DOTENV")]
+    pub dotenv: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

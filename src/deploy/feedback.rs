@@ -143,19 +143,31 @@ pub async fn publish(
         warnings.push(warning);
     }
     if let Some(path) = dotenv {
-        let text = gitlab::dotenv(&[
-            ("DAGSTER_CLOUD_DEPLOYMENT", summary.deployment.to_string()),
-            (
-                "DAGSTER_DEPLOY_IS_BRANCH_DEPLOYMENT",
-                summary.pull_request.is_some().to_string(),
-            ),
-            ("DAGSTER_DEPLOY_COMMIT", summary.commit.to_string()),
-        ]);
-        if let Err(e) = std::fs::write(path, text) {
-            warnings.push(format!("cannot write the dotenv report {path}: {e}"));
+        let is_branch = summary.pull_request.is_some();
+        if let Err(e) = write_dotenv(path, summary.deployment, is_branch, summary.commit) {
+            warnings.push(e);
         }
     }
     warnings
+}
+
+/// The dotenv report later CI jobs read (GitLab `artifacts: reports: dotenv`): the deployment
+/// this run targets, whether it is a branch deployment, and the commit.
+pub fn write_dotenv(
+    path: &str,
+    deployment: &str,
+    is_branch_deployment: bool,
+    commit: &str,
+) -> Result<(), String> {
+    let text = gitlab::dotenv(&[
+        ("DAGSTER_CLOUD_DEPLOYMENT", deployment.to_string()),
+        (
+            "DAGSTER_DEPLOY_IS_BRANCH_DEPLOYMENT",
+            is_branch_deployment.to_string(),
+        ),
+        ("DAGSTER_DEPLOY_COMMIT", commit.to_string()),
+    ]);
+    std::fs::write(path, text).map_err(|e| format!("cannot write the dotenv report {path}: {e}"))
 }
 
 /// On a pull request event with `GITHUB_TOKEN`, the comment is posted once and edited after.

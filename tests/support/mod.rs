@@ -201,11 +201,35 @@ pub fn clean_pushed(cleanup: &mut Cleanup, json: &serde_json::Value) {
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        for image in &self.images {
-            let _ = Command::new("docker")
-                .args(["rmi", "-f", image])
+        let docker = |args: &[&str]| {
+            Command::new("docker")
+                .args(args)
                 .env("DOCKER_HOST", &self.services.docker_host)
-                .output();
+                .output()
+        };
+        for image in &self.images {
+            let _ = docker(&["rmi", "-f", image]);
+            // A pulled image whose tag moved to a newer build stays behind untagged, still
+            // known by its repository's digest: remove what is left of the test's repository
+            // (tests name their repositories with `unique`).
+            let repository = match image.rsplit_once(':') {
+                Some((repo, tag)) if !tag.contains('/') => repo,
+                _ => image.as_str(),
+            };
+            if !repository.contains(&format!("-{}-", std::process::id())) {
+                continue;
+            }
+            let Ok(out) = docker(&[
+                "images",
+                "-q",
+                "--filter",
+                &format!("reference={repository}"),
+            ]) else {
+                continue;
+            };
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = docker(&["rmi", "-f", id]);
+            }
         }
     }
 }

@@ -95,6 +95,18 @@ pub async fn run(args: &InitArgs) -> Result<u8, Error> {
     if let Some(url) = &args.git_url {
         git.url = Some(url.clone());
     }
+    if let Some(path) = &args.dotenv {
+        crate::deploy::feedback::write_dotenv(
+            &path.to_string_lossy(),
+            &deployment,
+            is_branch,
+            &commit,
+        )
+        .map_err(|message| Error::Usage {
+            message,
+            hint: "pass --dotenv a path in a writable folder".into(),
+        })?;
+    }
     let defaults = SessionDefaults {
         url,
         deployment_name: deployment,
