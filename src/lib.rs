@@ -16,5 +16,6 @@ pub mod output;
 pub mod pex;
 pub mod plan;
 pub mod progress;
+pub mod protocol;
 pub mod registry;
 pub mod server;

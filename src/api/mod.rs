@@ -1,7 +1,7 @@
 //! The deployment API client: the Dagster+ GraphQL protocol (PROTOCOL.md) as the reference
 //! `dagster-cloud` CLI speaks it — settings, URLs and headers, retries and maintenance waits,
 //! errors inside 200 answers, location documents, waiting for locations to load. The deploy
-//! workflow over it lives in `crate::deploy`.
+//! workflow over it lives in the `deploy` module.
 
 pub mod client;
 pub mod document;

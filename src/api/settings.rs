@@ -95,9 +95,6 @@ impl Settings {
             .clone()
             .or_else(|| env("DAGSTER_CLOUD_API_TOKEN").and_then(ApiToken::new))
             .or_else(|| file.user_token.clone().and_then(ApiToken::new));
-        if let Some(token) = &token {
-            crate::ci::github::mask(env, token.expose());
-        }
         Ok(Settings {
             url,
             organization: pick(

@@ -15,7 +15,7 @@ use crate::api::document::GitMetadata;
 use crate::build::{BuildReport, BuildStatus, LocationResult};
 use crate::config::Env;
 use crate::plan::Plan;
-use crate::server::DEFAULT_DEPLOYMENT;
+use crate::protocol::DEFAULT_DEPLOYMENT;
 
 /// The variable naming the state folder when `--statedir` is not given.
 pub const STATEDIR_VAR: &str = "DAGSTER_BUILD_STATEDIR";

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::{Settings, SettingsFlags};
+use crate::api::SettingsFlags;
 use crate::build::EXIT_INTERRUPTED;
 use crate::build::{self, BuildOptions, BuildReport, BuildTarget, DockerfileSource, Failure};
 use crate::cli::{BuildArgs, BuildFlags, PlanSelection};
@@ -27,7 +27,7 @@ pub async fn run(args: &BuildArgs) -> Result<u8, Error> {
     let Some(report) = prepared.build(&reporter, env).await? else {
         return Ok(EXIT_INTERRUPTED);
     };
-    let settings = Settings::resolve(&SettingsFlags::default(), env)?;
+    let settings = super::resolve_settings(&SettingsFlags::default())?;
     let statedir = prepared.save_state(
         args.build.statedir.as_deref(),
         &settings,

@@ -88,7 +88,7 @@ pub(super) fn settings(conn: &ConnectionArgs, wait: Option<&WaitArgs>) -> Result
         location_load_timeout: wait.and_then(|w| w.location_load_timeout),
         agent_heartbeat_timeout: wait.and_then(|w| w.agent_heartbeat_timeout),
     };
-    Ok(Settings::resolve(&flags, &super::process_env)?)
+    super::resolve_settings(&flags)
 }
 
 fn to_yaml(doc: &serde_json::Value) -> Result<String, Error> {

@@ -74,6 +74,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         })
 }
 
+/// Dagster+ settings from `flags`, the environment and the config file; on GitHub the token
+/// is masked in the log first, wherever it came from.
+fn resolve_settings(flags: &crate::api::SettingsFlags) -> Result<crate::api::Settings, Error> {
+    let settings = crate::api::Settings::resolve(flags, &process_env)?;
+    if let Some(token) = &settings.token {
+        crate::ci::github::mask(&process_env, token.expose());
+    }
+    Ok(settings)
+}
+
 /// The current folder.
 fn current_dir() -> Result<PathBuf, Error> {
     std::env::current_dir().map_err(|e| Error::Failed {

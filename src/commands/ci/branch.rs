@@ -2,7 +2,7 @@
 //! CI context (`--mark-closed` reports the request closed), or only looked up
 //! (`--read-only`); its name goes to stdout.
 
-use crate::api::{Settings, SettingsFlags, ops};
+use crate::api::{SettingsFlags, ops};
 use crate::ci::context::{CiContext, CiError};
 use crate::ci::pull_request::{self, Source};
 use crate::cli::ci::BranchDeploymentArgs;
@@ -11,13 +11,10 @@ use crate::error::Error;
 
 pub async fn run(args: &BranchDeploymentArgs) -> Result<u8, Error> {
     let env = &super::super::process_env;
-    let settings = Settings::resolve(
-        &SettingsFlags {
-            organization: args.organization.clone(),
-            ..Default::default()
-        },
-        env,
-    )?;
+    let settings = super::super::resolve_settings(&SettingsFlags {
+        organization: args.organization.clone(),
+        ..Default::default()
+    })?;
     let what = "ci branch-deployment";
     let ci = CiContext::detect(env);
     let source = Source::of(ci.provider)?;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::api::{Settings, SettingsFlags};
+use crate::api::SettingsFlags;
 use crate::build::EXIT_INTERRUPTED;
 use crate::ci::state::{BuildOutput, LocationState, LocationStatus, StateDir};
 use crate::cli::api::ConnectionArgs;
@@ -70,7 +70,7 @@ pub async fn run(args: &BuildArgs) -> Result<u8, Error> {
     let Some(report) = prepared.build(&reporter, env).await? else {
         return Ok(EXIT_INTERRUPTED);
     };
-    let settings = Settings::resolve(&SettingsFlags::default(), env)?;
+    let settings = super::super::resolve_settings(&SettingsFlags::default())?;
     prepared.save_state(Some(&dir.path), &settings, &report, &reporter, env)?;
     print!("{}", report.table());
     Ok(if report.success() { 0 } else { EXIT_FAILURE })

@@ -2,7 +2,7 @@
 //! against the organisation (`organizationSettings`); each check is an error, a warning or
 //! skipped.
 
-use crate::api::{Settings, SettingsFlags, ops};
+use crate::api::{SettingsFlags, ops};
 use crate::cli::ci::{CheckArgs, CheckLevel};
 use crate::cli::{self, ConfigArgs};
 use crate::error::{EXIT_FAILURE, Error};
@@ -55,13 +55,10 @@ pub async fn run(args: &CheckArgs) -> Result<u8, Error> {
 }
 
 async fn connect(args: &CheckArgs) -> Result<String, Error> {
-    let settings = Settings::resolve(
-        &SettingsFlags {
-            organization: args.organization.clone(),
-            ..Default::default()
-        },
-        &super::super::process_env,
-    )?;
+    let settings = super::super::resolve_settings(&SettingsFlags {
+        organization: args.organization.clone(),
+        ..Default::default()
+    })?;
     let what = "ci check";
     let url = settings.organization_url(what)?;
     let client = settings.organization_client(what)?;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::api::{ApiToken, Settings, SettingsFlags};
+use crate::api::{ApiToken, SettingsFlags};
 use crate::changes::Repo;
 use crate::ci::context::CiContext;
 use crate::ci::repo_facts;
@@ -36,15 +36,12 @@ pub async fn run(args: &InitArgs) -> Result<u8, Error> {
         &yaml_path,
         &args.location_names,
     )?;
-    let settings = Settings::resolve(
-        &SettingsFlags {
-            organization: args.organization.clone(),
-            deployment: args.deployment.clone(),
-            api_token: args.api_token.clone().and_then(ApiToken::new),
-            ..Default::default()
-        },
-        env,
-    )?;
+    let settings = super::super::resolve_settings(&SettingsFlags {
+        organization: args.organization.clone(),
+        deployment: args.deployment.clone(),
+        api_token: args.api_token.clone().and_then(ApiToken::new),
+        ..Default::default()
+    })?;
     let url = settings.organization_url("ci init")?;
 
     // Where the session deploys (deploy::route), then the plan against what it runs there
