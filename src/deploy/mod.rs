@@ -13,6 +13,7 @@ pub mod python;
 pub mod register;
 pub mod route;
 pub mod select;
+pub mod session;
 pub mod target;
 pub mod wait;
 

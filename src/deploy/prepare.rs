@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
+use super::session::{self, SessionDefaults};
 use crate::api::Settings;
 use crate::build::{self, BuildOptions, BuildReport, BuildTarget, Failure, Outcome};
 use crate::changes::Repo;
 use crate::ci::context::CiContext;
 use crate::ci::repo_facts;
-use crate::ci::state::{self, SessionDefaults, StateDir};
+use crate::ci::state::StateDir;
 use crate::config::Env;
 use crate::error::Error;
 use crate::plan::{self, Deployed, Plan, PlanRequest};
@@ -82,7 +83,7 @@ impl Prepared {
         let repo = Repo::discover(&self.plan.repository)?;
         let git = repo_facts::discover(&repo.repo, &self.plan.head.commit, env);
         let defaults = SessionDefaults::from_settings(settings, git);
-        let written = state::record_build(&dir, &self.plan, report, &defaults)
+        let written = session::record_build(&dir, &self.plan, report, &defaults)
             .map_err(build::RunError::from)?;
         if !written.is_empty() {
             reporter.message(&format!(

@@ -139,7 +139,7 @@ fn record(dir: &StateDir, states: Vec<LocationState>, ok: bool) -> Result<(), Er
 /// The location's entry with the session's build output and git facts over it.
 fn location_document(state: &LocationState, entry: Option<&Location>) -> Value {
     let mut flags = DocumentFlags {
-        git: state.build.git(),
+        git: crate::deploy::session::git_metadata(&state.build),
         defs_state_info: state
             .other
             .get("defs_state_info")

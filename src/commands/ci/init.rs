@@ -9,12 +9,13 @@ use crate::api::{ApiToken, SettingsFlags};
 use crate::changes::Repo;
 use crate::ci::context::CiContext;
 use crate::ci::repo_facts;
-use crate::ci::state::{self, LocationStatus, SessionDefaults, StateDir, StateError};
+use crate::ci::state::{LocationStatus, StateDir, StateError};
 use crate::cli::ci::InitArgs;
 use crate::config::{self, Workspace};
 use crate::deploy::Remote;
 use crate::deploy::route;
 use crate::deploy::select::{self, Against};
+use crate::deploy::session::{self, SessionDefaults};
 use crate::error::Error;
 use crate::plan::{self, Action, PlanRequest};
 
@@ -114,7 +115,7 @@ pub async fn run(args: &InitArgs) -> Result<u8, Error> {
         if !args.location_names.is_empty() && !args.location_names.contains(&planned.name) {
             continue;
         }
-        let mut s = state::new_state(&plan, &planned.name, &defaults);
+        let mut s = session::new_state(&plan, &planned.name, &defaults);
         s.location_file = yaml_path.display().to_string();
         s.is_branch_deployment = is_branch;
         s.selected = planned.action != Action::Skip;
