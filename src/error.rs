@@ -47,6 +47,44 @@ pub enum Error {
     Failed { message: String, hint: String },
 }
 
+/// A fan-out output that cannot be written fails the command.
+impl From<crate::ci::fan_out::FanOutError> for Error {
+    fn from(e: crate::ci::fan_out::FanOutError) -> Error {
+        Error::Failed {
+            message: e.message,
+            hint: e.hint,
+        }
+    }
+}
+
+/// The pull request's facts fail as the CI's or git's errors do.
+impl From<crate::ci::pull_request::PullRequestError> for Error {
+    fn from(e: crate::ci::pull_request::PullRequestError) -> Error {
+        use crate::ci::pull_request::PullRequestError as P;
+        match e {
+            P::Ci(e) => Error::Ci(e),
+            P::Changes(e) => Error::Changes(e),
+        }
+    }
+}
+
+/// Planning's errors are the app's errors of the same kind (same code, hint, exit code).
+impl From<crate::plan::PlanError> for Error {
+    fn from(e: crate::plan::PlanError) -> Error {
+        use crate::plan::PlanError as P;
+        match e {
+            P::Config(e) => Error::Config(e),
+            P::Changes(e) => Error::Changes(e),
+            P::Usage { message, hint } => Error::Usage { message, hint },
+            P::Failed { message, hint } => Error::Failed { message, hint },
+            P::Location { location, source } => Error::Location {
+                location,
+                source: Box::new((*source).into()),
+            },
+        }
+    }
+}
+
 /// Exit codes: 0 success, 1 failure or invalid input, 2 usage error (as clap uses it).
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;

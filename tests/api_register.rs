@@ -12,12 +12,11 @@ use std::process::Command;
 
 use dagster_deploy::api::{ApiToken, Client, ClientOptions};
 use dagster_deploy::build::{Engine, ImageRef};
-use dagster_deploy::ci::context::CiContext;
 use dagster_deploy::deploy::select::{self, Against};
 use dagster_deploy::deploy::{
     Deployment, LOCAL_STORE_DIR, LocalStore, RegisterOptions, RegisterStatus, Remote, register,
 };
-use dagster_deploy::plan::{self, Action, Plan, PlanRequest};
+use dagster_deploy::plan::{self, Action, CiFacts, Plan, PlanRequest};
 use dagster_deploy::server::{RegistryAccess, RegistryCredentials};
 use serde_json::json;
 
@@ -77,7 +76,7 @@ fn plan_at(dir: &Path, base: Option<&str>, head: Option<&str>, all: bool) -> Pla
         force: Vec::new(),
         all,
     };
-    plan::plan(&req, &CiContext::none(), &|_| None).unwrap()
+    plan::plan(&req, &CiFacts::default(), &|_| None).unwrap()
 }
 
 fn images(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -412,11 +411,11 @@ async fn deployed_commits_are_the_plans_base_per_location() {
         include_dirty: Some(false),
         ..Default::default()
     };
-    let common = plan::plan(&req, &CiContext::none(), &|_| None).unwrap();
+    let common = plan::plan(&req, &CiFacts::default(), &|_| None).unwrap();
     assert_eq!(common.location("a").unwrap().action, Action::Skip);
     let deployed = deployed_locations(&target).await.unwrap();
     assert_eq!(deployed["a"].as_deref(), Some(c1.as_str()));
-    let own = plan::plan_with_bases(&req, &CiContext::none(), &|_| None, Some(&deployed)).unwrap();
+    let own = plan::plan_with_bases(&req, &CiFacts::default(), &|_| None, Some(&deployed)).unwrap();
     let a = own.location("a").unwrap();
     assert_eq!(a.action, Action::Build, "{:?}", a.reason);
     assert_eq!(a.changed_paths, ["a/code.py"]);
@@ -430,13 +429,13 @@ async fn deployed_commits_are_the_plans_base_per_location() {
         ("b".to_string(), None),
     ]);
     let fallback =
-        plan::plan_with_bases(&req, &CiContext::none(), &|_| None, Some(&unknown)).unwrap();
+        plan::plan_with_bases(&req, &CiFacts::default(), &|_| None, Some(&unknown)).unwrap();
     assert_eq!(fallback.location("a").unwrap().action, Action::Skip);
     assert_eq!(fallback.location("b").unwrap().action, Action::Skip);
     // A location the deployment does not hold is built, whatever git says.
     let only_a = BTreeMap::from([("a".to_string(), Some(c1.clone()))]);
     let partial =
-        plan::plan_with_bases(&req, &CiContext::none(), &|_| None, Some(&only_a)).unwrap();
+        plan::plan_with_bases(&req, &CiFacts::default(), &|_| None, Some(&only_a)).unwrap();
     let b = partial.location("b").unwrap();
     assert_eq!(b.action, Action::Build);
     assert_eq!(b.reason.message, "not deployed yet");

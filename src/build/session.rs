@@ -7,10 +7,9 @@ use std::path::Path;
 use super::docker::DockerEngine;
 use super::engine::EngineError;
 use super::outcome::{BuildReport, Failure};
-use super::run::{Services, report_failures, run};
+use super::run::{BuildReporter, Services, report_failures, run};
 use super::target::{BuildOptions, BuildTarget};
 use crate::config::Env;
-use crate::progress::Reporter;
 use crate::registry::{Keychain, RegistryClient, RegistryError};
 
 /// Exit code after Ctrl-C (128 + SIGINT), as shells report it.
@@ -31,10 +30,6 @@ pub enum RunError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error(transparent)]
-    State(#[from] crate::ci::state::StateError),
 }
 
 impl RunError {
@@ -43,8 +38,6 @@ impl RunError {
             RunError::Engine(EngineError::Unavailable { .. }) => "engine-unavailable",
             RunError::Engine(_) => "engine",
             RunError::Registry(e) => e.code(),
-            RunError::Runtime(_) => "runtime",
-            RunError::State(e) => e.code(),
         }
     }
 
@@ -53,8 +46,6 @@ impl RunError {
             // The engine's message carries its own hint.
             RunError::Engine(_) => String::new(),
             RunError::Registry(e) => e.hint(),
-            RunError::Runtime(_) => "check the process limits (threads, open files)".into(),
-            RunError::State(e) => e.hint().into(),
         }
     }
 }
@@ -66,7 +57,7 @@ impl RunError {
 pub async fn execute(
     targets: Vec<Result<BuildTarget, Failure>>,
     options: &BuildOptions,
-    reporter: &Reporter,
+    reporter: &dyn BuildReporter,
     env: Env<'_>,
 ) -> Result<Outcome, RunError> {
     let keychain = Keychain::from_env(env)?;

@@ -34,7 +34,8 @@ pub async fn run(args: &PlanArgs) -> Result<u8, Error> {
         .as_deref()
         .map_or(Against::Git, Against::Deployment);
     let deployed = select::deployed(&against, &req).await?;
-    let plan = plan::plan_in(&repo, &req, &ci, env, deployed.as_ref());
+    let facts = select::ci_facts(&ci, &req)?;
+    let plan = plan::plan_in(&repo, &req, &facts, env, deployed.as_ref());
     // The process ends right after: leave unmapping git's pack files and freeing its caches to
     // the OS (on a large repository that is a measurable share of the whole run).
     std::mem::forget(repo);

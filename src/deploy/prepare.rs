@@ -33,7 +33,8 @@ impl Prepared {
         env: Env,
     ) -> Result<Prepared, Error> {
         let ci = CiContext::detect(env);
-        let plan = plan::plan_in(repo, req, &ci, env, deployed)?;
+        let facts = super::select::ci_facts(&ci, req)?;
+        let plan = plan::plan_in(repo, req, &facts, env, deployed)?;
         options.source_url = build::source_url(&plan.repository, env);
         let targets = build::resolve_all(&plan, &options);
         Ok(Prepared {
@@ -83,8 +84,7 @@ impl Prepared {
         let repo = Repo::discover(&self.plan.repository)?;
         let git = repo_facts::discover(&repo.repo, &self.plan.head.commit, env);
         let defaults = SessionDefaults::from_settings(settings, git);
-        let written = session::record_build(&dir, &self.plan, report, &defaults)
-            .map_err(build::RunError::from)?;
+        let written = session::record_build(&dir, &self.plan, report, &defaults)?;
         if !written.is_empty() {
             reporter.message(&format!(
                 "results recorded in {} ({} location file{})",

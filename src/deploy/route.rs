@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::api::ops::{self, BranchData, CommitData};
 use crate::api::{ApiError, Settings};
 use crate::ci::context::{CiContext, CiError, CiProvider};
-use crate::ci::pull_request::{self, BranchFacts, Source};
+use crate::ci::pull_request::{self, BranchFacts, PullRequestError, Source};
 use crate::config::Env;
 use crate::error::Error;
 
@@ -165,8 +165,8 @@ pub async fn for_session(
     let facts: Result<BranchFacts, String> = match facts {
         Ok(Some(facts)) => Ok(facts),
         Ok(None) => Err("this run builds no pull request".to_string()),
-        Err(Error::Ci(e)) => Err(e.to_string()),
-        Err(other) => return Err(other),
+        Err(PullRequestError::Ci(e)) => Err(e.to_string()),
+        Err(other) => return Err(other.into()),
     };
     let base = settings.deployment.as_deref();
     match (facts, base) {

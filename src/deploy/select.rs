@@ -15,8 +15,22 @@
 
 use super::target::Deployment;
 use crate::api::document;
+use crate::ci::context::CiContext;
 use crate::error::Error;
-use crate::plan::{Deployed, PlanRequest};
+use crate::plan::{CiFacts, Deployed, PlanRequest};
+
+/// What the CI run tells the plan: whether this is CI, and the event's base (asked for, and
+/// its errors reported, only when `--base` does not name one).
+pub fn ci_facts(ci: &CiContext, req: &PlanRequest) -> Result<CiFacts, Error> {
+    let event_base = match req.base {
+        Some(_) => None,
+        None => ci.base.clone()?,
+    };
+    Ok(CiFacts {
+        in_ci: ci.is_ci(),
+        event_base,
+    })
+}
 
 /// What the plan compares with.
 pub enum Against<'a> {

@@ -79,7 +79,8 @@ pub async fn run(args: &InitArgs) -> Result<u8, Error> {
         .map_or(Against::Git, |r| Against::Deployment(r));
     let deployed = select::deployed(&against, &req).await?;
     let repo = plan::open_repo(&req)?;
-    let plan = plan::plan_in(&repo, &req, &ci, env, deployed.as_ref())?;
+    let facts = select::ci_facts(&ci, &req)?;
+    let plan = plan::plan_in(&repo, &req, &facts, env, deployed.as_ref())?;
 
     if !args.no_clean_statedir {
         dir.clear()?;
