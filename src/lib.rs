@@ -1,6 +1,7 @@
 //! dagster-deploy: plan, build, push and register Dagster code locations from a monorepo.
 //!
-//! The flow is one pass (see DESIGN.md): `config` → `changes` → `plan` → build → api.
+//! The flow is one pass (docs/architecture.md): `config` → `changes` → `plan` → `build` or
+//! `pex` → `deploy`, which registers with a deployment API (`api`) or the local store.
 //! The binary (`src/main.rs`) only parses arguments, calls into this library and renders errors.
 
 pub mod api;

@@ -1,4 +1,4 @@
-//! The deployment API client: the Dagster+ GraphQL protocol (PROTOCOL.md) as the reference
+//! The deployment API client: the Dagster+ GraphQL protocol (docs/protocol.md) as the reference
 //! `dagster-cloud` CLI speaks it — settings, URLs and headers, retries and maintenance waits,
 //! errors inside 200 answers, location documents, waiting for locations to load. The deploy
 //! workflow over it lives in the `deploy` module.

@@ -1,4 +1,4 @@
-//! The protocol's operations (PROTOCOL.md), each as a typed function over [`Client`]. Result
+//! The protocol's operations (docs/protocol.md), each as a typed function over [`Client`]. Result
 //! unions become `ApiError`s with the server's message (`PythonError`,
 //! `InvalidLocationError`, `UnauthorizedError`).
 

@@ -1,5 +1,5 @@
 //! The pull (merge) request a CI run builds, as the branch deployment protocol wants it
-//! (PROTOCOL.md "CI context"): from GitHub's event payload, GitLab's merge request variables,
+//! (docs/protocol.md, "CI context"): from GitHub's event payload, GitLab's merge request variables,
 //! or — outside CI, when a branch deployment is asked for — the local branch and `origin`.
 //! Commit facts (timestamp, subject, author) come from HEAD of the checkout; in CI without a
 //! checkout (a GitLab stop job with `GIT_STRATEGY: none`), from the CI's own commit variables.

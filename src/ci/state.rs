@@ -1,4 +1,4 @@
-//! The CI build session state (PROTOCOL.md "CI build sessions"): one `location-<name>.json` per
+//! The CI build session state (docs/protocol.md, "Build sessions"): one `location-<name>.json` per
 //! location in the state folder (`--statedir` or `DAGSTER_BUILD_STATEDIR`), in the reference
 //! client's format, so a build job and a later deploy job (ours or `dagster-cloud ci deploy`)
 //! can share it. The API token is never stored.
