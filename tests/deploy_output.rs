@@ -223,3 +223,27 @@ async fn a_missing_deployment_is_named_with_the_right_hint() {
     assert!(!run.stderr.contains("does not speak"), "{run}");
     server.stop().await;
 }
+
+/// `--quiet` keeps results and warnings and drops progress; it goes anywhere on the line.
+#[test]
+fn quiet_keeps_the_results_and_drops_the_progress() {
+    let m = Monorepo::example("localhost:1/dagster-deploy-output");
+    let loud = Run::of(&mut ours(
+        &m,
+        &["deploy", "--dry-run", "--location", "ingest"],
+    ));
+    let quiet = Run::of(&mut ours(
+        &m,
+        &["deploy", "--dry-run", "--location", "ingest", "--quiet"],
+    ));
+    assert_eq!(quiet.code, 0, "{quiet}");
+    assert!(!loud.stderr.is_empty(), "{loud}");
+    assert_eq!(quiet.stderr, "", "{quiet}");
+    assert_eq!(quiet.stdout, loud.stdout);
+    // Before the command too, and winning over --verbose.
+    let first = Run::of(&mut ours(
+        &m,
+        &["-q", "deploy", "--dry-run", "--location", "ingest", "-v"],
+    ));
+    assert_eq!((first.code, first.stderr.as_str()), (0, ""), "{first}");
+}

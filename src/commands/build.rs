@@ -13,7 +13,6 @@ use crate::deploy::prepare::Prepared;
 use crate::error::{EXIT_FAILURE, Error};
 use crate::output;
 use crate::plan::{self, Plan, PlanRequest};
-use crate::progress::{Mode, Reporter};
 
 pub async fn run(args: &BuildArgs) -> Result<u8, Error> {
     let env = &super::process_env;
@@ -23,7 +22,7 @@ pub async fn run(args: &BuildArgs) -> Result<u8, Error> {
     if args.print_dockerfile {
         return print_dockerfiles(&prepared.targets);
     }
-    let reporter = Reporter::new(Mode::detect(&prepared.ci));
+    let reporter = output::reporter(&prepared.ci);
     let Some(report) = prepared.build(&reporter, env).await? else {
         return Ok(EXIT_INTERRUPTED);
     };
@@ -36,12 +35,13 @@ pub async fn run(args: &BuildArgs) -> Result<u8, Error> {
         env,
     )?;
     if args.json {
-        print!(
-            "{}",
-            output::json(&BuildJson::new(&prepared.plan, &report, statedir))?
-        );
+        output::result(&output::json(&BuildJson::new(
+            &prepared.plan,
+            &report,
+            statedir,
+        ))?);
     } else {
-        print!("{}", report.table());
+        output::result(&report.table());
     }
     Ok(if report.success() { 0 } else { EXIT_FAILURE })
 }
@@ -138,7 +138,7 @@ fn print_dockerfiles(targets: &[Result<BuildTarget, Failure>]) -> Result<u8, Err
             out.push('\n');
         }
     }
-    print!("{out}");
+    output::result(&out);
     Ok(0)
 }
 

@@ -13,6 +13,7 @@ use crate::deploy::WaitPolicy;
 use crate::deploy::route::{self, SnapshotBase};
 use crate::deploy::target::{self, Deployment, Remote};
 use crate::error::Error;
+use crate::output;
 
 pub async fn run_deployment(command: &DeploymentCommand) -> Result<u8, Error> {
     match command {
@@ -22,7 +23,7 @@ pub async fn run_deployment(command: &DeploymentCommand) -> Result<u8, Error> {
         DeploymentCommand::DeleteLocation(a) => {
             let client = settings(&a.connection, None)?.deployment_client("delete-location")?;
             ops::delete_location(&client, &a.location).await?;
-            println!("Deleted location {}.", a.location);
+            output::result_line(&format!("Deleted location {}.", a.location));
             Ok(0)
         }
         DeploymentCommand::ListLocations(a) => {
@@ -31,7 +32,7 @@ pub async fn run_deployment(command: &DeploymentCommand) -> Result<u8, Error> {
             let deployment =
                 target::existing_or_explain(&s, &super::current_dir()?, "list-locations")?;
             let locations = deployment.list_locations().await?;
-            println!("Listing locations...");
+            output::result_line("Listing locations...");
             for l in locations {
                 let mut line = vec![l.name];
                 for (value, label) in [
@@ -43,14 +44,14 @@ pub async fn run_deployment(command: &DeploymentCommand) -> Result<u8, Error> {
                         line.push(format!("{label}: {v}"));
                     }
                 }
-                println!("{}", line.join("\t"));
+                output::result_line(&line.join("\t"));
             }
             Ok(0)
         }
         DeploymentCommand::PullLocations(a) => {
             let client = settings(&a.connection, None)?.deployment_client("pull-locations")?;
             let doc = ops::locations_as_document(&client).await?;
-            print!("{}", to_yaml(&doc)?);
+            output::result(&to_yaml(&doc)?);
             Ok(0)
         }
         DeploymentCommand::SyncLocations(a) => sync_locations(a).await,
@@ -72,7 +73,7 @@ pub async fn run_branch_deployment(command: &BranchDeploymentCommand) -> Result<
                 crate::api::ClientOptions::default(),
             )?;
             ops::delete_branch_deployment(&client, &name).await?;
-            eprintln!("Deleted branch deployment {name}.");
+            output::progress(&format!("Deleted branch deployment {name}."));
             Ok(0)
         }
     }
@@ -130,7 +131,7 @@ async fn add_location(a: &LocationArgs) -> Result<u8, Error> {
         client: s.deployment_client("add-location")?,
     };
     ops::add_or_update_location(&remote.client, &doc).await?;
-    println!("Added or updated location {name}.");
+    output::result_line(&format!("Added or updated location {name}."));
     wait_and_report(&remote, &s, vec![(name, doc)]).await
 }
 
@@ -142,7 +143,7 @@ async fn sync_locations(a: &SyncLocationsArgs) -> Result<u8, Error> {
         client: s.deployment_client("sync-locations")?,
     };
     let names = ops::reconcile_locations(&remote.client, &doc).await?;
-    println!("Synced locations: {}", names.join(", "));
+    output::result_line(&format!("Synced locations: {}", names.join(", ")));
     let sent = names
         .into_iter()
         .map(|n| (n, serde_json::Value::Null))
@@ -162,12 +163,14 @@ async fn wait_and_report(
     }
     let list: Vec<&str> = sent.iter().map(|(n, _)| n.as_str()).collect();
     let list = list.join(", ");
-    eprintln!("Waiting for agent to sync changes to {list}...");
+    output::progress(&format!("Waiting for agent to sync changes to {list}..."));
     let results = remote
-        .wait(&sent, &policy, &|line| eprintln!("{line}"))
+        .wait(&sent, &policy, &|line| output::progress(line))
         .await?;
     failures_to_error(&results)?;
-    println!("Agent synced changes to {list}. Changes should now be visible.");
+    output::result_line(&format!(
+        "Agent synced changes to {list}. Changes should now be visible."
+    ));
     Ok(0)
 }
 
@@ -213,7 +216,7 @@ async fn create_or_update(a: &BranchCreateArgs) -> Result<u8, Error> {
         snapshot_base(a.snapshot_base_condition),
     )
     .await?;
-    println!("{name}");
+    output::result_line(&name);
     Ok(0)
 }
 

@@ -8,7 +8,6 @@ use crate::deploy::route::BranchMode;
 use crate::deploy::{self, DeployRequest, Deployed, Outcome, feedback};
 use crate::error::{EXIT_FAILURE, Error};
 use crate::output;
-use crate::progress::{Mode, Reporter};
 
 pub async fn run(args: &DeployArgs) -> Result<u8, Error> {
     let env = &super::process_env;
@@ -27,7 +26,7 @@ pub async fn run(args: &DeployArgs) -> Result<u8, Error> {
         python: (args.build_strategy == DeployStrategy::PythonExecutable)
             .then(|| args.python_version.clone()),
     };
-    let reporter = Reporter::new(Mode::detect(&crate::ci::context::CiContext::detect(env)));
+    let reporter = output::reporter(&crate::ci::context::CiContext::detect(env));
     if !args.plan.locations.is_empty() {
         reporter.message(&format!(
             "--location {}: built whatever changed, beside every location the plan selects \
@@ -43,22 +42,22 @@ pub async fn run(args: &DeployArgs) -> Result<u8, Error> {
         Outcome::Interrupted => Ok(EXIT_INTERRUPTED),
         Outcome::BuildOnly { report, reason } => {
             if args.json {
-                print!("{}", output::json(&report)?);
+                output::result(&output::json(&report)?);
             } else {
-                print!("{}", report.table());
+                output::result(&report.table());
             }
-            reporter.message(&format!("warning: {reason}"));
+            output::warn(&reason);
             let note = format!("> **dagster-deploy:** {reason}.\n");
             if let Err(e) = github::append_summary(env, &note) {
-                reporter.message(&format!("warning: {e}"));
+                output::warn(&e);
             }
             Ok(if report.success() { 0 } else { EXIT_FAILURE })
         }
         Outcome::DryRun(dry) => {
             if args.json {
-                print!("{}", output::json(&dry)?);
+                output::result(&output::json(&dry)?);
             } else {
-                print!("{}", dry.text());
+                output::result(&dry.text());
             }
             Ok(if dry.failures.is_empty() {
                 0
@@ -67,13 +66,13 @@ pub async fn run(args: &DeployArgs) -> Result<u8, Error> {
             })
         }
         Outcome::Deployed(deployed) => {
-            print!("{}", render(args, &deployed)?);
+            output::result(&render(args, &deployed)?);
             let dotenv = args
                 .dotenv
                 .as_deref()
                 .map(|p| p.to_string_lossy().into_owned());
             for warning in feedback::after_deploy(env, &deployed, dotenv.as_deref()).await {
-                reporter.message(&format!("warning: {warning}"));
+                output::warn(&warning);
             }
             Ok(if deployed.succeeded() {
                 0

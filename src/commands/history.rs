@@ -33,16 +33,13 @@ pub async fn run_history(a: &HistoryArgs) -> Result<u8, Error> {
             deployment: &'a str,
             revisions: &'a [HistoryEntry],
         }
-        print!(
-            "{}",
-            output::json(&Out {
-                location: &a.location,
-                deployment: target.name(),
-                revisions: &revisions,
-            })?
-        );
+        output::result(&output::json(&Out {
+            location: &a.location,
+            deployment: target.name(),
+            revisions: &revisions,
+        })?);
     } else {
-        print!("{}", history_table(&revisions));
+        output::result(&history_table(&revisions));
     }
     Ok(0)
 }
@@ -51,23 +48,20 @@ pub async fn run_rollback(a: &RollbackArgs) -> Result<u8, Error> {
     let target = deployment(&a.connection, "rollback")?;
     let (revision, document) = target.rollback(&a.location, a.to).await?;
     if a.json {
-        print!(
-            "{}",
-            output::json(&serde_json::json!({
-                "location": a.location,
-                "deployment": target.name(),
-                "revision": revision,
-                "document": document,
-            }))?
-        );
+        output::result(&output::json(&serde_json::json!({
+            "location": a.location,
+            "deployment": target.name(),
+            "revision": revision,
+            "document": document,
+        }))?);
     } else {
-        println!(
+        output::result_line(&format!(
             "Rolled back location {} in {}: revision {revision} registers image {} (commit {}).",
             a.location,
             target.describe(),
             document["image"].as_str().unwrap_or("none"),
             document["git"]["commit_hash"].as_str().unwrap_or("none"),
-        );
+        ));
     }
     Ok(0)
 }

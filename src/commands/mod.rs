@@ -19,6 +19,14 @@ use crate::error::Error;
 /// Runs the command on the process's one async runtime; `Ok` carries the exit code of a
 /// command that finished but has a verdict (e.g. a build that failed).
 pub fn run(cli: Cli) -> Result<u8, Error> {
+    crate::output::set_verbosity(match (cli.quiet, cli.verbose) {
+        (true, _) => crate::output::Verbosity::Quiet,
+        (_, true) => crate::output::Verbosity::Verbose,
+        _ => crate::output::Verbosity::Normal,
+    });
+    // LOGGING: library warnings (retries, maintenance waits) go through `tracing`; its
+    // subscriber is installed once by `main` (src/logging.rs, issue 10), at `debug` with
+    // `--verbose` (`output::verbosity()`).
     crate::ci::github::mask_env_secrets(&process_env);
     let runtime = runtime()?;
     let code = runtime.block_on(dispatch(cli));

@@ -41,17 +41,17 @@ pub async fn run(args: &PlanArgs) -> Result<u8, Error> {
     std::mem::forget(repo);
     let plan = plan?;
     if args.json {
-        print!("{}", output::json(&plan)?);
+        output::result(&output::json(&plan)?);
     } else if args.fan_out.github_matrix {
-        print!("{}", fan_out::github_matrix(&fan_out_names(&plan, args)?));
+        output::result(&fan_out::github_matrix(&fan_out_names(&plan, args)?));
     } else if let Some(child) = child {
         let names = fan_out_names(&plan, args)?;
-        print!("{}", fan_out::gitlab_child_pipeline(&names, &child)?);
+        output::result(&fan_out::gitlab_child_pipeline(&names, &child)?);
     } else {
         let compared = select::compared(&against, &req)
             .then(|| against.describe())
             .flatten();
-        print!("{}", output::plan_table(&plan, compared.as_deref()));
+        output::result(&output::plan_table(&plan, compared.as_deref()));
     }
     Ok(0)
 }

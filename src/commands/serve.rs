@@ -2,6 +2,7 @@
 
 use crate::cli::serve::{ServeArgs, ServeCommand, ServeRunArgs, TokenCommand, TokenCreateArgs};
 use crate::error::Error;
+use crate::output;
 use crate::server::{
     self, Deployments, RegistryAccess, RegistryCredentials, ServeOptions, TokenScope,
 };
@@ -28,13 +29,13 @@ async fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
         Some(registry_access(a)?)
     };
     let running = server::start(opts).await?;
-    eprintln!(
+    output::progress(&format!(
         "dagster-deploy serve: listening on {} (data: {}); Ctrl-C stops",
         running.url(),
         a.data.dir.display()
-    );
+    ));
     shutdown_signal().await;
-    eprintln!("dagster-deploy serve: shutting down");
+    output::progress("dagster-deploy serve: shutting down");
     running.shutdown().await?;
     Ok(0)
 }
@@ -87,7 +88,7 @@ fn token_create(a: &TokenCreateArgs) -> Result<u8, Error> {
         Some(name) => {
             if deployments.deployment(name).is_err() {
                 deployments.create_deployment(name)?;
-                eprintln!("Created deployment {name}.");
+                output::progress(&format!("Created deployment {name}."));
             }
             TokenScope::Deployment(name.clone())
         }
@@ -98,11 +99,11 @@ fn token_create(a: &TokenCreateArgs) -> Result<u8, Error> {
         TokenScope::Deployment(d) => format!("a token for deployment {d}"),
         TokenScope::Organization => "an organization token".to_string(),
     };
-    eprintln!(
+    output::progress(&format!(
         "Created {what} (id {}, label {}). It is shown only once; store it now (e.g. as \
          DAGSTER_CLOUD_API_TOKEN).",
         info.id, info.label
-    );
-    println!("{token}");
+    ));
+    output::result_line(&token);
     Ok(0)
 }

@@ -26,7 +26,7 @@ async fn deploy_python_executable(a: &PexDeployArgs) -> Result<u8, Error> {
             hint: "pass the full image with --image instead".into(),
         });
     }
-    let say = |m: &str| eprintln!("{m}");
+    let say = |m: &str| output::progress(m);
     let query = LocationQuery {
         name: a.location_name.as_deref(),
         sources_given: a.code.sources_given(),
@@ -52,11 +52,11 @@ async fn deploy_python_executable(a: &PexDeployArgs) -> Result<u8, Error> {
             BuildMethodArg::DockerFallback => BuildMethod::DockerFallback,
         },
     };
-    eprintln!(
+    output::progress(&format!(
         "Deploying {} as Python executables (Python {})",
         names.join(", "),
         opts.python_version
-    );
+    ));
     let flags = |b: &crate::pex::Built| DocumentFlags {
         pex_tag: Some(b.pex_tag.clone()),
         // As the reference: a given image pins its own Python.
@@ -69,15 +69,12 @@ async fn deploy_python_executable(a: &PexDeployArgs) -> Result<u8, Error> {
     failures_to_error(&results)?;
     if a.json {
         // With --json, stdout carries the result document only.
-        print!(
-            "{}",
-            output::json(&serde_json::json!({ "locations": built }))?
-        );
+        output::result(&output::json(&serde_json::json!({ "locations": built }))?);
     } else if policy.waits() {
-        println!(
+        output::result_line(&format!(
             "Agent synced changes to {}. Changes should now be visible.",
             names.join(", ")
-        );
+        ));
     }
     Ok(0)
 }

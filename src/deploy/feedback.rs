@@ -14,6 +14,7 @@ use crate::ci::github::{self, PullRequest};
 use crate::ci::gitlab::{self, MergeRequest};
 use crate::ci::pull_request;
 use crate::config::Env;
+use crate::output;
 
 /// Hidden in the rendered comment; finds the comment or note to edit on the next run.
 pub const MARKER: &str = "<!-- dagster-deploy -->";
@@ -181,10 +182,10 @@ async fn comment_on_pull_request(env: Env<'_>, markdown: &str) -> Option<String>
     };
     match pr.upsert_comment(&token, markdown, MARKER).await {
         Ok(action) => {
-            eprintln!(
+            output::progress(&format!(
                 "{action} the deploy comment on pull request #{}.",
                 pr.number
-            );
+            ));
             None
         }
         Err(why) => Some(format!(
@@ -200,7 +201,10 @@ async fn note_on_merge_request(env: Env<'_>, markdown: &str) -> Option<String> {
     let mr = MergeRequest::from_env(env)?;
     match mr.upsert_note(&token, markdown, MARKER).await {
         Ok(action) => {
-            eprintln!("{action} the deploy note on merge request !{}.", mr.iid);
+            output::progress(&format!(
+                "{action} the deploy note on merge request !{}.",
+                mr.iid
+            ));
             None
         }
         Err(why) => Some(format!(

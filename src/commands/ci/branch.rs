@@ -8,6 +8,7 @@ use crate::ci::pull_request::{self, Source};
 use crate::cli::ci::BranchDeploymentArgs;
 use crate::deploy::route;
 use crate::error::Error;
+use crate::output;
 
 pub async fn run(args: &BranchDeploymentArgs) -> Result<u8, Error> {
     let env = &super::super::process_env;
@@ -32,7 +33,7 @@ pub async fn run(args: &BranchDeploymentArgs) -> Result<u8, Error> {
         )
         .await?;
         if let Some(name) = name {
-            println!("{name}");
+            output::result_line(&name);
         }
         return Ok(0);
     }
@@ -48,6 +49,6 @@ pub async fn run(args: &BranchDeploymentArgs) -> Result<u8, Error> {
         super::super::compat::snapshot_base(args.snapshot_base_condition),
     )
     .await?;
-    println!("{name}");
+    output::result_line(&name);
     Ok(0)
 }

@@ -12,9 +12,9 @@ use crate::deploy::Remote;
 use crate::deploy::prepare::Prepared;
 use crate::deploy::python::{self, PexOptions, PexTarget};
 use crate::error::{EXIT_FAILURE, Error};
+use crate::output;
 use crate::pex::BuildMethod;
 use crate::plan::{self, PlanRequest};
-use crate::progress::{Mode, Reporter};
 
 pub async fn run(args: &BuildArgs) -> Result<u8, Error> {
     let env = &super::super::process_env;
@@ -24,7 +24,7 @@ pub async fn run(args: &BuildArgs) -> Result<u8, Error> {
     })?;
     let states = dir.selected(&args.location_names)?;
     let Some(first) = states.first() else {
-        println!("No locations to build");
+        output::result_line("No locations to build");
         return Ok(0);
     };
     if args.build_strategy == BuildStrategy::PythonExecutable {
@@ -42,10 +42,10 @@ pub async fn run(args: &BuildArgs) -> Result<u8, Error> {
             hint: "build each file's locations separately with --location-name".into(),
         });
     }
-    eprintln!(
+    output::progress(&format!(
         "Going to build the following locations: {}",
         super::names(&states)
-    );
+    ));
     // Naming the selected locations makes the plan build them whatever changed (the session
     // chose them); other changed locations are left out below.
     let names: Vec<String> = states.iter().map(|s| s.location_name.clone()).collect();
@@ -66,13 +66,13 @@ pub async fn run(args: &BuildArgs) -> Result<u8, Error> {
         };
         names.contains(name)
     });
-    let reporter = Reporter::new(Mode::detect(&prepared.ci));
+    let reporter = output::reporter(&prepared.ci);
     let Some(report) = prepared.build(&reporter, env).await? else {
         return Ok(EXIT_INTERRUPTED);
     };
     let settings = super::super::resolve_settings(&SettingsFlags::default())?;
     prepared.save_state(Some(&dir.path), &settings, &report, &reporter, env)?;
-    print!("{}", report.table());
+    output::result(&report.table());
     Ok(if report.success() { 0 } else { EXIT_FAILURE })
 }
 
@@ -134,7 +134,7 @@ async fn python_executable(
 ) -> Result<u8, Error> {
     let env = &super::super::process_env;
     let entries = super::entries(&states)?;
-    let say = |m: &str| eprintln!("{m}");
+    let say = |m: &str| output::progress(m);
     let mut targets = Vec::new();
     for s in &states {
         let Some(loc) = entries.get(&s.location_name) else {
@@ -184,7 +184,7 @@ async fn python_executable(
             format!("built and uploaded Python executable: {}", b.pex_tag),
         );
         dir.save(state)?;
-        println!("{}\t{}", b.location, b.pex_tag);
+        output::result_line(&format!("{}\t{}", b.location, b.pex_tag));
     }
     Ok(0)
 }

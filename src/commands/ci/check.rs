@@ -6,6 +6,7 @@ use crate::api::{SettingsFlags, ops};
 use crate::cli::ci::{CheckArgs, CheckLevel};
 use crate::cli::{self, ConfigArgs};
 use crate::error::{EXIT_FAILURE, Error};
+use crate::output;
 
 pub async fn run(args: &CheckArgs) -> Result<u8, Error> {
     let mut passed = 0;
@@ -14,17 +15,17 @@ pub async fn run(args: &CheckArgs) -> Result<u8, Error> {
     let mut verdict = |level: CheckLevel, what: &str, result: Result<String, Error>| match result {
         Ok(message) => {
             passed += 1;
-            println!("ok    [{what}] {message}");
+            output::result_line(&format!("ok    [{what}] {message}"));
         }
         Err(e) => {
             // The full rendering: an invalid file lists every problem with its position.
             let line = format!("[{what}] {}", crate::output::error_text(&e).trim_end());
             if level == CheckLevel::Warn {
                 warnings += 1;
-                println!("warn  {line}");
+                output::result_line(&format!("warn  {line}"));
             } else {
                 failed += 1;
-                println!("FAIL  {line}");
+                output::result_line(&format!("FAIL  {line}"));
             }
         }
     };
@@ -43,12 +44,12 @@ pub async fn run(args: &CheckArgs) -> Result<u8, Error> {
         let result = connect(args).await;
         verdict(args.dagster_cloud_connect_check, "connection", result);
     }
-    println!("Passed: {passed}");
+    output::result_line(&format!("Passed: {passed}"));
     if warnings > 0 {
-        println!("Warnings: {warnings}");
+        output::result_line(&format!("Warnings: {warnings}"));
     }
     if failed > 0 {
-        println!("Failed: {failed}");
+        output::result_line(&format!("Failed: {failed}"));
         return Ok(EXIT_FAILURE);
     }
     Ok(0)

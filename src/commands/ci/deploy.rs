@@ -12,18 +12,19 @@ use crate::config::Location;
 use crate::deploy::register::send_documents;
 use crate::deploy::{Deployment, Remote, WaitPolicy};
 use crate::error::Error;
+use crate::output;
 
 pub async fn run(args: &DeployArgs) -> Result<u8, Error> {
     let dir = super::statedir(&args.statedir)?;
     let states = dir.selected(&args.location_names)?;
-    eprintln!("Going to deploy the following locations:");
+    output::progress("Going to deploy the following locations:");
     for s in &states {
         let ready = if s.build_output.is_some() {
             "Ready to deploy"
         } else {
             "Not ready to deploy"
         };
-        eprintln!("- {} [{ready}]", s.location_name);
+        output::progress(&format!("- {} [{ready}]", s.location_name));
     }
     let unbuilt: Vec<&str> = states
         .iter()
@@ -50,7 +51,7 @@ pub async fn run(args: &DeployArgs) -> Result<u8, Error> {
         });
     }
     let Some(first) = states.first() else {
-        println!("No locations to deploy");
+        output::result_line("No locations to deploy");
         return Ok(0);
     };
     if let Some(other) = states.iter().find(|s| {
@@ -89,12 +90,12 @@ pub async fn run(args: &DeployArgs) -> Result<u8, Error> {
         && named != deployment
         && !first.is_branch_deployment
     {
-        eprintln!(
-            "warning: the session in {} deploys to `{deployment}`, not to `{named}` \
+        output::warn(&format!(
+            "the session in {} deploys to `{deployment}`, not to `{named}` \
              (DAGSTER_CLOUD_DEPLOYMENT); start a new session with `ci init --deployment {named}` \
              to deploy there",
             dir.path.display()
-        );
+        ));
     }
     // A session written by `build --statedir` without Dagster+ settings has no URL: use ours.
     let remote = Remote {
@@ -108,18 +109,20 @@ pub async fn run(args: &DeployArgs) -> Result<u8, Error> {
     );
     let outcome = async {
         let sent = send_documents(&remote, documents).await?;
-        println!("{announce}");
+        output::result_line(&announce);
         let policy = WaitPolicy::ci_deploy(&settings);
-        let results = remote.wait(&sent, &policy, &|l| eprintln!("{l}")).await?;
+        let results = remote
+            .wait(&sent, &policy, &|l| output::progress(l))
+            .await?;
         Ok::<_, Error>(failures_to_error(&results)?)
     }
     .await;
     record(&dir, states, outcome.is_ok())?;
     outcome?;
-    println!(
+    output::result_line(&format!(
         "View the status of your locations at {}/locations.",
         remote.client.base_url()
-    );
+    ));
     Ok(0)
 }
 

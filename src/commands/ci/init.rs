@@ -17,6 +17,7 @@ use crate::deploy::route;
 use crate::deploy::select::{self, Against};
 use crate::deploy::session::{self, SessionDefaults};
 use crate::error::Error;
+use crate::output;
 use crate::plan::{self, Action, PlanRequest};
 
 pub async fn run(args: &InitArgs) -> Result<u8, Error> {
@@ -52,7 +53,7 @@ pub async fn run(args: &InitArgs) -> Result<u8, Error> {
     let condition = super::super::compat::snapshot_base(args.snapshot_base_condition);
     let (deployment, is_branch, line) =
         route::for_session(&settings, &ci, env, &project_dir, required, condition).await?;
-    println!("{line}");
+    output::result_line(&line);
     let req = PlanRequest {
         config: yaml_path.clone(),
         base: args.base.clone(),
@@ -66,10 +67,10 @@ pub async fn run(args: &InitArgs) -> Result<u8, Error> {
             client: settings.client_for(None, &deployment, "ci init")?,
         }),
         (None, true) => {
-            eprintln!(
-                "warning: no API token, so what {deployment} runs is unknown: locations are \
+            output::warn(&format!(
+                "no API token, so what {deployment} runs is unknown: locations are \
                  selected by what changed in git alone"
-            );
+            ));
             None
         }
         (_, false) => None,
@@ -111,7 +112,7 @@ pub async fn run(args: &InitArgs) -> Result<u8, Error> {
         deployment_name: deployment,
         git,
     };
-    println!("Initializing {}", dir.path.display());
+    output::result_line(&format!("Initializing {}", dir.path.display()));
     for planned in &plan.locations {
         if !args.location_names.is_empty() && !args.location_names.contains(&planned.name) {
             continue;
@@ -129,7 +130,10 @@ pub async fn run(args: &InitArgs) -> Result<u8, Error> {
         } else {
             "not selected"
         };
-        println!("- {} ({verdict}: {})", planned.name, planned.reason.message);
+        output::result_line(&format!(
+            "- {} ({verdict}: {})",
+            planned.name, planned.reason.message
+        ));
     }
     Ok(0)
 }
