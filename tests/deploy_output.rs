@@ -15,31 +15,11 @@ use dagster_deploy::server::Actor;
 use serde_json::json;
 use support::{Monorepo, Run};
 
-const OURS: &str = env!("CARGO_BIN_EXE_dagster-deploy");
-
 /// `dagster-deploy ARGS` in `m` with no Dagster+ settings, no CI and no engine.
 fn ours(m: &Monorepo, args: &[&str]) -> Command {
-    let mut cmd = Command::new(OURS);
-    cmd.current_dir(m.path())
-        .args(args)
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .env(
-            "DAGSTER_CLOUD_CLI_CONFIG",
-            m.path().join(".no-dagster-cloud-config"),
-        );
-    for var in [
-        "DAGSTER_CLOUD_URL",
-        "DAGSTER_CLOUD_ORGANIZATION",
-        "DAGSTER_CLOUD_DEPLOYMENT",
-        "DAGSTER_CLOUD_API_TOKEN",
-        "CI",
-        "GITHUB_ACTIONS",
-        "GITLAB_CI",
-        "DAGSTER_BUILD_STATEDIR",
-        "DAGSTER_DEPLOY_DOTENV",
-    ] {
-        cmd.env_remove(var);
-    }
+    let mut cmd = support::bin(m.path());
+    cmd.args(args)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
     cmd
 }
 
