@@ -16,6 +16,7 @@ pub mod error;
 pub mod output;
 pub mod pex;
 pub mod plan;
+pub mod printer;
 pub mod progress;
 pub mod protocol;
 pub mod registry;

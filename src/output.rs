@@ -3,64 +3,12 @@
 //! text; the printer below is the one place that writes it, as `--quiet`/`--verbose` say.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::sync::OnceLock;
 
 use crate::ci::context::CiContext;
+pub use crate::printer::{
+    Verbosity, detail, progress, result, result_line, set_verbosity, verbosity, warn,
+};
 use crate::progress::{Mode, Reporter};
-
-/// How much people see on stderr; results on stdout are never held back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum Verbosity {
-    /// `--quiet`: warnings and errors only.
-    Quiet,
-    #[default]
-    Normal,
-    /// `--verbose`: also the details (each request retried, each file read...).
-    Verbose,
-}
-
-static VERBOSITY: OnceLock<Verbosity> = OnceLock::new();
-
-/// Decided once per process, before any output.
-pub fn set_verbosity(v: Verbosity) {
-    let _ = VERBOSITY.set(v);
-}
-
-pub fn verbosity() -> Verbosity {
-    VERBOSITY.get().copied().unwrap_or_default()
-}
-
-/// A result on stdout (as given: end it with a newline).
-pub fn result(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-}
-
-/// A result line on stdout.
-pub fn result_line(text: &str) {
-    result(&format!("{text}\n"));
-}
-
-/// A progress line on stderr (not with `--quiet`).
-pub fn progress(text: &str) {
-    if verbosity() > Verbosity::Quiet {
-        eprintln!("{text}");
-    }
-}
-
-/// A detail line on stderr (only with `--verbose`).
-pub fn detail(text: &str) {
-    if verbosity() == Verbosity::Verbose {
-        eprintln!("{text}");
-    }
-}
-
-/// A warning on stderr, whatever the verbosity.
-pub fn warn(text: &str) {
-    eprintln!("warning: {text}");
-}
 
 /// The build reporter for this run's context: bars, CI groups or plain lines, nothing with
 /// `--quiet`.

@@ -10,6 +10,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 0),
     ("changes", 0),
     ("protocol", 0),
+    ("printer", 0),
     ("registry", 1),
     ("api", 2),
     ("server", 2),

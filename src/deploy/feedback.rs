@@ -14,7 +14,7 @@ use crate::ci::github::{self, PullRequest};
 use crate::ci::gitlab::{self, MergeRequest};
 use crate::ci::pull_request;
 use crate::config::Env;
-use crate::output;
+use crate::printer;
 
 /// Hidden in the rendered comment; finds the comment or note to edit on the next run.
 pub const MARKER: &str = "<!-- dagster-deploy -->";
@@ -182,7 +182,7 @@ async fn comment_on_pull_request(env: Env<'_>, markdown: &str) -> Option<String>
     };
     match pr.upsert_comment(&token, markdown, MARKER).await {
         Ok(action) => {
-            output::progress(&format!(
+            printer::progress(&format!(
                 "{action} the deploy comment on pull request #{}.",
                 pr.number
             ));
@@ -201,7 +201,7 @@ async fn note_on_merge_request(env: Env<'_>, markdown: &str) -> Option<String> {
     let mr = MergeRequest::from_env(env)?;
     match mr.upsert_note(&token, markdown, MARKER).await {
         Ok(action) => {
-            output::progress(&format!(
+            printer::progress(&format!(
                 "{action} the deploy note on merge request !{}.",
                 mr.iid
             ));
