@@ -194,6 +194,17 @@ impl Settings {
         )
     }
 
+    /// The client of `branch-deployment delete`, as the reference builds it: the deployment
+    /// URL, but no deployment header.
+    pub fn branch_deletion_client(&self, what: &str) -> Result<Client, ApiError> {
+        Client::new(
+            &self.deployment_url(what)?,
+            self.token(what)?.clone(),
+            None,
+            ClientOptions::default(),
+        )
+    }
+
     /// The client of organisation-scoped calls (branch deployments, organisation settings):
     /// the organisation URL, no deployment header.
     pub fn organization_client(&self, what: &str) -> Result<Client, ApiError> {

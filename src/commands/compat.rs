@@ -65,13 +65,7 @@ pub async fn run_branch_deployment(command: &BranchDeploymentCommand) -> Result<
             let s = settings(&a.connection, None)?;
             let what = "branch-deployment delete";
             let name = s.deployment(what)?.to_string();
-            // As the reference: the deployment URL, but no deployment header.
-            let client = crate::api::Client::new(
-                &s.deployment_url(what)?,
-                s.token(what)?.clone(),
-                None,
-                crate::api::ClientOptions::default(),
-            )?;
+            let client = s.branch_deletion_client(what)?;
             ops::delete_branch_deployment(&client, &name).await?;
             output::progress(&format!("Deleted branch deployment {name}."));
             Ok(0)
