@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod logging;
 pub mod output;
 pub mod pex;
 pub mod plan;

@@ -2,8 +2,11 @@
 //! as `--quiet` and `--verbose` decide. Below every module that reports, so the workflow and
 //! the commands print through it alike.
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+
+use crate::config::Env;
 
 /// How much people see on stderr; results on stdout are never held back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -42,18 +45,49 @@ pub fn result_line(text: &str) {
 /// A progress line on stderr (not with `--quiet`).
 pub fn progress(text: &str) {
     if verbosity() > Verbosity::Quiet {
-        eprintln!("{text}");
+        line_to_stderr(text);
     }
 }
 
 /// A detail line on stderr (only with `--verbose`).
 pub fn detail(text: &str) {
     if verbosity() == Verbosity::Verbose {
-        eprintln!("{text}");
+        line_to_stderr(text);
     }
 }
 
 /// A warning on stderr, whatever the verbosity.
 pub fn warn(text: &str) {
-    eprintln!("warning: {text}");
+    line_to_stderr(&format!("warning: {text}"));
+}
+
+/// Not `eprintln!`: a closed stderr (a stopped log reader) must not abort the command.
+fn line_to_stderr(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// Secrets already masked by this process (each is announced once).
+static MASKED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// On GitHub Actions, asks the runner to hide `secret` in every later log line (a workflow
+/// command on stderr). Secrets from `secrets.*` are masked by GitHub already; tokens and
+/// build secrets read from files, flags or other variables are not.
+pub fn mask(env: Env, secret: &str) {
+    let secret = secret.trim();
+    if env("GITHUB_ACTIONS").as_deref() != Some("true") || secret.is_empty() {
+        return;
+    }
+    let Ok(mut masked) = MASKED.lock() else {
+        return;
+    };
+    if masked.insert(secret.to_string()) {
+        line_to_stderr(&format!("::add-mask::{}", escape_data(secret)));
+    }
+}
+
+/// A GitHub workflow command's data, escaped.
+pub fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }

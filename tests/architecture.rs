@@ -10,7 +10,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 0),
     ("changes", 0),
     ("protocol", 0),
-    ("printer", 0),
+    ("printer", 1),
     ("registry", 1),
     ("api", 2),
     ("server", 2),
@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("output", 5),
     ("cli", 5),
     ("commands", 6),
+    ("logging", 6),
 ];
 
 /// Every `.rs` file under `path` (or `path` itself), its production part.

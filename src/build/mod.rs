@@ -5,13 +5,17 @@
 //! parallel, reusing images whose content-key tag is already in the registry. The tag scheme
 //! is described in [`target`].
 
+pub mod buildkit;
 pub mod context;
+pub mod diagnose;
 pub mod docker;
 pub mod dockerfile;
 pub mod engine;
 pub mod outcome;
 pub mod run;
+pub mod secrets;
 pub mod session;
+mod share;
 mod stream_log;
 pub mod tar_stream;
 pub mod target;
@@ -23,7 +27,7 @@ pub use docker::DockerEngine;
 // The ignore-file rules live with planning, which decides build inputs with them.
 pub use crate::plan::dockerignore::{self, DockerIgnore};
 pub use engine::{
-    BuildRequest, BuiltImage, Engine, EngineError, ImageDetails, Progress, ProgressEvent,
+    BuildRequest, Builder, BuiltImage, Engine, EngineError, ImageDetails, Progress, ProgressEvent,
     PushedImage,
 };
 pub use outcome::{BuildReport, BuildStatus, BuildSummary, Failure, LocationResult, Step};

@@ -1,5 +1,5 @@
 //! One build run as a command performs it: credentials and engine set up once, the targets
-//! built on a fresh runtime, and Ctrl-C (SIGINT) turned into [`Outcome::Interrupted`] after
+//! built on the process's runtime, and Ctrl-C (SIGINT) turned into [`Outcome::Interrupted`] after
 //! every in-flight engine request has been dropped (so nothing more is pushed).
 
 use std::path::Path;
@@ -76,6 +76,7 @@ pub async fn execute(
             engine: &engine,
             registry: &registry,
             keychain: &keychain,
+            env,
         };
         Ok::<_, RunError>(run(&services, targets, options, reporter).await)
     };

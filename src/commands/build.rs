@@ -70,6 +70,15 @@ pub(super) fn options(flags: &BuildFlags) -> Result<BuildOptions, Error> {
         };
         build_args.insert(key.trim().to_string(), value.to_string());
     }
+    let mut secrets = Vec::new();
+    for text in flags.secrets.iter().filter(|s| !s.trim().is_empty()) {
+        let spec = build::secrets::SecretSpec::parse(text).map_err(|problem| Error::Usage {
+            message: format!("--secret {text:?}: {problem}"),
+            hint: "write id=ID,env=VAR or id=ID,src=FILE, e.g. --secret id=pypi,env=PYPI_TOKEN"
+                .into(),
+        })?;
+        secrets.push(spec);
+    }
     let max_context_size = parse_size(&flags.max_context_size).ok_or_else(|| Error::Usage {
         message: format!(
             "--max-context-size {:?}: not a size",
@@ -88,6 +97,8 @@ pub(super) fn options(flags: &BuildFlags) -> Result<BuildOptions, Error> {
         build_args,
         max_context_size: Some(max_context_size),
         network: flags.network.clone(),
+        builder: flags.builder,
+        secrets,
         ..BuildOptions::default()
     })
 }

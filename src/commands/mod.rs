@@ -24,9 +24,8 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         (_, true) => crate::output::Verbosity::Verbose,
         _ => crate::output::Verbosity::Normal,
     });
-    // LOGGING: library warnings (retries, maintenance waits) go through `tracing`; its
-    // subscriber is installed once by `main` (src/logging.rs, issue 10), at `debug` with
-    // `--verbose` (`output::verbosity()`).
+    // Library warnings (retries, maintenance waits) go through `tracing`, whose subscriber
+    // `main` installs (src/logging.rs; `debug` with --verbose).
     crate::ci::github::mask_env_secrets(&process_env);
     let runtime = runtime()?;
     let code = runtime.block_on(dispatch(cli));

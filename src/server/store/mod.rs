@@ -64,6 +64,9 @@ pub struct StoredLocation {
     pub document: Value,
     pub revision_id: i64,
     pub updated_at_ms: i64,
+    /// Why the stored document cannot be read (then `document` holds only `location_name`);
+    /// the location reports it as its load error.
+    pub damaged: Option<String>,
 }
 
 /// What a revision did.
@@ -92,6 +95,8 @@ pub struct Revision {
     /// `git.commit_hash` of the document, if it had one.
     pub commit_hash: Option<String>,
     pub created_at_ms: i64,
+    /// Why the stored document cannot be read (then `document` is `None`; never rolled back to).
+    pub damaged: Option<String>,
 }
 
 impl Revision {
@@ -195,6 +200,8 @@ pub trait Store: Send + Sync + 'static {
     /// The token with this hash, revoked or not.
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError>;
     fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
+    /// Records that the token was used at `at_ms`.
+    fn touch_token(&self, id: i64, at_ms: i64) -> Result<(), StoreError>;
     /// `false` if there is no such (unrevoked) token.
     fn revoke_token(&self, id: i64) -> Result<bool, StoreError>;
 }
