@@ -8,6 +8,7 @@ use crate::ci::context::CiError;
 use crate::ci::state::StateError;
 use crate::config::{ConfigError, Diagnostic};
 use crate::pex::PexError;
+use crate::server::{DeployError, ServerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,6 +26,11 @@ pub enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     Pex(#[from] PexError),
+    /// The local store (`.dagster-deploy/`) refused or failed.
+    #[error(transparent)]
+    Store(#[from] DeployError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
     /// A problem of one location: its name leads the message; code, hint and exit code are
     /// the problem's own.
     #[error("location `{location}`: {source}")]
@@ -39,6 +45,44 @@ pub enum Error {
     /// Anything else the user must act on (exit 1).
     #[error("{message}")]
     Failed { message: String, hint: String },
+}
+
+/// A fan-out output that cannot be written fails the command.
+impl From<crate::ci::fan_out::FanOutError> for Error {
+    fn from(e: crate::ci::fan_out::FanOutError) -> Error {
+        Error::Failed {
+            message: e.message,
+            hint: e.hint,
+        }
+    }
+}
+
+/// The pull request's facts fail as the CI's or git's errors do.
+impl From<crate::ci::pull_request::PullRequestError> for Error {
+    fn from(e: crate::ci::pull_request::PullRequestError) -> Error {
+        use crate::ci::pull_request::PullRequestError as P;
+        match e {
+            P::Ci(e) => Error::Ci(e),
+            P::Changes(e) => Error::Changes(e),
+        }
+    }
+}
+
+/// Planning's errors are the app's errors of the same kind (same code, hint, exit code).
+impl From<crate::plan::PlanError> for Error {
+    fn from(e: crate::plan::PlanError) -> Error {
+        use crate::plan::PlanError as P;
+        match e {
+            P::Config(e) => Error::Config(e),
+            P::Changes(e) => Error::Changes(e),
+            P::Usage { message, hint } => Error::Usage { message, hint },
+            P::Failed { message, hint } => Error::Failed { message, hint },
+            P::Location { location, source } => Error::Location {
+                location,
+                source: Box::new((*source).into()),
+            },
+        }
+    }
 }
 
 /// Exit codes: 0 success, 1 failure or invalid input, 2 usage error (as clap uses it).
@@ -65,6 +109,8 @@ impl Error {
             Error::Ci(e) => e.code(),
             Error::State(e) => e.code(),
             Error::Pex(e) => e.code(),
+            Error::Store(_) => "local-store",
+            Error::Server(_) => "server",
             Error::Location { source, .. } => source.code(),
             Error::Usage { .. } => "usage",
             Error::Failed { .. } => "failed",
@@ -98,6 +144,8 @@ impl Error {
             Error::Ci(e) => e.hint().into(),
             Error::State(e) => e.hint().into(),
             Error::Pex(e) => e.hint(),
+            // Their messages already say what to do.
+            Error::Store(_) | Error::Server(_) => String::new(),
             Error::Location { source, .. } => source.hint(),
             Error::Usage { hint, .. } | Error::Failed { hint, .. } => hint.clone(),
         }

@@ -15,10 +15,11 @@ pub fn init(cli: &Cli) {
         Command::Serve(args) if args.command.is_none() => Some(args.run.log_format),
         _ => None,
     };
-    let default_level = if serve_format.is_some() {
-        "info"
-    } else {
-        "warn"
+    // `--verbose` shows the library's details too (each retry, each maintenance wait).
+    let default_level = match (serve_format.is_some(), cli.verbose && !cli.quiet) {
+        (_, true) => "debug",
+        (true, false) => "info",
+        (false, false) => "warn",
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));

@@ -1,14 +1,30 @@
 //! How results reach people and machines: stdout carries results (a table, or JSON with
-//! `--json`), stderr carries errors and progress. Rendering is pure: functions return text.
+//! `--json`), stderr carries errors, warnings and progress. Rendering is pure: functions return
+//! text; the printer below is the one place that writes it, as `--quiet`/`--verbose` say.
 
 use std::fmt::Write as _;
+
+use crate::ci::context::CiContext;
+pub use crate::printer::{
+    Verbosity, detail, progress, result, result_line, set_verbosity, verbosity, warn,
+};
+use crate::progress::{Mode, Reporter};
+
+/// The build reporter for this run's context: bars, CI groups or plain lines, nothing with
+/// `--quiet`.
+pub fn reporter(ci: &CiContext) -> Reporter {
+    match verbosity() {
+        Verbosity::Quiet => Reporter::quiet(),
+        _ => Reporter::new(Mode::detect(ci)),
+    }
+}
 
 use serde::Serialize;
 
 use crate::changes::short_sha;
 use crate::config::Diagnostic;
 use crate::error::Error;
-use crate::plan::{Plan, PlanBase};
+use crate::plan::{ComparedSource, Plan, PlanBase, PlannedLocation, ReasonCode};
 
 /// Pretty JSON with a trailing newline. Serialising our own types should not fail (paths are
 /// written lossily); if it ever does, the command fails with exit code 1.
@@ -22,9 +38,28 @@ pub fn json<T: Serialize>(value: &T) -> Result<String, Error> {
         })
 }
 
-/// The plan as a table for people.
-pub fn plan_table(plan: &Plan) -> String {
+/// The plan as a table for people. `deployment` names what the plan compared with, when it
+/// read a deployment: each location's row then says which commit it was compared with.
+pub fn plan_table(plan: &Plan, deployment: Option<&str>) -> String {
     let mut out = String::new();
+    let by_deployment = |l: &&PlannedLocation| {
+        l.compared_with
+            .as_ref()
+            .is_some_and(|c| c.source == ComparedSource::Deployment)
+    };
+    let base_users = plan.locations.len() - plan.locations.iter().filter(by_deployment).count();
+    if let Some(deployment) = deployment {
+        let _ = writeln!(
+            out,
+            "compared with what {deployment} runs: each deployed location with the commit it \
+             was deployed from"
+        );
+    }
+    let for_whom = match deployment {
+        Some(_) if base_users == 0 => " (used by no location)",
+        Some(_) => " (for locations deployed without a commit)",
+        None => "",
+    };
     match &plan.base {
         PlanBase::Found {
             commit,
@@ -33,7 +68,11 @@ pub fn plan_table(plan: &Plan) -> String {
         } => {
             let source = serde_json::to_value(source).ok();
             let source = source.as_ref().and_then(|s| s.as_str()).unwrap_or("");
-            let _ = writeln!(out, "base  {} ({rev}, {source})", short_sha(commit));
+            let _ = writeln!(
+                out,
+                "base  {} ({rev}, {source}){for_whom}",
+                short_sha(commit)
+            );
         }
         PlanBase::Missing { reason } => {
             let _ = writeln!(out, "base  none: {reason}");
@@ -53,9 +92,18 @@ pub fn plan_table(plan: &Plan) -> String {
         .max()
         .unwrap_or(0);
     for l in &plan.locations {
+        let compared = match (&l.compared_with, deployment) {
+            (Some(c), Some(_)) if c.source == ComparedSource::Deployment => {
+                format!(" (vs deployed {})", short_sha(&c.commit))
+            }
+            (Some(c), Some(_)) if l.reason.code != ReasonCode::NotDeployed => {
+                format!(" (vs base {})", short_sha(&c.commit))
+            }
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{:<9} {:<width$}  {}",
+            "{:<9} {:<width$}  {}{compared}",
             l.action.as_str(),
             l.name,
             l.reason.message

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::build::{ProgressEvent, human_size};
+use crate::build::{BuildReporter, LocationReporter, ProgressEvent, human_size};
 use crate::ci::context::{CiContext, CiProvider};
 
 /// Lines of one location's log kept for its CI group (the oldest are dropped beyond this).
@@ -118,6 +118,26 @@ impl Reporter {
         let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
         let _ = sink.write_all(text.as_bytes());
         let _ = sink.flush();
+    }
+}
+
+impl BuildReporter for Reporter {
+    fn location(&self, name: &str) -> Box<dyn LocationReporter> {
+        Box::new(Reporter::location(self, name))
+    }
+}
+
+impl LocationReporter for LocationProgress {
+    fn step(&self, text: &str) {
+        LocationProgress::step(self, text)
+    }
+
+    fn event(&self, event: ProgressEvent<'_>) {
+        LocationProgress::event(self, event)
+    }
+
+    fn finish(&self, ok: bool, summary: &str, details: &[String]) {
+        LocationProgress::finish(self, ok, summary, details)
     }
 }
 

@@ -9,15 +9,14 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use dagster_deploy::api::register::{LOCAL_STORE_DIR, RegisterStatus, Target};
-use dagster_deploy::api::{
-    ApiToken, Client, ClientOptions, RegisterOptions, deployed_locations, register,
-};
+use dagster_deploy::api::{ApiToken, Client, ClientOptions};
 use dagster_deploy::build::{Engine, ImageRef};
-use dagster_deploy::ci::context::CiContext;
-use dagster_deploy::plan::{self, Action, Plan, PlanRequest};
+use dagster_deploy::deploy::select::{self, Against};
+use dagster_deploy::deploy::{
+    Deployment, LOCAL_STORE_DIR, LocalStore, RegisterOptions, RegisterStatus, Remote, register,
+};
+use dagster_deploy::plan::{self, Action, CiFacts, Plan, PlanRequest};
 use dagster_deploy::server::{RegistryAccess, RegistryCredentials};
 use serde_json::json;
 
@@ -77,7 +76,7 @@ fn plan_at(dir: &Path, base: Option<&str>, head: Option<&str>, all: bool) -> Pla
         force: Vec::new(),
         all,
     };
-    plan::plan(&req, &CiContext::none(), &|_| None).unwrap()
+    plan::plan(&req, &CiFacts::default(), &|_| None).unwrap()
 }
 
 fn images(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -88,7 +87,7 @@ fn images(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// Our in-process server's `prod` deployment, through the client.
-fn remote_target(server: &common::TestServer) -> Target {
+fn remote_target(server: &common::TestServer) -> Remote {
     let client = Client::new(
         &format!("{}/prod", server.url()),
         ApiToken::new(server.token.clone()).unwrap(),
@@ -96,14 +95,20 @@ fn remote_target(server: &common::TestServer) -> Target {
         ClientOptions::default(),
     )
     .unwrap();
-    Target::Remote {
-        client,
-        load_timeout: Duration::from_secs(60),
-        heartbeat_timeout: None,
-    }
+    Remote { client }
 }
 
-fn status(report: &dagster_deploy::api::RegisterReport, location: &str) -> RegisterStatus {
+/// Every location the deployment holds, with its deployed commit: what plans compare with.
+async fn deployed_locations(
+    target: &dyn Deployment,
+) -> Result<BTreeMap<String, Option<String>>, dagster_deploy::error::Error> {
+    let all = PlanRequest::default();
+    Ok(select::deployed(&Against::Deployment(target), &all)
+        .await?
+        .unwrap_or_default())
+}
+
+fn status(report: &dagster_deploy::deploy::RegisterReport, location: &str) -> RegisterStatus {
     report
         .locations
         .iter()
@@ -117,7 +122,7 @@ async fn local_store_registers_builds_keeps_images_on_redeploy_and_never_goes_ba
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let c1 = repo(dir);
-    let target = Target::local(dir, "prod", None).unwrap();
+    let target = LocalStore::create(dir, "prod", None).unwrap();
     assert!(deployed_locations(&target).await.unwrap().is_empty());
 
     // Everything built, but b's build failed: only a is registered.
@@ -298,7 +303,7 @@ async fn concurrent_deploys_never_let_the_older_commit_win() {
                     .build()
                     .unwrap();
                 rt.block_on(async {
-                    let target = Target::local(&dir, &deployment, None).unwrap();
+                    let target = LocalStore::create(&dir, &deployment, None).unwrap();
                     let imgs =
                         images(&[("a", &format!("r/a:{tag}")), ("b", &format!("r/b:{tag}"))]);
                     register(&plan, &imgs, &target, &RegisterOptions::default(), &|_| {})
@@ -310,7 +315,7 @@ async fn concurrent_deploys_never_let_the_older_commit_win() {
         for h in handles {
             h.join().unwrap();
         }
-        let target = Target::local(&dir, &deployment, None).unwrap();
+        let target = LocalStore::create(&dir, &deployment, None).unwrap();
         let docs = target.current_documents().await.unwrap();
         for loc in ["a", "b"] {
             assert_eq!(docs[loc]["git"]["commit_hash"], c2, "round {round}: {loc}");
@@ -353,8 +358,8 @@ async fn loaded_through_the_real_registry() {
     let server = common::TestServer::start_with(Some(access.clone())).await;
     let remote_target = remote_target(&server);
     // ...and through the local store's own check.
-    let local_target = Target::local(dir, "prod", Some(access)).unwrap();
-    for target in [&remote_target, &local_target] {
+    let local_target = LocalStore::create(dir, "prod", Some(access)).unwrap();
+    for target in [&remote_target as &dyn Deployment, &local_target] {
         let report = register(&plan, &imgs, target, &RegisterOptions::default(), &|_| {})
             .await
             .unwrap();
@@ -384,7 +389,7 @@ async fn deployed_commits_are_the_plans_base_per_location() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let c1 = repo(dir);
-    let target = Target::local(dir, "prod", None).unwrap();
+    let target = LocalStore::create(dir, "prod", None).unwrap();
     let first = plan_at(dir, None, None, true);
     register(
         &first,
@@ -406,11 +411,11 @@ async fn deployed_commits_are_the_plans_base_per_location() {
         include_dirty: Some(false),
         ..Default::default()
     };
-    let common = plan::plan(&req, &CiContext::none(), &|_| None).unwrap();
+    let common = plan::plan(&req, &CiFacts::default(), &|_| None).unwrap();
     assert_eq!(common.location("a").unwrap().action, Action::Skip);
     let deployed = deployed_locations(&target).await.unwrap();
     assert_eq!(deployed["a"].as_deref(), Some(c1.as_str()));
-    let own = plan::plan_with_bases(&req, &CiContext::none(), &|_| None, Some(&deployed)).unwrap();
+    let own = plan::plan_with_bases(&req, &CiFacts::default(), &|_| None, Some(&deployed)).unwrap();
     let a = own.location("a").unwrap();
     assert_eq!(a.action, Action::Build, "{:?}", a.reason);
     assert_eq!(a.changed_paths, ["a/code.py"]);
@@ -424,13 +429,13 @@ async fn deployed_commits_are_the_plans_base_per_location() {
         ("b".to_string(), None),
     ]);
     let fallback =
-        plan::plan_with_bases(&req, &CiContext::none(), &|_| None, Some(&unknown)).unwrap();
+        plan::plan_with_bases(&req, &CiFacts::default(), &|_| None, Some(&unknown)).unwrap();
     assert_eq!(fallback.location("a").unwrap().action, Action::Skip);
     assert_eq!(fallback.location("b").unwrap().action, Action::Skip);
     // A location the deployment does not hold is built, whatever git says.
     let only_a = BTreeMap::from([("a".to_string(), Some(c1.clone()))]);
     let partial =
-        plan::plan_with_bases(&req, &CiContext::none(), &|_| None, Some(&only_a)).unwrap();
+        plan::plan_with_bases(&req, &CiFacts::default(), &|_| None, Some(&only_a)).unwrap();
     let b = partial.location("b").unwrap();
     assert_eq!(b.action, Action::Build);
     assert_eq!(b.reason.message, "not deployed yet");

@@ -598,11 +598,19 @@ async fn pull_requests_get_a_branch_deployment() {
         .deployments()
         .locations_document("feature-fast-ui")
         .unwrap();
-    assert_eq!(
-        docs["locations"][0]["image"],
-        json!("registry.example.com/a:pr12")
-    );
-    assert_eq!(docs["locations"][0]["git"]["repo_name"], json!("mono"));
+    let deployed = |name: &str| {
+        docs["locations"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["location_name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in the branch deployment: {docs}"))
+    };
+    let a = deployed("a");
+    assert_eq!(a["image"], json!("registry.example.com/a:pr12"));
+    assert_eq!(a["git"]["repo_name"], json!("mono"));
+    // The new branch deployment held nothing, so `ci init` selected b too, though only a
+    // changed (as the reference, which selects every location).
+    assert_eq!(deployed("b")["image"], json!("registry.example.com/b:pr12"));
     assert_eq!(
         stored(&server),
         json!({"locations": []}),

@@ -353,10 +353,7 @@ impl Client {
                 message: messages.join("; "),
             }
         } else {
-            ApiError::GraphQl {
-                operation: op.field.into(),
-                messages,
-            }
+            ApiError::from_graphql(op.field, messages)
         }
     }
 }

@@ -231,7 +231,7 @@ pub fn workspace_document(raw: Value, path: &Path) -> Result<Value, ApiError> {
 }
 
 /// A document's `image` and `git.commit_hash`, as the server reads them.
-pub use crate::server::{document_commit_hash as commit_hash, document_image as image};
+pub use crate::protocol::{document_commit_hash as commit_hash, document_image as image};
 
 #[cfg(test)]
 mod tests {

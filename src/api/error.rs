@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::server::{DeployError, ServerError};
-
 /// One location that loaded with an error, as the agent reported it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LoadFailure {
@@ -91,6 +89,9 @@ pub enum ApiError {
     // ---- answers ------------------------------------------------------------------------
     #[error("unauthorized: {message}")]
     Unauthorized { message: String },
+    /// The deployment the request names does not exist there.
+    #[error("{operation}: {message}")]
+    UnknownDeployment { operation: String, message: String },
     #[error("the server rejected {operation}: {}", messages.join("; "))]
     GraphQl {
         operation: String,
@@ -129,16 +130,32 @@ pub enum ApiError {
     )]
     LoadFailed { failures: Vec<LoadFailure> },
 
-    // ---- the local store and our own extensions ----------------------------------------
-    #[error(transparent)]
-    Local(#[from] DeployError),
-    #[error(transparent)]
-    Server(#[from] ServerError),
+    // ---- our own extensions ----------------------------------------------------------
     #[error("{message}")]
     Git { message: String },
 }
 
 impl ApiError {
+    /// An error answer saying the request's deployment does not exist (our server's
+    /// `deployment 'x' does not exist ...`, Dagster+'s `DeploymentNotFoundError`) is that,
+    /// not a protocol mismatch.
+    pub fn from_graphql(operation: &str, messages: Vec<String>) -> ApiError {
+        let missing = |m: &String| {
+            let m = m.to_ascii_lowercase();
+            m.contains("deployment") && (m.contains("does not exist") || m.contains("not found"))
+        };
+        match messages.iter().find(|m| missing(m)) {
+            Some(message) => ApiError::UnknownDeployment {
+                operation: operation.to_string(),
+                message: message.clone(),
+            },
+            None => ApiError::GraphQl {
+                operation: operation.to_string(),
+                messages,
+            },
+        }
+    }
+
     /// A stable code for `--json` errors.
     pub fn code(&self) -> &'static str {
         match self {
@@ -155,6 +172,7 @@ impl ApiError {
             ApiError::Http { .. } => "api-http-error",
             ApiError::Maintenance { .. } => "api-maintenance",
             ApiError::Unauthorized { .. } => "api-unauthorized",
+            ApiError::UnknownDeployment { .. } => "api-unknown-deployment",
             ApiError::GraphQl { .. } => "api-graphql-error",
             ApiError::Python { .. } => "api-server-error",
             ApiError::InvalidLocation { .. } => "api-invalid-location",
@@ -162,8 +180,6 @@ impl ApiError {
             ApiError::NoAgent { .. } => "api-no-agent",
             ApiError::LoadTimeout { .. } => "api-load-timeout",
             ApiError::LoadFailed { .. } => "api-load-failed",
-            ApiError::Local(_) => "local-store",
-            ApiError::Server(_) => "server",
             ApiError::Git { .. } => "git",
         }
     }
@@ -226,6 +242,13 @@ impl ApiError {
             ApiError::Unauthorized { .. } => {
                 "check that the API token is valid and allowed to access this deployment".into()
             }
+            ApiError::UnknownDeployment { .. } => {
+                "check the deployment name (--deployment or DAGSTER_CLOUD_DEPLOYMENT; for `ci` \
+                 steps the one `ci init` recorded): it must exist before locations are \
+                 registered there (`dagster-deploy serve` creates its default deployment and \
+                 branch deployments)"
+                    .into()
+            }
             ApiError::GraphQl { .. } | ApiError::Unexpected { .. } => {
                 "the server does not speak the operations dagster-deploy sends; check the URL \
                  points at Dagster+ or `dagster-deploy serve`"
@@ -248,8 +271,6 @@ impl ApiError {
             ApiError::LoadFailed { .. } => {
                 "fix the code or image of the locations above and deploy again".into()
             }
-            // Their messages already say what to do.
-            ApiError::Local(_) | ApiError::Server(_) => String::new(),
             ApiError::Git { .. } => "check that the repository is not corrupt (`git fsck`)".into(),
         }
     }

@@ -1,23 +1,17 @@
-//! The deployment API client: the Dagster+ GraphQL protocol (PROTOCOL.md) as the reference
+//! The deployment API client: the Dagster+ GraphQL protocol (docs/protocol.md) as the reference
 //! `dagster-cloud` CLI speaks it — settings, URLs and headers, retries and maintenance waits,
-//! errors inside 200 answers, location documents, waiting for locations to load — and
-//! `register`, the last step of `deploy`, which also drives the local store when no Dagster+
-//! is configured.
+//! errors inside 200 answers, location documents, waiting for locations to load. The deploy
+//! workflow over it lives in the `deploy` module.
 
 pub mod client;
 pub mod document;
 mod error;
 pub mod ops;
-pub mod register;
 mod secret;
 pub mod settings;
 pub mod wait;
 
 pub use client::{Client, ClientOptions};
 pub use error::{ApiError, ChainLink, LoadFailure};
-pub use register::{
-    LocationReport, RegisterOptions, RegisterReport, RegisterStatus, Target, deployed_locations,
-    register,
-};
 pub use secret::{ApiToken, redact};
 pub use settings::{Settings, SettingsFlags};

@@ -1,4 +1,4 @@
-//! The protocol's operations (PROTOCOL.md), each as a typed function over [`Client`]. Result
+//! The protocol's operations (docs/protocol.md), each as a typed function over [`Client`]. Result
 //! unions become `ApiError`s with the server's message (`PythonError`,
 //! `InvalidLocationError`, `UnauthorizedError`).
 
@@ -259,6 +259,10 @@ fn union<'a>(value: &'a Value, op: &Operation, success: &str) -> Result<&'a Valu
             errors: strings(&value["errors"]),
         }),
         "UnauthorizedError" => Err(ApiError::Unauthorized { message: message() }),
+        "DeploymentNotFoundError" => Err(ApiError::UnknownDeployment {
+            operation: op.field.into(),
+            message: message(),
+        }),
         "PythonError" => Err(ApiError::Python {
             operation: op.field.into(),
             message: message(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::client::{Client, ClientOptions};
 use super::error::ApiError;
 use super::secret::ApiToken;
 use crate::config::Env;
@@ -94,9 +95,6 @@ impl Settings {
             .clone()
             .or_else(|| env("DAGSTER_CLOUD_API_TOKEN").and_then(ApiToken::new))
             .or_else(|| file.user_token.clone().and_then(ApiToken::new));
-        if let Some(token) = &token {
-            crate::ci::github::mask(env, token.expose());
-        }
         Ok(Settings {
             url,
             organization: pick(
@@ -184,6 +182,58 @@ impl Settings {
             self.organization_url(what)?,
             self.deployment(what)?
         ))
+    }
+
+    /// The client of `deployment *` commands: the deployment URL, with the deployment header.
+    pub fn deployment_client(&self, what: &str) -> Result<Client, ApiError> {
+        Client::new(
+            &self.deployment_url(what)?,
+            self.token(what)?.clone(),
+            self.deployment.as_deref(),
+            ClientOptions::default(),
+        )
+    }
+
+    /// The client of `branch-deployment delete`, as the reference builds it: the deployment
+    /// URL, but no deployment header.
+    pub fn branch_deletion_client(&self, what: &str) -> Result<Client, ApiError> {
+        Client::new(
+            &self.deployment_url(what)?,
+            self.token(what)?.clone(),
+            None,
+            ClientOptions::default(),
+        )
+    }
+
+    /// The client of organisation-scoped calls (branch deployments, organisation settings):
+    /// the organisation URL, no deployment header.
+    pub fn organization_client(&self, what: &str) -> Result<Client, ApiError> {
+        Client::new(
+            &self.organization_url(what)?,
+            self.token(what)?.clone(),
+            None,
+            ClientOptions::default(),
+        )
+    }
+
+    /// The client `deploy` and `ci`-style commands use for `deployment`: `org_url` (a build
+    /// session's recorded URL; else the settings' organisation URL) + `/{deployment}`.
+    pub fn client_for(
+        &self,
+        org_url: Option<&str>,
+        deployment: &str,
+        what: &str,
+    ) -> Result<Client, ApiError> {
+        let org_url = match org_url.filter(|u| !u.is_empty()) {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => self.organization_url(what)?,
+        };
+        Client::new(
+            &format!("{org_url}/{deployment}"),
+            self.token(what)?.clone(),
+            Some(deployment),
+            ClientOptions::default(),
+        )
     }
 }
 

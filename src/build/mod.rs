@@ -10,10 +10,8 @@ pub mod context;
 pub mod diagnose;
 pub mod docker;
 pub mod dockerfile;
-pub mod dockerignore;
 pub mod engine;
 pub mod outcome;
-mod pattern;
 pub mod run;
 pub mod secrets;
 pub mod session;
@@ -26,13 +24,14 @@ pub use context::{
     BuildContext, ContextEntry, ContextError, ContextOptions, EntryKind, human_size,
 };
 pub use docker::DockerEngine;
-pub use dockerignore::DockerIgnore;
+// The ignore-file rules live with planning, which decides build inputs with them.
+pub use crate::plan::dockerignore::{self, DockerIgnore};
 pub use engine::{
     BuildRequest, Builder, BuiltImage, Engine, EngineError, ImageDetails, Progress, ProgressEvent,
     PushedImage,
 };
 pub use outcome::{BuildReport, BuildStatus, BuildSummary, Failure, LocationResult, Step};
-pub use run::{Services, run};
+pub use run::{BuildReporter, LocationReporter, Services, run};
 pub use session::{EXIT_INTERRUPTED, Outcome, RunError, execute, source_url};
 pub use tar_stream::{ContextBody, ContextProducer};
 pub use target::{BuildOptions, BuildTarget, DockerfileSource, resolve, resolve_all};

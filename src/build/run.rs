@@ -19,7 +19,6 @@ use super::share::{self, Role};
 use super::target::{BuildOptions, BuildTarget};
 use super::{BuildError, ContextError, build_image, context::BuildContext, human_size};
 use crate::config::Env;
-use crate::progress::{LocationProgress, Reporter};
 use crate::registry::{ImageRef, Keychain, RegistryClient, RegistryCredentials};
 
 /// What a build talks to.
@@ -31,12 +30,29 @@ pub struct Services<'a, E: Engine> {
     pub env: Env<'a>,
 }
 
+/// Where builds report their progress: `progress::Reporter` (terminal bars, CI lines)
+/// implements it, tests use a quiet one.
+pub trait BuildReporter: Sync {
+    /// Starts reporting one location.
+    fn location(&self, name: &str) -> Box<dyn LocationReporter>;
+}
+
+/// One location's progress.
+pub trait LocationReporter: Send + Sync {
+    /// A new step (`checking registry`, `building`, `pushing <tag>`).
+    fn step(&self, text: &str);
+    /// A line of the engine's output, or bytes moved.
+    fn event(&self, event: ProgressEvent<'_>);
+    /// The location's last line, with details (a failure's log tail) under it.
+    fn finish(&self, ok: bool, summary: &str, details: &[String]);
+}
+
 /// Builds (or reuses) every target; `Err` targets are reported as failed without any work.
 pub async fn run<E: Engine>(
     services: &Services<'_, E>,
     targets: Vec<Result<BuildTarget, Failure>>,
     options: &BuildOptions,
-    reporter: &Reporter,
+    reporter: &dyn BuildReporter,
 ) -> BuildReport {
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let jobs = options.jobs.max(1);
@@ -57,7 +73,9 @@ pub async fn run<E: Engine>(
                     let started = Instant::now();
                     let work = async {
                         match target {
-                            Ok(target) => build_one(services, &target, role, &progress).await,
+                            Ok(target) => {
+                                build_one(services, &target, role, progress.as_ref()).await
+                            }
                             Err(failure) => Err(failure),
                         }
                     };
@@ -69,7 +87,7 @@ pub async fn run<E: Engine>(
                             _ = cancel_rx.wait_for(|c| *c) => None,
                         }
                     };
-                    let result = finish(&name, outcome, started, &progress);
+                    let result = finish(&name, outcome, started, progress.as_ref());
                     if options.fail_fast && result.status == BuildStatus::Failed {
                         let _ = cancel_tx.send(true);
                     }
@@ -84,13 +102,13 @@ pub async fn run<E: Engine>(
 }
 
 /// The report of targets that all failed before any work (no engine needed).
-pub fn report_failures(failures: Vec<Failure>, reporter: &Reporter) -> BuildReport {
+pub fn report_failures(failures: Vec<Failure>, reporter: &dyn BuildReporter) -> BuildReport {
     let results = failures
         .into_iter()
         .map(|f| {
             let name = f.location.clone();
             let progress = reporter.location(&name);
-            finish(&name, Some(Err(f)), Instant::now(), &progress)
+            finish(&name, Some(Err(f)), Instant::now(), progress.as_ref())
         })
         .collect();
     BuildReport::new(results)
@@ -114,7 +132,7 @@ fn finish(
     name: &str,
     outcome: Option<Result<Done, Failure>>,
     started: Instant,
-    progress: &LocationProgress,
+    progress: &dyn LocationReporter,
 ) -> LocationResult {
     let seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
     let mut result = LocationResult {
@@ -193,7 +211,7 @@ async fn build_one<E: Engine>(
     services: &Services<'_, E>,
     target: &BuildTarget,
     role: Role,
-    progress: &LocationProgress,
+    progress: &dyn LocationReporter,
 ) -> Result<Done, Failure> {
     let location = target.location.as_str();
     let fail = |step: Step, message: String, hint: String| Failure {
@@ -349,7 +367,7 @@ async fn build_here<E: Engine>(
     services: &Services<'_, E>,
     target: &BuildTarget,
     credentials: Option<&RegistryCredentials>,
-    progress: &LocationProgress,
+    progress: &dyn LocationReporter,
 ) -> Result<BuiltImage, Failure> {
     let location = target.location.as_str();
     progress.step("reading the build context");
@@ -427,7 +445,7 @@ async fn pull_cache<E: Engine>(
     services: &Services<'_, E>,
     cache: &ImageRef,
     credentials: Option<&RegistryCredentials>,
-    progress: &LocationProgress,
+    progress: &dyn LocationReporter,
 ) -> bool {
     let name = cache.to_string();
     if let Ok(true) = services.engine.image_exists(&name).await {

@@ -1,17 +1,15 @@
 //! One build run as a command performs it: credentials and engine set up once, the targets
-//! built on a fresh runtime, and Ctrl-C (SIGINT) turned into [`Outcome::Interrupted`] after
+//! built on the process's runtime, and Ctrl-C (SIGINT) turned into [`Outcome::Interrupted`] after
 //! every in-flight engine request has been dropped (so nothing more is pushed).
 
 use std::path::Path;
-use std::time::Duration;
 
 use super::docker::DockerEngine;
 use super::engine::EngineError;
 use super::outcome::{BuildReport, Failure};
-use super::run::{Services, report_failures, run};
+use super::run::{BuildReporter, Services, report_failures, run};
 use super::target::{BuildOptions, BuildTarget};
 use crate::config::Env;
-use crate::progress::Reporter;
 use crate::registry::{Keychain, RegistryClient, RegistryError};
 
 /// Exit code after Ctrl-C (128 + SIGINT), as shells report it.
@@ -32,10 +30,6 @@ pub enum RunError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error(transparent)]
-    State(#[from] crate::ci::state::StateError),
 }
 
 impl RunError {
@@ -44,8 +38,6 @@ impl RunError {
             RunError::Engine(EngineError::Unavailable { .. }) => "engine-unavailable",
             RunError::Engine(_) => "engine",
             RunError::Registry(e) => e.code(),
-            RunError::Runtime(_) => "runtime",
-            RunError::State(e) => e.code(),
         }
     }
 
@@ -54,52 +46,44 @@ impl RunError {
             // The engine's message carries its own hint.
             RunError::Engine(_) => String::new(),
             RunError::Registry(e) => e.hint(),
-            RunError::Runtime(_) => "check the process limits (threads, open files)".into(),
-            RunError::State(e) => e.hint().into(),
         }
     }
 }
 
 /// Builds the targets; connects to the engine only when at least one target can be built.
-pub fn execute(
+/// Runs on the process's one runtime (multi-threaded: builds run in parallel); blocking work
+/// (a context walk) may still run after Ctrl-C, so the process shuts that runtime down
+/// without waiting for it.
+pub async fn execute(
     targets: Vec<Result<BuildTarget, Failure>>,
     options: &BuildOptions,
-    reporter: &Reporter,
-    env: Env,
+    reporter: &dyn BuildReporter,
+    env: Env<'_>,
 ) -> Result<Outcome, RunError> {
     let keychain = Keychain::from_env(env)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(RunError::Runtime)?;
-    let outcome = runtime.block_on(async {
-        // Registered before any work, so an early Ctrl-C is ours too.
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
-        let work = async {
-            if !targets.iter().any(Result::is_ok) {
-                // Nothing can be built: no engine needed to report the failures.
-                let failures = targets.into_iter().filter_map(Result::err).collect();
-                return Ok(report_failures(failures, reporter));
-            }
-            let engine = DockerEngine::connect().await?;
-            let registry = RegistryClient::new(engine.insecure_registries().await);
-            let services = Services {
-                engine: &engine,
-                registry: &registry,
-                keychain: &keychain,
-                env,
-            };
-            Ok::<_, RunError>(run(&services, targets, options, reporter).await)
-        };
-        tokio::select! {
-            report = work => report.map(Outcome::Finished),
-            _ = &mut ctrl_c => Ok(Outcome::Interrupted),
+    // Registered before any work, so an early Ctrl-C is ours too.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let work = async {
+        if !targets.iter().any(Result::is_ok) {
+            // Nothing can be built: no engine needed to report the failures.
+            let failures = targets.into_iter().filter_map(Result::err).collect();
+            return Ok(report_failures(failures, reporter));
         }
-    });
-    // Blocking work (a context walk) may still run after Ctrl-C: do not wait for it.
-    runtime.shutdown_timeout(Duration::from_millis(200));
-    outcome
+        let engine = DockerEngine::connect().await?;
+        let registry = RegistryClient::new(engine.insecure_registries().await);
+        let services = Services {
+            engine: &engine,
+            registry: &registry,
+            keychain: &keychain,
+            env,
+        };
+        Ok::<_, RunError>(run(&services, targets, options, reporter).await)
+    };
+    tokio::select! {
+        report = work => report.map(Outcome::Finished),
+        _ = &mut ctrl_c => Ok(Outcome::Interrupted),
+    }
 }
 
 /// `org.opencontainers.image.source`: the CI's repository URL, else the `origin` remote

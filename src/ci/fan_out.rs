@@ -10,7 +10,6 @@
 use serde_json::json;
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::error::Error;
 use crate::plan::{Action, Plan};
 
 /// Where the child pipeline's jobs find dagster-deploy when the parent's plan job saved the
@@ -23,6 +22,14 @@ const BUILT_DIR: &str = ".dagster-deploy-built";
 /// GitLab's default `ci_max_needs`: a job may need at most 50 others. Past that the deploy job
 /// needs `collect:N` jobs, each gathering the results of up to 50 build jobs.
 const MAX_NEEDS: usize = 50;
+
+/// A child pipeline that cannot be written, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct FanOutError {
+    pub message: String,
+    pub hint: String,
+}
 
 /// The names of the locations the session builds, in plan order.
 pub fn session_builds(plan: &Plan) -> Vec<&str> {
@@ -56,7 +63,7 @@ pub struct GitlabChild {
 
 /// A complete child pipeline: one `build:<name>` job per location, then `deploy`. With nothing
 /// to build it holds one job saying so, since GitLab rejects a pipeline without jobs.
-pub fn gitlab_child_pipeline(names: &[&str], child: &GitlabChild) -> Result<String, Error> {
+pub fn gitlab_child_pipeline(names: &[&str], child: &GitlabChild) -> Result<String, FanOutError> {
     let mut root = Mapping::new();
     root.insert(
         "stages".into(),
@@ -114,7 +121,7 @@ pub fn gitlab_child_pipeline(names: &[&str], child: &GitlabChild) -> Result<Stri
             })
             .collect();
         if collects.len() >= MAX_NEEDS {
-            return Err(Error::Failed {
+            return Err(FanOutError {
                 message: format!(
                     "{} locations are too many for one GitLab child pipeline (at most {})",
                     names.len(),
@@ -213,8 +220,8 @@ fn build_job(name: &str) -> String {
     format!("build:{name}")
 }
 
-fn render(names: &[&str], child: &GitlabChild, root: &Mapping) -> Result<String, Error> {
-    let yaml = serde_yaml_ng::to_string(root).map_err(|e| Error::Failed {
+fn render(names: &[&str], child: &GitlabChild, root: &Mapping) -> Result<String, FanOutError> {
+    let yaml = serde_yaml_ng::to_string(root).map_err(|e| FanOutError {
         message: format!("cannot write the child pipeline as YAML: {e}"),
         hint: "this is a bug in dagster-deploy; please report it with the command you ran".into(),
     })?;

@@ -4,10 +4,8 @@
 //! Workflow commands go to stderr: the runner reads commands from both streams, and stdout is
 //! kept for results (`--json`).
 
-use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Mutex;
 
 use reqwest::Method;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
@@ -22,23 +20,7 @@ pub fn active(env: Env) -> bool {
     env("GITHUB_ACTIONS").as_deref() == Some("true")
 }
 
-/// Secrets already masked by this process (each is announced once).
-static MASKED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-
-/// Asks the runner to hide `secret` in every later log line. Secrets from `secrets.*` are
-/// masked by GitHub already; tokens read from files, flags or other variables are not.
-pub fn mask(env: Env, secret: &str) {
-    let secret = secret.trim();
-    if !active(env) || secret.is_empty() {
-        return;
-    }
-    let Ok(mut masked) = MASKED.lock() else {
-        return;
-    };
-    if masked.insert(secret.to_string()) {
-        eprintln!("::add-mask::{}", escape_data(secret));
-    }
-}
+pub use crate::printer::mask;
 
 /// Masks the secrets the tool reads from the environment, before anything can print them.
 pub fn mask_env_secrets(env: Env) {
@@ -121,11 +103,7 @@ fn delimiter_for(value: &str) -> String {
 }
 
 /// Workflow command data: `%`, CR and LF are escaped.
-fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
+use crate::printer::escape_data;
 
 /// Workflow command properties also escape `:` and `,`.
 fn escape_property(s: &str) -> String {

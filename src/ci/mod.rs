@@ -3,7 +3,6 @@
 mod comment_thread;
 pub mod context;
 pub mod fan_out;
-pub mod feedback;
 pub mod github;
 pub mod gitlab;
 pub mod pull_request;

@@ -1,5 +1,5 @@
 //! The pull (merge) request a CI run builds, as the branch deployment protocol wants it
-//! (PROTOCOL.md "CI context"): from GitHub's event payload, GitLab's merge request variables,
+//! (docs/protocol.md, "CI context"): from GitHub's event payload, GitLab's merge request variables,
 //! or — outside CI, when a branch deployment is asked for — the local branch and `origin`.
 //! Commit facts (timestamp, subject, author) come from HEAD of the checkout; in CI without a
 //! checkout (a GitLab stop job with `GIT_STRATEGY: none`), from the CI's own commit variables.
@@ -12,7 +12,16 @@ use super::context::{CiError, CiProvider};
 use crate::api::ops::{BranchData, CommitData};
 use crate::changes::{ChangesError, Repo};
 use crate::config::Env;
-use crate::error::Error;
+
+/// Why the pull request's facts cannot be read: the CI's (its variables, its event file) or
+/// the checkout's (git).
+#[derive(Debug, thiserror::Error)]
+pub enum PullRequestError {
+    #[error(transparent)]
+    Ci(#[from] CiError),
+    #[error(transparent)]
+    Changes(#[from] ChangesError),
+}
 
 /// What `createOrUpdateBranchDeployment` sends.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +71,7 @@ pub fn branch_facts(
     env: Env,
     project_dir: &Path,
     mark_closed: bool,
-) -> Result<Option<BranchFacts>, Error> {
+) -> Result<Option<BranchFacts>, PullRequestError> {
     let status = |open: String| Some(if mark_closed { "CLOSED".into() } else { open });
     let (branch, sha) = match source {
         Source::Github => {
@@ -170,7 +179,7 @@ pub fn branch_facts(
         }
     };
     let mut commit = match head_commit(project_dir) {
-        Err(Error::Changes(ChangesError::NotARepository { .. })) if source != Source::Local => {
+        Err(ChangesError::NotARepository { .. }) if source != Source::Local => {
             ci_commit(source, env, sha.as_deref())?
         }
         other => other?,
@@ -310,13 +319,10 @@ pub fn owner_and_repo(url: &str) -> Option<String> {
 }
 
 /// HEAD's hash, committer timestamp, subject and author (what `git log -1` shows).
-pub fn head_commit(dir: &Path) -> Result<CommitData, Error> {
+pub fn head_commit(dir: &Path) -> Result<CommitData, ChangesError> {
     let repo = Repo::discover(dir)?;
     let oid = repo.head_commit()?;
-    let c = repo
-        .repo
-        .find_commit(oid)
-        .map_err(crate::changes::ChangesError::Git)?;
+    let c = repo.repo.find_commit(oid).map_err(ChangesError::Git)?;
     Ok(CommitData {
         commit_hash: oid.to_string(),
         timestamp: c.committer().when().seconds() as f64,

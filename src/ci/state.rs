@@ -1,4 +1,4 @@
-//! The CI build session state (PROTOCOL.md "CI build sessions"): one `location-<name>.json` per
+//! The CI build session state (docs/protocol.md, "Build sessions"): one `location-<name>.json` per
 //! location in the state folder (`--statedir` or `DAGSTER_BUILD_STATEDIR`), in the reference
 //! client's format, so a build job and a later deploy job (ours or `dagster-cloud ci deploy`)
 //! can share it. The API token is never stored.
@@ -10,12 +10,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::api::Settings;
-use crate::api::document::GitMetadata;
-use crate::build::{BuildReport, BuildStatus, LocationResult};
 use crate::config::Env;
-use crate::plan::Plan;
-use crate::server::DEFAULT_DEPLOYMENT;
 
 /// The variable naming the state folder when `--statedir` is not given.
 pub const STATEDIR_VAR: &str = "DAGSTER_BUILD_STATEDIR";
@@ -66,35 +61,6 @@ pub struct BuildMetadata {
     pub base_branch: Option<String>,
     #[serde(default)]
     pub defs_base_path: Option<String>,
-}
-
-impl BuildMetadata {
-    /// The session's git facts, with the location's `build` settings.
-    pub fn new(git: &GitMetadata, build_config: Option<BuildConfig>) -> BuildMetadata {
-        BuildMetadata {
-            git_url: git.url.clone(),
-            commit_hash: git.commit_hash.clone(),
-            build_config,
-            git_provider: git.provider.clone(),
-            repo_owner: git.repo_owner.clone(),
-            repo_name: git.repo_name.clone(),
-            base_branch: git.base_branch.clone(),
-            defs_base_path: git.defs_base_path.clone(),
-        }
-    }
-
-    /// The `git` facts documents registered from this session carry.
-    pub fn git(&self) -> GitMetadata {
-        GitMetadata {
-            commit_hash: self.commit_hash.clone(),
-            url: self.git_url.clone(),
-            provider: self.git_provider.clone(),
-            repo_owner: self.repo_owner.clone(),
-            repo_name: self.repo_name.clone(),
-            base_branch: self.base_branch.clone(),
-            defs_base_path: self.defs_base_path.clone(),
-        }
-    }
 }
 
 /// `build` of the location's dagster_cloud.yaml entry.
@@ -163,7 +129,7 @@ pub enum StateError {
     NoFolder,
     #[error("the build session folder {} does not exist", path.display())]
     NoSession { path: PathBuf },
-    #[error("{} in the build session {}: {}", plural(names.len(), "unknown or deselected location"), path.display(), names.join(", "))]
+    #[error("{} in the build session {}: {}", plural(names.len(), "unknown location"), path.display(), names.join(", "))]
     UnknownLocations { path: PathBuf, names: Vec<String> },
 }
 
@@ -236,14 +202,23 @@ impl StateDir {
         Ok(dir)
     }
 
-    /// The selected locations, all of them or those `requested` (each must be selected), as
-    /// the reference's `ci build`/`set-build-output`/`deploy` pick them.
+    /// The locations `ci build`/`set-build-output`/`deploy` act on: every selected one, or
+    /// those `requested` (each must have a state file). A requested location is acted on even
+    /// when the session did not select it, and is marked selected: `ci init` selects by what
+    /// changed, and a workflow's own path filters may name a location it left out (the
+    /// reference selects every location, so it never refuses such a name).
     pub fn selected(&self, requested: &[String]) -> Result<Vec<LocationState>, StateError> {
         let selected: Vec<LocationState> = self
             .list()?
             .into_iter()
-            .filter(|s| s.selected)
-            .filter(|s| requested.is_empty() || requested.contains(&s.location_name))
+            .filter(|s| match requested.is_empty() {
+                true => s.selected,
+                false => requested.contains(&s.location_name),
+            })
+            .map(|mut s| {
+                s.selected = true;
+                s
+            })
             .collect();
         let mut unknown: Vec<String> = requested
             .iter()
@@ -370,108 +345,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<LocationState, StateError> {
     })
 }
 
-/// Session facts for state files this run creates (an existing file keeps its own).
-#[derive(Debug, Clone, Default)]
-pub struct SessionDefaults {
-    pub url: String,
-    pub deployment_name: String,
-    /// The commit and repository facts recorded in `build`.
-    pub git: GitMetadata,
-}
-
-impl SessionDefaults {
-    /// The organisation URL and deployment the settings name (flags, environment, config
-    /// file, as every command resolves them); no URL when none is named, deployment `prod`.
-    pub fn from_settings(settings: &Settings, git: GitMetadata) -> SessionDefaults {
-        SessionDefaults {
-            git,
-            url: settings.organization_url("").unwrap_or_default(),
-            deployment_name: settings
-                .deployment
-                .clone()
-                .unwrap_or_else(|| DEFAULT_DEPLOYMENT.to_string()),
-        }
-    }
-}
-
-/// Records each result in its location's state file: the image as `build_output` for built
-/// and reused locations, a history entry for every one. Returns the files written.
-pub fn record_build(
-    dir: &StateDir,
-    plan: &Plan,
-    report: &BuildReport,
-    defaults: &SessionDefaults,
-) -> Result<Vec<PathBuf>, StateError> {
-    let mut written = Vec::new();
-    for result in &report.results {
-        let mut state = match dir.load(&result.location)? {
-            Some(state) => state,
-            None => new_state(plan, &result.location, defaults),
-        };
-        apply(&mut state, result);
-        dir.save(&state)?;
-        written.push(dir.file(&result.location));
-    }
-    Ok(written)
-}
-
-fn apply(state: &mut LocationState, result: &LocationResult) {
-    match (&result.status, &result.image) {
-        (BuildStatus::Built | BuildStatus::Reused, Some(image)) => {
-            state.build_output = Some(BuildOutput::Docker {
-                image: image.clone(),
-                python_version: None,
-                pex_bundle: false,
-            });
-            let verb = if result.status == BuildStatus::Built {
-                "built and pushed"
-            } else {
-                "reused"
-            };
-            state.add_status(LocationStatus::Pending, format!("{verb} image {image}"));
-        }
-        _ => {
-            let why = result
-                .failure
-                .as_ref()
-                .map_or_else(|| result.status.as_str().to_string(), |f| f.message.clone());
-            state.add_status(LocationStatus::Failed, format!("build failed: {why}"));
-        }
-    }
-}
-
-/// A new location's state from the plan: its build settings, the plan's head commit.
-pub fn new_state(plan: &Plan, location: &str, defaults: &SessionDefaults) -> LocationState {
-    let planned = plan.location(location);
-    let build_config = planned.map(|l| BuildConfig {
-        directory: l
-            .entry
-            .get("build")
-            .and_then(|b| b.get("directory"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        registry: l.registry.clone(),
-    });
-    LocationState {
-        url: defaults.url.clone(),
-        deployment_name: defaults.deployment_name.clone(),
-        location_file: plan.repository.join(&plan.config).display().to_string(),
-        location_name: location.to_string(),
-        is_branch_deployment: false,
-        selected: true,
-        build: BuildMetadata::new(&defaults.git, build_config),
-        build_output: None,
-        status_url: None,
-        history: Vec::new(),
-        project_dir: None,
-        other: Map::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::SettingsFlags;
 
     #[test]
     fn reads_a_reference_state_file_and_keeps_unknown_fields() {
@@ -523,15 +399,6 @@ mod tests {
             PathBuf::from("/tmp/from-env")
         );
         assert_eq!(StateDir::choose(None, &|_: &str| None), None);
-        let settings = Settings::resolve(&SettingsFlags::default(), &|name: &str| match name {
-            "DAGSTER_CLOUD_ORGANIZATION" => Some("acme".to_string()),
-            "DAGSTER_CLOUD_CLI_CONFIG" => Some("/nonexistent/config".to_string()),
-            _ => None,
-        })
-        .unwrap();
-        let defaults = SessionDefaults::from_settings(&settings, GitMetadata::default());
-        assert_eq!(defaults.url, "https://acme.dagster.cloud");
-        assert_eq!(defaults.deployment_name, "prod");
     }
 }
 
@@ -557,7 +424,7 @@ mod session_tests {
     }
 
     #[test]
-    fn selection_picks_selected_locations_and_names_unknown_ones() {
+    fn selection_picks_selected_or_named_locations_and_names_unknown_ones() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = StateDir {
             path: tmp.path().to_path_buf(),
@@ -570,9 +437,15 @@ mod session_tests {
         };
         assert_eq!(names(dir.selected(&[]).unwrap()), ["a", "c"]);
         assert_eq!(names(dir.selected(&["c".into()]).unwrap()), ["c"]);
-        let err = dir.selected(&["b".into(), "zz".into()]).unwrap_err();
+        let err = dir
+            .selected(&["b".into(), "zz".into(), "yy".into()])
+            .unwrap_err();
         assert_eq!(err.code(), "state-unknown-location");
-        assert!(err.to_string().contains("b, zz"), "{err}");
+        assert!(err.to_string().contains("zz, yy"), "{err}");
+        // A location the session left out is acted on when named, and marked selected.
+        let named = dir.selected(&["b".into()]).unwrap();
+        assert_eq!(names(named.clone()), ["b"]);
+        assert!(named[0].selected);
 
         dir.set_selected(&["b".into()], true).unwrap();
         assert_eq!(names(dir.selected(&[]).unwrap()), ["a", "b", "c"]);

@@ -33,7 +33,9 @@ pub struct PlanSelection {
     /// Count uncommitted changes in the work tree [default: on outside CI, off in CI].
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub include_dirty: Option<bool>,
-    /// Build this location whatever changed (repeatable).
+    /// Build this location too, whatever changed (repeatable). It adds to what the plan
+    /// selects (locations that changed, or that the deployment does not run yet); it does not
+    /// limit the run to this location.
     #[arg(long = "location", value_name = "NAME")]
     pub locations: Vec<String>,
     /// Build every location.

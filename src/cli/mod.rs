@@ -24,6 +24,12 @@ pub mod serverless;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print only results, warnings and errors (no progress); wins over --verbose.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Also print details: retries, maintenance waits, each request's outcome.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -52,9 +52,10 @@ pub struct PexDeployArgs {
     /// dagster_cloud.yaml (or a one-location file) with the locations' settings.
     #[arg(long, visible_alias = "from", value_name = "PATH")]
     pub location_file: Option<PathBuf>,
-    /// Target Python version, `major.minor`.
-    #[arg(long, default_value = "3.11", value_name = "X.Y")]
-    pub python_version: String,
+    /// Target Python version, `major.minor` [default: `python_version` in dagster-deploy.toml,
+    /// else 3.11].
+    #[arg(long, value_name = "X.Y")]
+    pub python_version: Option<String>,
     /// Reuse the dependencies recorded under this tag (by --deps-cache-to) when the
     /// requirements match. Dependencies already on the server are reused without it.
     #[arg(long, value_name = "TAG")]

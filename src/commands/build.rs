@@ -5,128 +5,45 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::{Settings, SettingsFlags};
-use crate::build::{
-    self, BuildOptions, BuildReport, BuildTarget, DockerfileSource, EXIT_INTERRUPTED, Failure,
-    Outcome,
-};
-use crate::changes::Repo;
-use crate::ci::context::CiContext;
-use crate::ci::repo_facts;
-use crate::ci::state::{self, SessionDefaults, StateDir};
+use crate::api::SettingsFlags;
+use crate::build::EXIT_INTERRUPTED;
+use crate::build::{self, BuildOptions, BuildReport, BuildTarget, DockerfileSource, Failure};
 use crate::cli::{BuildArgs, BuildFlags, PlanSelection};
+use crate::deploy::prepare::Prepared;
 use crate::error::{EXIT_FAILURE, Error};
 use crate::output;
-use crate::plan::{self, Deployed, Plan, PlanRequest};
-use crate::progress::{Mode, Reporter};
+use crate::plan::{self, Plan, PlanRequest};
 
-pub fn run(args: &BuildArgs) -> Result<u8, Error> {
-    let prepared = Prepared::new(&args.plan, &args.build)?;
+pub async fn run(args: &BuildArgs) -> Result<u8, Error> {
+    let env = &super::process_env;
+    let req = request(&args.plan)?;
+    let repo = plan::open_repo(&req)?;
+    let prepared = Prepared::new(&repo, &req, options(&args.build)?, None, env)?;
     if args.print_dockerfile {
         return print_dockerfiles(&prepared.targets);
     }
-    let reporter = Reporter::new(Mode::detect(&prepared.ci));
-    let Some(report) = prepared.build(&reporter)? else {
+    let reporter = output::reporter(&prepared.ci);
+    let Some(report) = prepared.build(&reporter, env).await? else {
         return Ok(EXIT_INTERRUPTED);
     };
-    let settings = Settings::resolve(&SettingsFlags::default(), &super::process_env)?;
-    let statedir = prepared.save_state(&args.build, &settings, &report, &reporter)?;
+    let settings = super::resolve_settings(&SettingsFlags::default())?;
+    let statedir = prepared.save_state(
+        args.build.statedir.as_deref(),
+        &settings,
+        &report,
+        &reporter,
+        env,
+    )?;
     if args.json {
-        print!(
-            "{}",
-            output::json(&BuildJson::new(&prepared.plan, &report, statedir))?
-        );
+        output::result(&output::json(&BuildJson::new(
+            &prepared.plan,
+            &report,
+            statedir,
+        ))?);
     } else {
-        print!("{}", report.table());
+        output::result(&report.table());
     }
     Ok(if report.success() { 0 } else { EXIT_FAILURE })
-}
-
-/// The plan and what it means to build, decided before anything is touched.
-pub(super) struct Prepared {
-    pub ci: CiContext,
-    pub plan: Plan,
-    pub options: BuildOptions,
-    pub targets: Vec<Result<BuildTarget, Failure>>,
-}
-
-impl Prepared {
-    /// Plans against the common base (the git facts only).
-    pub fn new(selection: &PlanSelection, flags: &BuildFlags) -> Result<Prepared, Error> {
-        let req = request(selection)?;
-        let repo = plan::open_repo(&req)?;
-        Prepared::in_repo(&repo, &req, flags, None)
-    }
-
-    /// Plans in `repo`, against what is `deployed` when given (see [`plan::plan_with_bases`]).
-    pub fn in_repo(
-        repo: &Repo,
-        req: &PlanRequest,
-        flags: &BuildFlags,
-        deployed: Option<&Deployed>,
-    ) -> Result<Prepared, Error> {
-        let ci = CiContext::detect(&super::process_env);
-        let plan = plan::plan_in(repo, req, &ci, &super::process_env, deployed)?;
-        let options = options(flags, &plan)?;
-        let targets = build::resolve_all(&plan, &options);
-        Ok(Prepared {
-            ci,
-            plan,
-            options,
-            targets,
-        })
-    }
-
-    /// Builds every target; `None` after Ctrl-C.
-    pub fn build(&self, reporter: &Reporter) -> Result<Option<BuildReport>, Error> {
-        if self.targets.is_empty() {
-            reporter.message("nothing to build: no location's build inputs changed");
-            return Ok(Some(BuildReport::new(Vec::new())));
-        }
-        match build::execute(
-            self.targets.clone(),
-            &self.options,
-            reporter,
-            &super::process_env,
-        )? {
-            Outcome::Finished(report) => Ok(Some(report)),
-            Outcome::Interrupted => {
-                reporter.message(
-                    "interrupted: builds and pushes in progress were stopped; no tag was \
-                     half-pushed (a registry tag appears only once its image is complete)",
-                );
-                Ok(None)
-            }
-        }
-    }
-
-    /// Writes the results into the state folder, when one is given; returns it.
-    /// New state files record the organisation and deployment `settings` name.
-    pub fn save_state(
-        &self,
-        flags: &BuildFlags,
-        settings: &Settings,
-        report: &BuildReport,
-        reporter: &Reporter,
-    ) -> Result<Option<String>, Error> {
-        let Some(dir) = StateDir::choose(flags.statedir.as_deref(), &super::process_env) else {
-            return Ok(None);
-        };
-        let repo = Repo::discover(&self.plan.repository)?;
-        let git = repo_facts::discover(&repo.repo, &self.plan.head.commit, &super::process_env);
-        let defaults = SessionDefaults::from_settings(settings, git);
-        let written = state::record_build(&dir, &self.plan, report, &defaults)
-            .map_err(build::RunError::from)?;
-        if !written.is_empty() {
-            reporter.message(&format!(
-                "results recorded in {} ({} location file{})",
-                dir.path.display(),
-                written.len(),
-                if written.len() == 1 { "" } else { "s" }
-            ));
-        }
-        Ok(Some(dir.path.display().to_string()))
-    }
 }
 
 /// The plan request the selection flags describe.
@@ -141,7 +58,8 @@ pub(super) fn request(selection: &PlanSelection) -> Result<PlanRequest, Error> {
     })
 }
 
-fn options(flags: &BuildFlags, plan: &Plan) -> Result<BuildOptions, Error> {
+/// The build options the flags describe.
+pub(super) fn options(flags: &BuildFlags) -> Result<BuildOptions, Error> {
     let mut build_args = BTreeMap::new();
     for arg in &flags.build_args {
         let Some((key, value)) = arg.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
@@ -181,7 +99,6 @@ fn options(flags: &BuildFlags, plan: &Plan) -> Result<BuildOptions, Error> {
         network: flags.network.clone(),
         builder: flags.builder,
         secrets,
-        source_url: build::source_url(&plan.repository, &super::process_env),
         ..BuildOptions::default()
     })
 }
@@ -232,7 +149,7 @@ fn print_dockerfiles(targets: &[Result<BuildTarget, Failure>]) -> Result<u8, Err
             out.push('\n');
         }
     }
-    print!("{out}");
+    output::result(&out);
     Ok(0)
 }
 

@@ -28,22 +28,19 @@ pub fn run(args: &CheckArgs) -> Result<u8, Error> {
     }
     let names: Vec<&str> = ws.locations.iter().map(|l| l.name.as_str()).collect();
     if args.json {
-        print!(
-            "{}",
-            output::json(&CheckResult {
-                valid: true,
-                file: file.to_string_lossy().into_owned(),
-                locations: names
-            })?
-        );
+        output::result(&output::json(&CheckResult {
+            valid: true,
+            file: file.to_string_lossy().into_owned(),
+            locations: names,
+        })?);
     } else {
         let n = names.len();
-        println!(
+        output::result_line(&format!(
             "{} is valid: {n} location{} ({})",
             file.display(),
             if n == 1 { "" } else { "s" },
             names.join(", ")
-        );
+        ));
     }
     Ok(0)
 }

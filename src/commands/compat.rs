@@ -1,78 +1,75 @@
 //! The dagster-cloud-compatible commands: the same command lines, the same requests, the same
 //! results printed on stdout (progress on stderr).
 
-use std::time::Duration;
-
 use crate::api::document::{self, DocumentFlags, GitMetadata};
 use crate::api::ops::{self, BranchData, CommitData};
-use crate::api::wait::{self, WaitOptions};
-use crate::api::{ApiError, ApiToken, Client, ClientOptions, Settings, SettingsFlags};
+use crate::api::wait::failures_to_error;
+use crate::api::{ApiToken, Settings, SettingsFlags};
 use crate::cli::api::{
     BranchCreateArgs, BranchDeploymentCommand, CodeSourceArgs, ConnectionArgs, DeploymentCommand,
     LocationArgs, SnapshotBaseCondition, SyncLocationsArgs, WaitArgs,
 };
+use crate::deploy::WaitPolicy;
+use crate::deploy::route::{self, SnapshotBase};
+use crate::deploy::target::{self, Deployment, Remote};
 use crate::error::Error;
+use crate::output;
 
-pub fn run_deployment(command: &DeploymentCommand) -> Result<u8, Error> {
-    let rt = super::runtime()?;
+pub async fn run_deployment(command: &DeploymentCommand) -> Result<u8, Error> {
     match command {
         DeploymentCommand::AddLocation(a) | DeploymentCommand::UpdateLocation(a) => {
-            rt.block_on(add_location(a))
+            add_location(a).await
         }
-        DeploymentCommand::DeleteLocation(a) => rt.block_on(async {
-            let client = deployment_client(&settings(&a.connection, None)?, "delete-location")?;
+        DeploymentCommand::DeleteLocation(a) => {
+            let client = settings(&a.connection, None)?.deployment_client("delete-location")?;
             ops::delete_location(&client, &a.location).await?;
-            println!("Deleted location {}.", a.location);
+            output::result_line(&format!("Deleted location {}.", a.location));
             Ok(0)
-        }),
-        DeploymentCommand::ListLocations(a) => rt.block_on(async {
-            let client = deployment_client(&settings(&a.connection, None)?, "list-locations")?;
-            let entries = ops::workspace_entries(&client).await?;
-            println!("Listing locations...");
-            for e in entries {
-                let mut line = vec![e.location_name.clone()];
-                for (key, label) in [
-                    ("python_file", "File"),
-                    ("package_name", "Package"),
-                    ("image", "Image"),
+        }
+        DeploymentCommand::ListLocations(a) => {
+            // Dagster+ or `serve` when settings name one, else what the local store holds.
+            let s = settings(&a.connection, None)?;
+            let deployment =
+                target::existing_or_explain(&s, &super::current_dir()?, "list-locations")?;
+            let locations = deployment.list_locations().await?;
+            output::result_line("Listing locations...");
+            for l in locations {
+                let mut line = vec![l.name];
+                for (value, label) in [
+                    (l.python_file, "File"),
+                    (l.package_name, "Package"),
+                    (l.image, "Image"),
                 ] {
-                    if let Some(v) = e.metadata[key].as_str().filter(|v| !v.is_empty()) {
+                    if let Some(v) = value {
                         line.push(format!("{label}: {v}"));
                     }
                 }
-                println!("{}", line.join("\t"));
+                output::result_line(&line.join("\t"));
             }
             Ok(0)
-        }),
-        DeploymentCommand::PullLocations(a) => rt.block_on(async {
-            let client = deployment_client(&settings(&a.connection, None)?, "pull-locations")?;
+        }
+        DeploymentCommand::PullLocations(a) => {
+            let client = settings(&a.connection, None)?.deployment_client("pull-locations")?;
             let doc = ops::locations_as_document(&client).await?;
-            print!("{}", to_yaml(&doc)?);
+            output::result(&to_yaml(&doc)?);
             Ok(0)
-        }),
-        DeploymentCommand::SyncLocations(a) => rt.block_on(sync_locations(a)),
+        }
+        DeploymentCommand::SyncLocations(a) => sync_locations(a).await,
     }
 }
 
-pub fn run_branch_deployment(command: &BranchDeploymentCommand) -> Result<u8, Error> {
-    let rt = super::runtime()?;
+pub async fn run_branch_deployment(command: &BranchDeploymentCommand) -> Result<u8, Error> {
     match command {
-        BranchDeploymentCommand::CreateOrUpdate(a) => rt.block_on(create_or_update(a)),
-        BranchDeploymentCommand::Delete(a) => rt.block_on(async {
+        BranchDeploymentCommand::CreateOrUpdate(a) => create_or_update(a).await,
+        BranchDeploymentCommand::Delete(a) => {
             let s = settings(&a.connection, None)?;
             let what = "branch-deployment delete";
             let name = s.deployment(what)?.to_string();
-            // As the reference: the deployment URL, but no deployment header.
-            let client = Client::new(
-                &s.deployment_url(what)?,
-                s.token(what)?.clone(),
-                None,
-                ClientOptions::default(),
-            )?;
+            let client = s.branch_deletion_client(what)?;
             ops::delete_branch_deployment(&client, &name).await?;
-            eprintln!("Deleted branch deployment {name}.");
+            output::progress(&format!("Deleted branch deployment {name}."));
             Ok(0)
-        }),
+        }
     }
 }
 
@@ -86,17 +83,7 @@ pub(super) fn settings(conn: &ConnectionArgs, wait: Option<&WaitArgs>) -> Result
         location_load_timeout: wait.and_then(|w| w.location_load_timeout),
         agent_heartbeat_timeout: wait.and_then(|w| w.agent_heartbeat_timeout),
     };
-    Ok(Settings::resolve(&flags, &super::process_env)?)
-}
-
-/// A client for the deployment URL with the deployment header, as `deployment *` commands use.
-pub(super) fn deployment_client(s: &Settings, what: &str) -> Result<Client, ApiError> {
-    Client::new(
-        &s.deployment_url(what)?,
-        s.token(what)?.clone(),
-        s.deployment.as_deref(),
-        ClientOptions::default(),
-    )
+    super::resolve_settings(&flags)
 }
 
 fn to_yaml(doc: &serde_json::Value) -> Result<String, Error> {
@@ -134,42 +121,50 @@ async fn add_location(a: &LocationArgs) -> Result<u8, Error> {
     }
     let flags = document_flags(&a.code, a.image.clone());
     let doc = document::location_document(&name, entry.as_ref(), &flags);
-    let client = deployment_client(&s, "add-location")?;
-    ops::add_or_update_location(&client, &doc).await?;
-    println!("Added or updated location {name}.");
-    wait_and_report(&client, &s, &[name]).await
+    let remote = Remote {
+        client: s.deployment_client("add-location")?,
+    };
+    ops::add_or_update_location(&remote.client, &doc).await?;
+    output::result_line(&format!("Added or updated location {name}."));
+    wait_and_report(&remote, &s, vec![(name, doc)]).await
 }
 
 async fn sync_locations(a: &SyncLocationsArgs) -> Result<u8, Error> {
     let s = settings(&a.connection, Some(&a.wait))?;
     let raw = document::read_yaml(&a.workspace)?;
     let doc = document::workspace_document(raw, &a.workspace)?;
-    let client = deployment_client(&s, "sync-locations")?;
-    let names = ops::reconcile_locations(&client, &doc).await?;
-    println!("Synced locations: {}", names.join(", "));
-    wait_and_report(&client, &s, &names).await
+    let remote = Remote {
+        client: s.deployment_client("sync-locations")?,
+    };
+    let names = ops::reconcile_locations(&remote.client, &doc).await?;
+    output::result_line(&format!("Synced locations: {}", names.join(", ")));
+    let sent = names
+        .into_iter()
+        .map(|n| (n, serde_json::Value::Null))
+        .collect();
+    wait_and_report(&remote, &s, sent).await
 }
 
-/// Waits as the reference's `deployment` commands do: the load timeout, and a heartbeat
-/// timeout only when one is set; both zero (or unset) skips waiting.
-pub(super) async fn wait_and_report(
-    client: &Client,
+/// Waits as the reference's `deployment` commands do ([`WaitPolicy::deployment_command`]).
+async fn wait_and_report(
+    remote: &Remote,
     s: &Settings,
-    names: &[String],
+    sent: Vec<(String, serde_json::Value)>,
 ) -> Result<u8, Error> {
-    let heartbeat = s.agent_heartbeat_timeout;
-    if s.location_load_timeout.is_zero() && heartbeat.is_none() {
+    let policy = WaitPolicy::deployment_command(s);
+    if !policy.waits() {
         return Ok(0);
     }
-    let list = names.join(", ");
-    eprintln!("Waiting for agent to sync changes to {list}...");
-    let opts = WaitOptions::new(
-        s.location_load_timeout.max(Duration::from_millis(1)),
-        heartbeat,
-    );
-    let results = wait::wait_for_load(client, names, &opts, &|line| eprintln!("{line}")).await?;
-    wait::failures_to_error(&results)?;
-    println!("Agent synced changes to {list}. Changes should now be visible.");
+    let list: Vec<&str> = sent.iter().map(|(n, _)| n.as_str()).collect();
+    let list = list.join(", ");
+    output::progress(&format!("Waiting for agent to sync changes to {list}..."));
+    let results = remote
+        .wait(&sent, &policy, &|line| output::progress(line))
+        .await?;
+    failures_to_error(&results)?;
+    output::result_line(&format!(
+        "Agent synced changes to {list}. Changes should now be visible."
+    ));
     Ok(0)
 }
 
@@ -185,11 +180,7 @@ async fn create_or_update(a: &BranchCreateArgs) -> Result<u8, Error> {
         author_avatar_url: a.author_avatar_url.clone(),
     };
     if a.read_git_state {
-        let cwd = std::env::current_dir().map_err(|e| Error::Failed {
-            message: format!("cannot read the current folder: {e}"),
-            hint: "run from an existing folder".into(),
-        })?;
-        let head = crate::ci::pull_request::head_commit(&cwd)?;
+        let head = crate::ci::pull_request::head_commit(&super::current_dir()?)?;
         commit = CommitData {
             commit_url: commit.commit_url,
             author_avatar_url: commit.author_avatar_url,
@@ -210,16 +201,16 @@ async fn create_or_update(a: &BranchCreateArgs) -> Result<u8, Error> {
         pull_request_status: a.pull_request_status.clone(),
         pull_request_number: a.pull_request_number.clone(),
     };
-    let name = create_or_update_branch(
+    let name = route::create_or_update_branch(
         &s,
         "branch-deployment create-or-update",
         &branch,
         &commit,
         a.base_deployment_name.as_deref(),
-        a.snapshot_base_condition,
+        snapshot_base(a.snapshot_base_condition),
     )
     .await?;
-    println!("{name}");
+    output::result_line(&name);
     Ok(0)
 }
 
@@ -243,32 +234,10 @@ pub(super) fn document_flags(code: &CodeSourceArgs, image: Option<String>) -> Do
     }
 }
 
-/// `createOrUpdateBranchDeployment` at the organisation URL (no deployment header); returns
-/// the branch deployment's name. Shared with `ci init` and `ci branch-deployment`.
-pub(super) async fn create_or_update_branch(
-    s: &Settings,
-    what: &str,
-    branch: &BranchData,
-    commit: &CommitData,
-    base_deployment_name: Option<&str>,
-    condition: Option<SnapshotBaseCondition>,
-) -> Result<String, Error> {
-    let client = Client::new(
-        &s.organization_url(what)?,
-        s.token(what)?.clone(),
-        None,
-        ClientOptions::default(),
-    )?;
-    let condition = condition.map(|c| match c {
-        SnapshotBaseCondition::OnCreate => "ON_CREATE",
-        SnapshotBaseCondition::OnUpdate => "ON_UPDATE",
-    });
-    Ok(ops::create_or_update_branch_deployment(
-        &client,
-        branch,
-        commit,
-        base_deployment_name,
-        condition,
-    )
-    .await?)
+/// The library's name for `--snapshot-base-condition`.
+pub(super) fn snapshot_base(c: Option<SnapshotBaseCondition>) -> Option<SnapshotBase> {
+    c.map(|c| match c {
+        SnapshotBaseCondition::OnCreate => SnapshotBase::OnCreate,
+        SnapshotBaseCondition::OnUpdate => SnapshotBase::OnUpdate,
+    })
 }

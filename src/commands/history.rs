@@ -1,87 +1,31 @@
 //! `history LOCATION` and `rollback LOCATION [--to REVISION]`: against a dagster-deploy server
 //! (our `locationHistory`/`rollbackLocation` extension) when Dagster+ settings are present,
-//! else against the local store `deploy` uses (`.dagster-deploy/` at the repository root).
+//! else against the local store `deploy` uses (`.dagster-deploy/` at the repository root),
+//! both through `deploy::Deployment`.
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::api::ops::{self, HistoryEntry};
-use crate::api::register::LOCAL_STORE_DIR;
-use crate::api::{ApiError, Target};
-use crate::cli::api::{ConnectionArgs, HistoryArgs, RollbackArgs};
+use crate::api::ops::HistoryEntry;
+use crate::cli::api::{HistoryArgs, RollbackArgs};
+use crate::deploy::target::{self, Deployment};
 use crate::error::Error;
 use crate::output;
-use crate::server::{Actor, HistoryPage, Revision, RevisionAction};
 
-/// The server named by the settings (its deployment URL, as the `deployment` commands use
-/// it), else the repository's local store, which must exist: reading or rolling back never
-/// creates a store or a deployment.
-fn target(conn: &ConnectionArgs, what: &str) -> Result<Target, Error> {
+/// The deployment the settings name, else the repository's local store, which must exist:
+/// reading or rolling back never creates a store or a deployment.
+fn deployment(
+    conn: &crate::cli::api::ConnectionArgs,
+    what: &str,
+) -> Result<Box<dyn Deployment>, Error> {
     let settings = super::compat::settings(conn, None)?;
-    if settings.has_remote() {
-        let client = super::compat::deployment_client(&settings, what)?;
-        return Ok(Target::remote(client, &settings));
-    }
-    let cwd = std::env::current_dir().map_err(|e| Error::Failed {
-        message: format!("cannot read the current folder: {e}"),
-        hint: "run from an existing folder".into(),
-    })?;
-    let repo = crate::changes::Repo::discover(&cwd)?;
-    let deployment = settings
-        .deployment
-        .as_deref()
-        .unwrap_or(crate::server::DEFAULT_DEPLOYMENT);
-    Target::existing_local(&repo.workdir, deployment)?.ok_or_else(|| Error::Usage {
-        message: format!(
-            "no deployment settings and no local store in {}: nothing was deployed from here",
-            repo.workdir.join(LOCAL_STORE_DIR).display()
-        ),
-        hint: "run `dagster-deploy deploy` first, or pass --url/--organization and --api-token"
-            .into(),
-    })
+    target::existing_or_explain(&settings, &super::current_dir()?, what)
 }
 
-fn entry(r: Revision) -> HistoryEntry {
-    let (kind, rolled_back_from) = match r.action {
-        RevisionAction::Registered => ("REGISTERED", None),
-        RevisionAction::Deleted => ("DELETED", None),
-        RevisionAction::RolledBack { from_revision } => ("ROLLED_BACK", Some(from_revision)),
-    };
-    HistoryEntry {
-        id: r.id,
-        kind: kind.into(),
-        rolled_back_from,
-        document: r.document,
-        actor: r.actor,
-        commit_hash: r.commit_hash,
-        timestamp: r.created_at_ms as f64 / 1000.0,
-    }
-}
-
-pub fn run_history(a: &HistoryArgs) -> Result<u8, Error> {
-    let target = target(&a.connection, "history")?;
-    let page = HistoryPage {
-        before: a.before,
-        limit: Some(usize::from(a.limit)),
-    };
-    let revisions = match &target {
-        Target::Remote { client, .. } => super::runtime()?.block_on(ops::location_history(
-            client,
-            &a.location,
-            page.limit.unwrap_or(usize::MAX),
-            page.before,
-        ))?,
-        Target::Local {
-            deployments,
-            deployment,
-            ..
-        } => deployments
-            .history(deployment, &a.location, page)
-            .map_err(ApiError::from)?
-            .into_iter()
-            .map(entry)
-            .collect(),
-    };
+pub async fn run_history(a: &HistoryArgs) -> Result<u8, Error> {
+    let target = deployment(&a.connection, "history")?;
+    let revisions = target
+        .history(&a.location, usize::from(a.limit), a.before)
+        .await?;
     if a.json {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -89,60 +33,35 @@ pub fn run_history(a: &HistoryArgs) -> Result<u8, Error> {
             deployment: &'a str,
             revisions: &'a [HistoryEntry],
         }
-        print!(
-            "{}",
-            output::json(&Out {
-                location: &a.location,
-                deployment: target.deployment(),
-                revisions: &revisions,
-            })?
-        );
+        output::result(&output::json(&Out {
+            location: &a.location,
+            deployment: target.name(),
+            revisions: &revisions,
+        })?);
     } else {
-        print!("{}", history_table(&revisions));
+        output::result(&history_table(&revisions));
     }
     Ok(0)
 }
 
-pub fn run_rollback(a: &RollbackArgs) -> Result<u8, Error> {
-    let target = target(&a.connection, "rollback")?;
-    let (revision, document) = match &target {
-        Target::Remote { client, .. } => {
-            super::runtime()?.block_on(ops::rollback_location(client, &a.location, a.to))?
-        }
-        Target::Local {
-            deployments,
-            deployment,
-            ..
-        } => {
-            let r = deployments
-                .rollback(
-                    deployment,
-                    &a.location,
-                    a.to,
-                    &Actor::local("dagster-deploy rollback"),
-                )
-                .map_err(ApiError::from)?;
-            (r.id, r.document.unwrap_or(Value::Null))
-        }
-    };
+pub async fn run_rollback(a: &RollbackArgs) -> Result<u8, Error> {
+    let target = deployment(&a.connection, "rollback")?;
+    let (revision, document) = target.rollback(&a.location, a.to).await?;
     if a.json {
-        print!(
-            "{}",
-            output::json(&serde_json::json!({
-                "location": a.location,
-                "deployment": target.deployment(),
-                "revision": revision,
-                "document": document,
-            }))?
-        );
+        output::result(&output::json(&serde_json::json!({
+            "location": a.location,
+            "deployment": target.name(),
+            "revision": revision,
+            "document": document,
+        }))?);
     } else {
-        println!(
+        output::result_line(&format!(
             "Rolled back location {} in {}: revision {revision} registers image {} (commit {}).",
             a.location,
             target.describe(),
             document["image"].as_str().unwrap_or("none"),
             document["git"]["commit_hash"].as_str().unwrap_or("none"),
-        );
+        ));
     }
     Ok(0)
 }

@@ -4,53 +4,81 @@ use std::path::{Component, Path};
 
 use crate::ci::context::CiContext;
 use crate::ci::fan_out::{self, GitlabChild};
+use crate::ci::state::StateDir;
 use crate::cli::{FanOutArgs, PlanArgs};
+use crate::deploy::select::{self, Against};
+use crate::deploy::target;
 use crate::error::Error;
 use crate::output;
-use crate::plan;
+use crate::plan::{self, Plan};
 
-pub fn run(args: &PlanArgs) -> Result<u8, Error> {
+pub async fn run(args: &PlanArgs) -> Result<u8, Error> {
+    let env = &super::process_env;
     let req = super::build::request(&args.selection)?;
-    let ci = CiContext::detect(&super::process_env);
+    let ci = CiContext::detect(env);
     let repo = plan::open_repo(&req)?;
-    // As `deploy` plans: each location against its deployed commit, when something is deployed.
-    // The fan-out outputs describe a `ci` session, which `ci init` plans from git alone: read
-    // nothing deployed, or a location could be listed that the session did not select.
-    let fan_out = args.fan_out.github_matrix || args.fan_out.gitlab_child_pipeline;
     let child = match args.fan_out.gitlab_child_pipeline {
         true => Some(gitlab_child(&args.fan_out)?),
         false => None,
     };
-    let target = match args.git_only || fan_out {
+    // As `deploy` plans (deploy::select): each location against what the deployment runs,
+    // when one is configured or something was deployed from here.
+    let existing = match args.git_only {
         true => None,
         false => {
             let settings = super::compat::settings(&args.connection, None)?;
-            super::deployed::existing_target(&settings, &repo.workdir)?
+            target::existing(&settings, &repo.workdir, false, "plan")?
         }
     };
-    let deployed = match &target {
-        Some(target) => super::deployed::deployed(&super::runtime()?, Some(target), &req)?,
-        None => None,
-    };
-    let plan = plan::plan_in(&repo, &req, &ci, &super::process_env, deployed.as_ref());
+    let against = existing
+        .as_deref()
+        .map_or(Against::Git, Against::Deployment);
+    let deployed = select::deployed(&against, &req).await?;
+    let facts = select::ci_facts(&ci, &req)?;
+    let plan = plan::plan_in(&repo, &req, &facts, env, deployed.as_ref());
     // The process ends right after: leave unmapping git's pack files and freeing its caches to
     // the OS (on a large repository that is a measurable share of the whole run).
     std::mem::forget(repo);
     let plan = plan?;
     if args.json {
-        print!("{}", output::json(&plan)?);
+        output::result(&output::json(&plan)?);
     } else if args.fan_out.github_matrix {
-        print!(
-            "{}",
-            fan_out::github_matrix(&fan_out::session_builds(&plan))
-        );
+        output::result(&fan_out::github_matrix(&fan_out_names(&plan, args)?));
     } else if let Some(child) = child {
-        let names = fan_out::session_builds(&plan);
-        print!("{}", fan_out::gitlab_child_pipeline(&names, &child)?);
+        let names = fan_out_names(&plan, args)?;
+        output::result(&fan_out::gitlab_child_pipeline(&names, &child)?);
     } else {
-        print!("{}", output::plan_table(&plan));
+        let compared = select::compared(&against, &req)
+            .then(|| against.describe())
+            .flatten();
+        output::result(&output::plan_table(&plan, compared.as_deref()));
     }
     Ok(0)
+}
+
+/// The locations the fan-out builds: those the build session (`ci init`) selected, when one
+/// exists, so the matrix and the session always agree; else those the plan builds.
+fn fan_out_names<'a>(plan: &'a Plan, args: &PlanArgs) -> Result<Vec<&'a str>, Error> {
+    let names = fan_out::session_builds(plan);
+    let session = StateDir::choose(args.fan_out.statedir.as_deref(), &super::process_env)
+        .filter(|dir| dir.path.is_dir());
+    let Some(dir) = session else {
+        return Ok(names);
+    };
+    let states = dir.list()?;
+    if states.is_empty() {
+        return Ok(names);
+    }
+    Ok(plan
+        .locations
+        .iter()
+        .filter(|l| {
+            states
+                .iter()
+                .any(|s| s.location_name == l.name && s.selected)
+        })
+        .map(|l| l.name.as_str())
+        .collect())
 }
 
 /// The child pipeline's settings, checked before planning.

@@ -5,7 +5,6 @@ use std::io::Write as _;
 
 use serde::Serialize;
 
-use crate::api::ApiError;
 use crate::cli::serve::{
     ServeArgs, ServeCommand, ServeRunArgs, TokenCommand, TokenCreateArgs, TokenListArgs,
     TokenRevokeArgs,
@@ -20,18 +19,18 @@ use crate::server::{
 /// The registry password for `--registry-user` (never a flag: argv is visible to others).
 pub const REGISTRY_PASSWORD_ENV: &str = "DAGSTER_DEPLOY_REGISTRY_PASSWORD";
 
-pub fn run(args: &ServeArgs) -> Result<u8, Error> {
+pub async fn run(args: &ServeArgs) -> Result<u8, Error> {
     match &args.command {
         Some(ServeCommand::Token(t)) => match &t.command {
             TokenCommand::Create(c) => token_create(c),
             TokenCommand::List(l) => token_list(l),
             TokenCommand::Revoke(r) => token_revoke(r),
         },
-        None => serve(&args.run),
+        None => serve(&args.run).await,
     }
 }
 
-fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
+async fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
     let mut opts = ServeOptions::new(a.listen, &a.data.dir);
     opts.default_deployment = a.default_deployment.clone();
     opts.max_blob_bytes = a.max_file_size;
@@ -46,27 +45,17 @@ fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
     } else {
         Some(registry_access(a)?)
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed {
-            message: format!("cannot start the async runtime: {e}"),
-            hint: "check the process limits (threads, open files)".into(),
-        })?;
-    rt.block_on(async {
-        let running = server::start(opts).await.map_err(ApiError::from)?;
-        eprintln!(
-            "dagster-deploy serve: listening on {} (data: {}); Ctrl-C stops",
-            running.url(),
-            a.data.dir.display()
-        );
-        shutdown_signal().await;
-        // Not `eprintln!`: stderr may be closed by now, which must not fail the shutdown.
-        let _ = writeln!(std::io::stderr(), "dagster-deploy serve: shutting down");
-        running.shutdown().await.map_err(ApiError::from)?;
-        Ok(0)
-    })
+    let running = server::start(opts).await?;
+    output::progress(&format!(
+        "dagster-deploy serve: listening on {} (data: {}); Ctrl-C stops",
+        running.url(),
+        a.data.dir.display()
+    ));
+    shutdown_signal().await;
+    // Not `eprintln!`: stderr may be closed by now, which must not fail the shutdown.
+    let _ = writeln!(std::io::stderr(), "dagster-deploy serve: shutting down");
+    running.shutdown().await?;
+    Ok(0)
 }
 
 fn registry_access(a: &ServeRunArgs) -> Result<RegistryAccess, Error> {
@@ -112,32 +101,28 @@ async fn shutdown_signal() {
 }
 
 fn token_create(a: &TokenCreateArgs) -> Result<u8, Error> {
-    let deployments = Deployments::open(&a.data.dir).map_err(ApiError::from)?;
+    let deployments = Deployments::open(&a.data.dir)?;
     let scope = match &a.deployment {
         Some(name) => {
             if deployments.deployment(name).is_err() {
-                deployments
-                    .create_deployment(name)
-                    .map_err(ApiError::from)?;
-                eprintln!("Created deployment {name}.");
+                deployments.create_deployment(name)?;
+                output::progress(&format!("Created deployment {name}."));
             }
             TokenScope::Deployment(name.clone())
         }
         None => TokenScope::Organization,
     };
-    let (info, token) = deployments
-        .create_token(scope, a.label.as_deref())
-        .map_err(ApiError::from)?;
+    let (info, token) = deployments.create_token(scope, a.label.as_deref())?;
     let what = match &info.scope {
         TokenScope::Deployment(d) => format!("a token for deployment {d}"),
         TokenScope::Organization => "an organization token".to_string(),
     };
-    eprintln!(
+    output::progress(&format!(
         "Created {what} (id {}, label {}). It is shown only once; store it now (e.g. as \
          DAGSTER_CLOUD_API_TOKEN).",
         info.id, info.label
-    );
-    println!("{token}");
+    ));
+    output::result_line(&token);
     Ok(0)
 }
 
@@ -176,20 +161,19 @@ fn utc(ms: i64) -> String {
 }
 
 fn token_list(a: &TokenListArgs) -> Result<u8, Error> {
-    let deployments = Deployments::open(&a.data.dir).map_err(ApiError::from)?;
+    let deployments = Deployments::open(&a.data.dir)?;
     let rows: Vec<TokenRow> = deployments
-        .tokens()
-        .map_err(ApiError::from)?
+        .tokens()?
         .into_iter()
         .map(TokenRow::from)
         .collect();
     if a.json {
-        print!("{}", output::json(&rows)?);
+        output::result(&output::json(&rows)?);
         return Ok(0);
     }
-    println!("ID\tLABEL\tSCOPE\tCREATED\tLAST USED\tSTATE");
+    output::result_line("ID\tLABEL\tSCOPE\tCREATED\tLAST USED\tSTATE");
     for r in rows {
-        println!(
+        output::result_line(&format!(
             "{}\t{}\t{}\t{}\t{}\t{}",
             r.id,
             r.label,
@@ -197,18 +181,18 @@ fn token_list(a: &TokenListArgs) -> Result<u8, Error> {
             r.created,
             r.last_used.as_deref().unwrap_or("never"),
             if r.revoked { "revoked" } else { "active" }
-        );
+        ));
     }
     Ok(0)
 }
 
 fn token_revoke(a: &TokenRevokeArgs) -> Result<u8, Error> {
-    let deployments = Deployments::open(&a.data.dir).map_err(ApiError::from)?;
-    if deployments.revoke_token(a.id).map_err(ApiError::from)? {
-        eprintln!(
+    let deployments = Deployments::open(&a.data.dir)?;
+    if deployments.revoke_token(a.id)? {
+        output::progress(&format!(
             "Revoked token {}: requests with it are refused from now on.",
             a.id
-        );
+        ));
         Ok(0)
     } else {
         Err(Error::Usage {

@@ -37,6 +37,7 @@ mod node;
 mod pyyaml;
 mod redact;
 mod scalar;
+pub mod secret_spec;
 mod settings;
 mod template;
 mod to_yaml;

@@ -379,7 +379,7 @@ impl Entries {
                     "fix the pattern (globs use `*`, `**`, `?`, `[...]` and `{a,b}`)",
                 )
             }),
-            Entries::Secrets => crate::build::secrets::SecretSpec::parse(text)
+            Entries::Secrets => super::secret_spec::SecretSpec::parse(text)
                 .map(drop)
                 .map_err(|problem| {
                     (

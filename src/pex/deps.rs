@@ -26,7 +26,7 @@ pub fn key(req: &Requirements, python_version: &str) -> String {
         platform::PLATFORM_ID
     ));
     h.update(req.text());
-    crate::server::blobs::hex(&h.finalize())[..40].to_string()
+    crate::protocol::hex(&h.finalize())[..40].to_string()
 }
 
 pub fn file_name(key: &str) -> String {

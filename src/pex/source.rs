@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use super::tools::Tools;
 use super::zip::{Archive, Writer};
 use super::{PexError, platform};
-use crate::server::blobs::hex;
+use crate::protocol::hex;
 
 /// Skipped anywhere in the tree (as the reference's source build skips them).
 const IGNORED_NAMES: [&str; 8] = [

@@ -39,7 +39,11 @@ pub(super) struct Facts<'a> {
 /// The decision table, first match wins.
 pub(super) fn decide(f: &Facts) -> (Action, Reason) {
     let (action, code, message) = match &f.base {
-        _ if f.forced => (Action::Build, ReasonCode::Forced, "forced".to_string()),
+        _ if f.forced => (
+            Action::Build,
+            ReasonCode::Forced,
+            "named on the command line: built whatever changed".to_string(),
+        ),
         BaseEntry::NoBase(why) => (
             Action::Build,
             ReasonCode::NoBase,

@@ -17,11 +17,11 @@ use std::rc::Rc;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use super::PlanError;
+use super::dockerignore::{DockerIgnore, ignore_file_candidates};
 use super::locate::LocationPaths;
-use crate::build::dockerignore::{DockerIgnore, ignore_file_candidates};
 use crate::changes::{self, Dependencies, FileSource, PathFilter};
 use crate::config::{self, LocationSettings};
-use crate::error::Error;
 
 pub struct BuildInputs {
     /// Non-overlapping, sorted, repo-relative paths (`""` is the whole repository).
@@ -98,7 +98,7 @@ pub fn resolve(
     globs: &IgnoreGlobs,
     paths: &LocationPaths,
     settings: &LocationSettings,
-) -> Result<BuildInputs, Error> {
+) -> Result<BuildInputs, PlanError> {
     let context_dir = &paths.context_dir;
     let mut all = BTreeSet::from([context_dir.clone(), paths.dockerfile.clone()]);
     all.extend(paths.watch.iter().cloned());
@@ -125,19 +125,20 @@ fn docker_context(
     files: &dyn FileSource,
     context_dir: &str,
     dockerfile: &str,
-) -> Result<Option<DockerContext>, Error> {
+) -> Result<Option<DockerContext>, PlanError> {
     for candidate in ignore_file_candidates(context_dir, dockerfile) {
         let Some(bytes) = files.read(&candidate) else {
             continue;
         };
-        let dockerignore =
-            DockerIgnore::parse(&String::from_utf8_lossy(&bytes)).map_err(|e| Error::Failed {
+        let dockerignore = DockerIgnore::parse(&String::from_utf8_lossy(&bytes)).map_err(|e| {
+            PlanError::Failed {
                 message: format!(
                     "{candidate}:{}: invalid pattern `{}`: {}",
                     e.line, e.pattern, e.reason
                 ),
                 hint: "fix the pattern; Docker refuses this file too".into(),
-            })?;
+            }
+        })?;
         if dockerignore.is_empty() {
             return Ok(None);
         }
@@ -166,11 +167,11 @@ impl IgnoreGlobs {
         }
     }
 
-    fn get(&self, patterns: &[String]) -> Result<Rc<GlobSet>, Error> {
+    fn get(&self, patterns: &[String]) -> Result<Rc<GlobSet>, PlanError> {
         if let Some(set) = self.compiled.borrow().get(patterns) {
             return Ok(Rc::clone(set));
         }
-        let invalid = |pattern: &str, e: globset::Error| Error::Failed {
+        let invalid = |pattern: &str, e: globset::Error| PlanError::Failed {
             message: format!(
                 "{}: invalid ignore pattern `{pattern}`: {e}",
                 config::SETTINGS_FILE_NAME

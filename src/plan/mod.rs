@@ -11,24 +11,37 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::changes::{
-    self, Base, BaseSource, Dependencies, FileSource, Head, Repo, TreeSource, WorkTreeSource,
-    display, paths,
+    self, Base, BaseSource, Dependencies, EventBase, FileSource, Head, Repo, TreeSource,
+    WorkTreeSource, display, paths,
 };
-use crate::ci::context::CiContext;
 use crate::config::{self, Env, LocationSettings, Workspace};
-use crate::error::Error;
 
 mod decide;
+pub mod dockerignore;
+mod error;
 pub mod inputs;
 pub mod locate;
+mod pattern;
 
 use decide::{BaseEntry, Facts, content_salt, decide};
+pub use error::PlanError;
 
 /// Version of the JSON document printed by `plan --json`; bumped on any breaking change.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// How many changed paths a location's reason lists (the JSON keeps up to [`MAX_PATHS_JSON`]).
 const MAX_PATHS_JSON: usize = 20;
+
+/// What the CI run tells planning. The caller reads the CI (`deploy::select::ci_facts`):
+/// planning reads no CI variables itself.
+#[derive(Debug, Clone, Default)]
+pub struct CiFacts {
+    /// In CI, uncommitted changes are not counted unless asked.
+    pub in_ci: bool,
+    /// The base the CI event names (a pull request's target, a push's previous commit), used
+    /// when the request names none.
+    pub event_base: Option<EventBase>,
+}
 
 /// What the caller asks for (built from `plan`'s or `deploy`'s flags).
 #[derive(Debug, Clone, Default)]
@@ -189,7 +202,7 @@ impl Plan {
 }
 
 /// Computes the plan. Reads git and files only.
-pub fn plan(req: &PlanRequest, ci: &CiContext, env: Env) -> Result<Plan, Error> {
+pub fn plan(req: &PlanRequest, ci: &CiFacts, env: Env) -> Result<Plan, PlanError> {
     plan_with_bases(req, ci, env, None)
 }
 
@@ -203,15 +216,15 @@ pub type Deployed = BTreeMap<String, Option<String>>;
 /// without a commit, or with one this clone does not have, falls back to the common base.
 pub fn plan_with_bases(
     req: &PlanRequest,
-    ci: &CiContext,
+    ci: &CiFacts,
     env: Env,
     deployed: Option<&Deployed>,
-) -> Result<Plan, Error> {
+) -> Result<Plan, PlanError> {
     plan_in(&open_repo(req)?, req, ci, env, deployed)
 }
 
 /// The repository holding the request's dagster_cloud.yaml.
-pub fn open_repo(req: &PlanRequest) -> Result<Repo, Error> {
+pub fn open_repo(req: &PlanRequest) -> Result<Repo, PlanError> {
     Ok(Repo::discover(existing_ancestor(config_dir(&req.config)))?)
 }
 
@@ -219,16 +232,16 @@ pub fn open_repo(req: &PlanRequest) -> Result<Repo, Error> {
 pub fn plan_in(
     repo: &Repo,
     req: &PlanRequest,
-    ci: &CiContext,
+    ci: &CiFacts,
     env: Env,
     deployed: Option<&Deployed>,
-) -> Result<Plan, Error> {
+) -> Result<Plan, PlanError> {
     let config_rel = repo.relative_path(&absolute(&req.config)?)?;
     let yaml_dir = paths::parent(&config_rel).to_string();
     let settings_rel = paths::join(&yaml_dir, config::SETTINGS_FILE_NAME);
 
     // Head: a commit, or HEAD plus the work tree (the default on a laptop).
-    let include_dirty = req.include_dirty.unwrap_or(!ci.is_ci());
+    let include_dirty = req.include_dirty.unwrap_or(!ci.in_ci);
     let head = match &req.head {
         Some(rev) => Head::Commit(repo.resolve(rev).map_err(|e| e.given_to("--head"))?),
         None if include_dirty => Head::WorkTree(repo.head_commit()?),
@@ -248,15 +261,10 @@ pub fn plan_in(
         .into());
     }
 
-    // The CI event is only asked for its base when --base does not give one.
-    let event = match req.base {
-        Some(_) => None,
-        None => ci.base.clone()?,
-    };
-    let base = changes::choose_base(repo, req.base.as_deref(), event.as_ref())?;
+    let base = changes::choose_base(repo, req.base.as_deref(), ci.event_base.as_ref())?;
     // The changed paths (dagster_cloud.yaml and dagster-deploy.toml are compared entry by
     // entry, not as files) and the config, at one base commit.
-    let facts_at = |oid: git2::Oid| -> Result<(Vec<String>, BaseConfig), Error> {
+    let facts_at = |oid: git2::Oid| -> Result<(Vec<String>, BaseConfig), PlanError> {
         let mut changed = repo.changed_paths(oid, &head)?;
         let config_changed = changed
             .iter()
@@ -454,20 +462,20 @@ impl Matrix {
     }
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, Error> {
+fn absolute(path: &Path) -> Result<PathBuf, PlanError> {
     std::path::absolute(path).map_err(|source| {
-        Error::Config(config::ConfigError::Read {
+        PlanError::Config(config::ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })
     })
 }
 
-fn check_forced(ws: &Workspace, force: &[String]) -> Result<(), Error> {
+fn check_forced(ws: &Workspace, force: &[String]) -> Result<(), PlanError> {
     for name in force {
         if !ws.locations.iter().any(|l| l.name == *name) {
             let known: Vec<&str> = ws.locations.iter().map(|l| l.name.as_str()).collect();
-            return Err(Error::Usage {
+            return Err(PlanError::Usage {
                 message: format!(
                     "--location {name}: no such location in {}",
                     ws.file.display()
@@ -486,7 +494,7 @@ fn load_at(
     repo: &Repo,
     config_rel: &str,
     env: Env,
-) -> Result<Option<Workspace>, Error> {
+) -> Result<Option<Workspace>, PlanError> {
     let Some(yaml) = files.read(config_rel) else {
         return Ok(None);
     };
@@ -518,7 +526,7 @@ enum HeadFiles<'r> {
 }
 
 impl<'r> HeadFiles<'r> {
-    fn new(repo: &'r Repo, head: &Head) -> Result<HeadFiles<'r>, Error> {
+    fn new(repo: &'r Repo, head: &Head) -> Result<HeadFiles<'r>, PlanError> {
         Ok(match head {
             Head::Commit(oid) => HeadFiles::Tree(repo.tree_source(*oid)?),
             Head::WorkTree(_) => HeadFiles::Disk(repo.worktree_source()),
@@ -541,9 +549,9 @@ impl<'r> HeadFiles<'r> {
     }
 }
 
-fn missing_config(config: &Path, head: &Head) -> Error {
+fn missing_config(config: &Path, head: &Head) -> PlanError {
     match head {
-        Head::Commit(oid) => Error::Failed {
+        Head::Commit(oid) => PlanError::Failed {
             message: format!(
                 "{} does not exist at revision {:.7}",
                 config.display(),
@@ -552,7 +560,7 @@ fn missing_config(config: &Path, head: &Head) -> Error {
             hint: "pick a --head revision that has the file, or pass --config".into(),
         },
         // The error the filesystem gives, worded as `check` words it.
-        Head::WorkTree(_) => Error::Config(config::ConfigError::Read {
+        Head::WorkTree(_) => PlanError::Config(config::ConfigError::Read {
             path: config.to_path_buf(),
             source: std::fs::metadata(config)
                 .err()

@@ -302,13 +302,7 @@ fn random_hex() -> Result<String, BlobError> {
     Ok(hex(&random))
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
+pub(crate) use crate::protocol::hex;
 
 #[cfg(test)]
 mod tests {

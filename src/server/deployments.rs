@@ -20,7 +20,7 @@ use super::tokens::{self, Actor, TokenInfo, TokenScope};
 
 /// The deployment every organisation starts with, and the default target of requests that
 /// name none.
-pub const DEFAULT_DEPLOYMENT: &str = "prod";
+pub use crate::protocol::DEFAULT_DEPLOYMENT;
 /// The SQLite database inside a data directory.
 pub const DATABASE_FILE: &str = "deployments.sqlite3";
 

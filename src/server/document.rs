@@ -250,17 +250,7 @@ pub fn validate_location_list(list: &[Value]) -> Result<Vec<(String, Value)>, Ve
     }
 }
 
-/// The image a document runs, if any (Python-executable deploys have none).
-pub fn image(doc: &Value) -> Option<&str> {
-    doc.get("image").and_then(Value::as_str)
-}
-
-/// `git.commit_hash`, recorded with each revision.
-pub fn commit_hash(doc: &Value) -> Option<&str> {
-    doc.get("git")
-        .and_then(|g| g.get("commit_hash"))
-        .and_then(Value::as_str)
-}
+pub use crate::protocol::{document_commit_hash as commit_hash, document_image as image};
 
 /// The document as the reference client's `CodeLocationDeployData` (Dagster "serdes" JSON,
 /// stored under its old name `CodeDeploymentMetadata`, keys sorted as serdes writes them).

@@ -1,4 +1,4 @@
-//! The embedded deployment server: the Dagster+ GraphQL protocol (PROTOCOL.md) over HTTP, a
+//! The embedded deployment server: the Dagster+ GraphQL protocol (docs/protocol.md) over HTTP, a
 //! SQLite store keeping every revision of every location document, API tokens, and a
 //! built-in agent that reports a location LOADED once its image exists in its registry.
 //!

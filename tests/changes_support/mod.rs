@@ -97,8 +97,9 @@ pub fn oid(sha: &str) -> git2::Oid {
     git2::Oid::from_str(sha).expect("sha")
 }
 
-/// The `dagster-deploy` binary run in `cwd`, with every CI marker removed from its environment
-/// (tests set the CI context they want themselves).
+/// The `dagster-deploy` binary run in `cwd`, with every CI marker, Dagster+ setting and
+/// session variable removed from its environment (tests set what they want themselves): the
+/// one scrub list of the tests.
 pub fn bin(cwd: &Path) -> Command {
     use assert_cmd::cargo::CommandCargoExt;
     let mut cmd = Command::cargo_bin("dagster-deploy").expect("binary built");
@@ -125,6 +126,9 @@ pub fn bin(cwd: &Path) -> Command {
         "JENKINS_URL",
         "BITBUCKET_BUILD_NUMBER",
         "CODEBUILD_BUILD_ID",
+        "DAGSTER_BUILD_STATEDIR",
+        "DAGSTER_DEPLOY_DOTENV",
+        "DAGSTER_DEPLOY_REGISTRY_HOST",
     ] {
         cmd.env_remove(var);
     }

@@ -9,6 +9,7 @@
 
 #[path = "../changes_support/mod.rs"]
 mod changes_support;
+pub use changes_support::bin;
 pub mod ci;
 
 use std::collections::HashMap;
@@ -429,30 +430,12 @@ impl Monorepo {
     /// registry credentials in the environment, no user Docker config, no CI markers and no
     /// Dagster+ settings (so `deploy` registers in the repository's local store).
     pub fn command(&self, s: &Services, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dagster-deploy"));
-        cmd.current_dir(self.path())
-            .args(args)
+        let mut cmd = bin(self.path());
+        cmd.args(args)
             .env("DOCKER_HOST", &s.docker_host)
             .env("DAGSTER_DEPLOY_REGISTRY_USERNAME", &s.user)
             .env("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password)
-            .env("DOCKER_CONFIG", self.path().join(".no-docker-config"))
-            .env(
-                "DAGSTER_CLOUD_CLI_CONFIG",
-                self.path().join(".no-dagster-cloud-config"),
-            );
-        for var in [
-            "DAGSTER_CLOUD_URL",
-            "DAGSTER_CLOUD_ORGANIZATION",
-            "DAGSTER_CLOUD_DEPLOYMENT",
-            "DAGSTER_CLOUD_API_TOKEN",
-            "CI",
-            "GITHUB_ACTIONS",
-            "GITLAB_CI",
-            "DAGSTER_BUILD_STATEDIR",
-            "DAGSTER_DEPLOY_REGISTRY_HOST",
-        ] {
-            cmd.env_remove(var);
-        }
+            .env("DOCKER_CONFIG", self.path().join(".no-docker-config"));
         cmd
     }
 }

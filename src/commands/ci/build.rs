@@ -3,30 +3,32 @@
 
 use std::path::Path;
 
-use crate::api::{Client, ClientOptions, Settings, SettingsFlags};
+use crate::api::SettingsFlags;
 use crate::build::EXIT_INTERRUPTED;
 use crate::ci::state::{BuildOutput, LocationState, LocationStatus, StateDir};
 use crate::cli::api::ConnectionArgs;
 use crate::cli::ci::{BuildArgs, BuildStrategy};
-use crate::cli::{ConfigArgs, PlanSelection};
+use crate::deploy::Remote;
+use crate::deploy::prepare::Prepared;
+use crate::deploy::python::{self, PexOptions, PexTarget};
 use crate::error::{EXIT_FAILURE, Error};
-use crate::pex::{self, PexLocation};
-use crate::progress::{Mode, Reporter};
+use crate::output;
+use crate::pex::BuildMethod;
+use crate::plan::{self, PlanRequest};
 
-use super::super::build::Prepared;
-
-pub fn run(args: &BuildArgs) -> Result<u8, Error> {
+pub async fn run(args: &BuildArgs) -> Result<u8, Error> {
+    let env = &super::super::process_env;
     refuse_unsupported(args)?;
     let dir = super::statedir(&super::StatedirArgs {
         statedir: args.build.statedir.clone(),
     })?;
     let states = dir.selected(&args.location_names)?;
     let Some(first) = states.first() else {
-        println!("No locations to build");
+        output::result_line("No locations to build");
         return Ok(0);
     };
     if args.build_strategy == BuildStrategy::PythonExecutable {
-        return python_executable(args, &dir, states);
+        return python_executable(args, &dir, states).await;
     }
     if let Some(other) = states
         .iter()
@@ -40,40 +42,37 @@ pub fn run(args: &BuildArgs) -> Result<u8, Error> {
             hint: "build each file's locations separately with --location-name".into(),
         });
     }
-    eprintln!(
+    output::progress(&format!(
         "Going to build the following locations: {}",
         super::names(&states)
-    );
-    // Forcing the selected locations makes the plan build them whatever changed (the session
+    ));
+    // Naming the selected locations makes the plan build them whatever changed (the session
     // chose them); other changed locations are left out below.
-    let selection = PlanSelection {
-        config: ConfigArgs {
-            config: Some(first.location_file.clone().into()),
-        },
-        base: None,
-        head: None,
-        include_dirty: None,
-        locations: states.iter().map(|s| s.location_name.clone()).collect(),
-        all: false,
+    let names: Vec<String> = states.iter().map(|s| s.location_name.clone()).collect();
+    let req = PlanRequest {
+        config: first.location_file.clone().into(),
+        force: names.clone(),
+        ..PlanRequest::default()
     };
     let mut flags = args.build.clone();
-    flags.statedir = Some(dir.path.clone());
     flags.build_args.extend(args.docker_env.iter().cloned());
-    let mut prepared = Prepared::new(&selection, &flags)?;
+    let options = super::super::build::options(&flags)?;
+    let repo = plan::open_repo(&req)?;
+    let mut prepared = Prepared::new(&repo, &req, options, None, env)?;
     prepared.targets.retain(|t| {
         let name = match t {
             Ok(target) => &target.location,
             Err(failure) => &failure.location,
         };
-        selection.locations.contains(name)
+        names.contains(name)
     });
-    let reporter = Reporter::new(Mode::detect(&prepared.ci));
-    let Some(report) = prepared.build(&reporter)? else {
+    let reporter = output::reporter(&prepared.ci);
+    let Some(report) = prepared.build(&reporter, env).await? else {
         return Ok(EXIT_INTERRUPTED);
     };
-    let settings = Settings::resolve(&SettingsFlags::default(), &super::super::process_env)?;
-    prepared.save_state(&flags, &settings, &report, &reporter)?;
-    print!("{}", report.table());
+    let settings = super::super::resolve_settings(&SettingsFlags::default())?;
+    prepared.save_state(Some(&dir.path), &settings, &report, &reporter, env)?;
+    output::result(&report.table());
     Ok(if report.success() { 0 } else { EXIT_FAILURE })
 }
 
@@ -125,66 +124,52 @@ fn refuse_unsupported(args: &BuildArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// `--build-strategy python-executable`: each selected location's PEX files built and
-/// uploaded to the session's deployment; the pex tag recorded as its build output, for
-/// `ci deploy` (ours or the reference's) to register.
-fn python_executable(
+/// `--build-strategy python-executable`: each selected location's Python executable built
+/// and uploaded to the session's deployment (`deploy::python`); the pex tag recorded as its
+/// build output, for `ci deploy` (ours or the reference's) to register.
+async fn python_executable(
     args: &BuildArgs,
     dir: &StateDir,
     mut states: Vec<LocationState>,
 ) -> Result<u8, Error> {
+    let env = &super::super::process_env;
     let entries = super::entries(&states)?;
-    let settings = super::super::compat::settings(&ConnectionArgs::default(), None)?;
-    let mut locations = Vec::new();
-    let mut python_version = args.python_version.clone();
+    let say = |m: &str| output::progress(m);
+    let mut targets = Vec::new();
     for s in &states {
         let Some(loc) = entries.get(&s.location_name) else {
             continue;
         };
-        let file = Path::new(&s.location_file);
-        let root = file.parent().unwrap_or(Path::new("."));
-        if python_version.is_none()
-            && let Ok(ws) = crate::config::load(file, &super::super::process_env)
-        {
-            python_version = ws.settings.for_location(&s.location_name).python_version;
-        }
+        let root = Path::new(&s.location_file)
+            .parent()
+            .unwrap_or(Path::new("."));
         let recorded = s
             .build
             .build_config
             .as_ref()
             .and_then(|c| c.directory.as_ref());
-        let build_dir = match recorded {
-            Some(d) => root.join(d),
-            None => root.join(&loc.build_directory),
-        };
-        locations.push(PexLocation {
-            name: s.location_name.clone(),
-            dir: super::super::serverless::project_dir(&build_dir, &loc.entry),
-        });
+        let build_dir = root.join(recorded.unwrap_or(&loc.build_directory));
+        targets.push(PexTarget::of(
+            &s.location_name,
+            &build_dir,
+            &loc.entry,
+            &say,
+        ));
     }
     let first = &states[0];
-    let org_url = if first.url.is_empty() {
-        settings.organization_url("ci build")?
-    } else {
-        first.url.trim_end_matches('/').to_string()
-    };
-    let deployment = first.deployment_name.clone();
-    let client = Client::new(
-        &format!("{org_url}/{deployment}"),
-        settings.token("ci build")?.clone(),
-        Some(&deployment),
-        ClientOptions::default(),
-    )?;
-    let opts = pex::Options {
-        python_version: python_version
-            .unwrap_or_else(|| pex::platform::DEFAULT_PYTHON_VERSION.into()),
+    let ws = crate::config::load(Path::new(&first.location_file), env).ok();
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    let opts = PexOptions {
+        python_version: python::python_version(args.python_version.as_deref(), ws.as_ref(), &names),
         deps_cache_from: None,
         deps_cache_to: None,
-        build_method: pex::BuildMethod::Local,
+        build_method: BuildMethod::Local,
     };
-    let say = |m: &str| eprintln!("{m}");
-    let built = super::super::runtime()?
-        .block_on(pex::build_and_upload(&client, &locations, &opts, &say))?;
+    let settings = super::super::compat::settings(&ConnectionArgs::default(), None)?;
+    let remote = Remote {
+        client: settings.client_for(Some(&first.url), &first.deployment_name, "ci build")?,
+    };
+    let built = python::build(&remote, &targets, &opts, &say).await?;
     for state in &mut states {
         let Some(b) = built.iter().find(|b| b.location == state.location_name) else {
             continue;
@@ -199,7 +184,7 @@ fn python_executable(
             format!("built and uploaded Python executable: {}", b.pex_tag),
         );
         dir.save(state)?;
-        println!("{}\t{}", b.location, b.pex_tag);
+        output::result_line(&format!("{}\t{}", b.location, b.pex_tag));
     }
     Ok(0)
 }

@@ -2,29 +2,30 @@
 //! against the organisation (`organizationSettings`); each check is an error, a warning or
 //! skipped.
 
-use crate::api::{Client, ClientOptions, Settings, SettingsFlags, ops};
+use crate::api::{SettingsFlags, ops};
 use crate::cli::ci::{CheckArgs, CheckLevel};
 use crate::cli::{self, ConfigArgs};
 use crate::error::{EXIT_FAILURE, Error};
+use crate::output;
 
-pub fn run(args: &CheckArgs) -> Result<u8, Error> {
+pub async fn run(args: &CheckArgs) -> Result<u8, Error> {
     let mut passed = 0;
     let mut warnings = 0;
     let mut failed = 0;
     let mut verdict = |level: CheckLevel, what: &str, result: Result<String, Error>| match result {
         Ok(message) => {
             passed += 1;
-            println!("ok    [{what}] {message}");
+            output::result_line(&format!("ok    [{what}] {message}"));
         }
         Err(e) => {
             // The full rendering: an invalid file lists every problem with its position.
             let line = format!("[{what}] {}", crate::output::error_text(&e).trim_end());
             if level == CheckLevel::Warn {
                 warnings += 1;
-                println!("warn  {line}");
+                output::result_line(&format!("warn  {line}"));
             } else {
                 failed += 1;
-                println!("FAIL  {line}");
+                output::result_line(&format!("FAIL  {line}"));
             }
         }
     };
@@ -40,39 +41,28 @@ pub fn run(args: &CheckArgs) -> Result<u8, Error> {
         verdict(args.dagster_cloud_yaml_check, "dagster_cloud.yaml", result);
     }
     if args.dagster_cloud_connect_check != CheckLevel::Skip {
-        verdict(
-            args.dagster_cloud_connect_check,
-            "connection",
-            connect(args),
-        );
+        let result = connect(args).await;
+        verdict(args.dagster_cloud_connect_check, "connection", result);
     }
-    println!("Passed: {passed}");
+    output::result_line(&format!("Passed: {passed}"));
     if warnings > 0 {
-        println!("Warnings: {warnings}");
+        output::result_line(&format!("Warnings: {warnings}"));
     }
     if failed > 0 {
-        println!("Failed: {failed}");
+        output::result_line(&format!("Failed: {failed}"));
         return Ok(EXIT_FAILURE);
     }
     Ok(0)
 }
 
-fn connect(args: &CheckArgs) -> Result<String, Error> {
-    let settings = Settings::resolve(
-        &SettingsFlags {
-            organization: args.organization.clone(),
-            ..Default::default()
-        },
-        &super::super::process_env,
-    )?;
+async fn connect(args: &CheckArgs) -> Result<String, Error> {
+    let settings = super::super::resolve_settings(&SettingsFlags {
+        organization: args.organization.clone(),
+        ..Default::default()
+    })?;
     let what = "ci check";
     let url = settings.organization_url(what)?;
-    let client = Client::new(
-        &url,
-        settings.token(what)?.clone(),
-        None,
-        ClientOptions::default(),
-    )?;
-    super::super::runtime()?.block_on(ops::organization_settings(&client))?;
+    let client = settings.organization_client(what)?;
+    ops::organization_settings(&client).await?;
     Ok(format!("connected to {url}"))
 }

@@ -4,25 +4,27 @@
 use serde_json::Value;
 
 use crate::api::document::{self, DocumentFlags};
-use crate::api::wait::{self, WaitOptions};
-use crate::api::{Client, ClientOptions, ops, register};
+use crate::api::wait::failures_to_error;
 use crate::ci::state::{BuildOutput, LocationState, LocationStatus, StateDir};
 use crate::cli::api::ConnectionArgs;
 use crate::cli::ci::DeployArgs;
 use crate::config::Location;
+use crate::deploy::register::send_documents;
+use crate::deploy::{Deployment, Remote, WaitPolicy};
 use crate::error::Error;
+use crate::output;
 
-pub fn run(args: &DeployArgs) -> Result<u8, Error> {
+pub async fn run(args: &DeployArgs) -> Result<u8, Error> {
     let dir = super::statedir(&args.statedir)?;
     let states = dir.selected(&args.location_names)?;
-    eprintln!("Going to deploy the following locations:");
+    output::progress("Going to deploy the following locations:");
     for s in &states {
         let ready = if s.build_output.is_some() {
             "Ready to deploy"
         } else {
             "Not ready to deploy"
         };
-        eprintln!("- {} [{ready}]", s.location_name);
+        output::progress(&format!("- {} [{ready}]", s.location_name));
     }
     let unbuilt: Vec<&str> = states
         .iter()
@@ -49,7 +51,7 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
         });
     }
     let Some(first) = states.first() else {
-        println!("No locations to deploy");
+        output::result_line("No locations to deploy");
         return Ok(0);
     };
     if let Some(other) = states.iter().find(|s| {
@@ -72,17 +74,14 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
         });
     }
     let entries = super::entries(&states)?;
-    let documents: Vec<Value> = states
+    let documents: Vec<(String, Value)> = states
         .iter()
-        .map(|s| location_document(s, entries.get(&s.location_name)))
+        .map(|s| {
+            let doc = location_document(s, entries.get(&s.location_name));
+            (s.location_name.clone(), doc)
+        })
         .collect();
     let settings = super::super::compat::settings(&ConnectionArgs::default(), Some(&args.wait))?;
-    // A session written by `build --statedir` without Dagster+ settings has no URL: use ours.
-    let org_url = if first.url.is_empty() {
-        settings.organization_url("ci deploy")?
-    } else {
-        first.url.trim_end_matches('/').to_string()
-    };
     let deployment = first.deployment_name.clone();
     let deployment = deployment.as_str();
     // The session decides where it deploys (as with dagster-cloud); a different deployment in
@@ -91,40 +90,39 @@ pub fn run(args: &DeployArgs) -> Result<u8, Error> {
         && named != deployment
         && !first.is_branch_deployment
     {
-        eprintln!(
-            "warning: the session in {} deploys to `{deployment}`, not to `{named}` \
+        output::warn(&format!(
+            "the session in {} deploys to `{deployment}`, not to `{named}` \
              (DAGSTER_CLOUD_DEPLOYMENT); start a new session with `ci init --deployment {named}` \
              to deploy there",
             dir.path.display()
-        );
+        ));
     }
-    let client = Client::new(
-        &format!("{org_url}/{deployment}"),
-        settings.token("ci deploy")?.clone(),
-        Some(deployment),
-        ClientOptions::default(),
-    )?;
-    let names: Vec<String> = states.iter().map(|s| s.location_name.clone()).collect();
-    let outcome = super::super::runtime()?.block_on(async {
-        ops::deploy_locations(&client, &documents).await?;
-        println!(
-            "Updated code location{} {} in dagster-cloud.",
-            if names.len() == 1 { "" } else { "s" },
-            names.join(", ")
-        );
-        let sent: Vec<(String, Value)> = names.iter().cloned().zip(documents.clone()).collect();
-        let heartbeat = match settings.agent_heartbeat_timeout {
-            Some(t) => t,
-            None => register::heartbeat_default(&client, &sent).await?,
-        };
-        let opts = WaitOptions::new(settings.location_load_timeout, Some(heartbeat));
-        let results =
-            wait::wait_for_load(&client, &names, &opts, &|line| eprintln!("{line}")).await?;
-        wait::failures_to_error(&results)
-    });
+    // A session written by `build --statedir` without Dagster+ settings has no URL: use ours.
+    let remote = Remote {
+        client: settings.client_for(Some(&first.url), deployment, "ci deploy")?,
+    };
+    let names: Vec<&str> = states.iter().map(|s| s.location_name.as_str()).collect();
+    let announce = format!(
+        "Updated code location{} {} in dagster-cloud.",
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
+    let outcome = async {
+        let sent = send_documents(&remote, documents).await?;
+        output::result_line(&announce);
+        let policy = WaitPolicy::ci_deploy(&settings);
+        let results = remote
+            .wait(&sent, &policy, &|l| output::progress(l))
+            .await?;
+        Ok::<_, Error>(failures_to_error(&results)?)
+    }
+    .await;
     record(&dir, states, outcome.is_ok())?;
     outcome?;
-    println!("View the status of your locations at {org_url}/{deployment}/locations.");
+    output::result_line(&format!(
+        "View the status of your locations at {}/locations.",
+        remote.client.base_url()
+    ));
     Ok(0)
 }
 
@@ -144,7 +142,7 @@ fn record(dir: &StateDir, states: Vec<LocationState>, ok: bool) -> Result<(), Er
 /// The location's entry with the session's build output and git facts over it.
 fn location_document(state: &LocationState, entry: Option<&Location>) -> Value {
     let mut flags = DocumentFlags {
-        git: state.build.git(),
+        git: crate::deploy::session::git_metadata(&state.build),
         defs_state_info: state
             .other
             .get("defs_state_info")

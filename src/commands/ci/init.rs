@@ -5,18 +5,22 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::api::{ApiToken, Settings, SettingsFlags};
+use crate::api::{ApiToken, SettingsFlags};
 use crate::changes::Repo;
-use crate::ci::context::{CiContext, CiError};
-use crate::ci::pull_request::{self, Source};
+use crate::ci::context::CiContext;
 use crate::ci::repo_facts;
-use crate::ci::state::{self, LocationStatus, SessionDefaults, StateDir, StateError};
+use crate::ci::state::{LocationStatus, StateDir, StateError};
 use crate::cli::ci::InitArgs;
-use crate::config;
+use crate::config::{self, Workspace};
+use crate::deploy::Remote;
+use crate::deploy::route;
+use crate::deploy::select::{self, Against};
+use crate::deploy::session::{self, SessionDefaults};
 use crate::error::Error;
+use crate::output;
 use crate::plan::{self, Action, PlanRequest};
 
-pub fn run(args: &InitArgs) -> Result<u8, Error> {
+pub async fn run(args: &InitArgs) -> Result<u8, Error> {
     let env = &super::super::process_env;
     let dir =
         StateDir::choose(args.statedir.statedir.as_deref(), env).ok_or(StateError::NoFolder)?;
@@ -28,9 +32,28 @@ pub fn run(args: &InitArgs) -> Result<u8, Error> {
             hint: "pass --project-dir (the folder holding it) or --dagster-cloud-yaml-path".into(),
         });
     }
-    check_names(&yaml_path, &args.location_names)?;
+    // Bad input fails before the branch deployment is created.
+    check_names(
+        &config::load(&yaml_path, env)?,
+        &yaml_path,
+        &args.location_names,
+    )?;
+    let settings = super::super::resolve_settings(&SettingsFlags {
+        organization: args.organization.clone(),
+        deployment: args.deployment.clone(),
+        api_token: args.api_token.clone().and_then(ApiToken::new),
+        ..Default::default()
+    })?;
+    let url = settings.organization_url("ci init")?;
 
+    // Where the session deploys (deploy::route), then the plan against what it runs there
+    // (deploy::select), so a location the deployment lacks is always selected.
     let ci = CiContext::detect(env);
+    let required = args.require_branch_deployment && !args.no_require_branch_deployment;
+    let condition = super::super::compat::snapshot_base(args.snapshot_base_condition);
+    let (deployment, is_branch, line) =
+        route::for_session(&settings, &ci, env, &project_dir, required, condition).await?;
+    output::result_line(&line);
     let req = PlanRequest {
         config: yaml_path.clone(),
         base: args.base.clone(),
@@ -39,18 +62,26 @@ pub fn run(args: &InitArgs) -> Result<u8, Error> {
         force: args.location_names.clone(),
         all: args.all,
     };
-    let plan = plan::plan(&req, &ci, env)?;
-    let settings = Settings::resolve(
-        &SettingsFlags {
-            organization: args.organization.clone(),
-            deployment: args.deployment.clone(),
-            api_token: args.api_token.clone().and_then(ApiToken::new),
-            ..Default::default()
-        },
-        env,
-    )?;
-    let url = settings.organization_url("ci init")?;
-    let (deployment, is_branch) = choose_deployment(args, &ci, &settings, &project_dir)?;
+    let remote = match (&settings.token, req.base.is_none() && !req.all) {
+        (Some(_), true) => Some(Remote {
+            client: settings.client_for(None, &deployment, "ci init")?,
+        }),
+        (None, true) => {
+            output::warn(&format!(
+                "no API token, so what {deployment} runs is unknown: locations are \
+                 selected by what changed in git alone"
+            ));
+            None
+        }
+        (_, false) => None,
+    };
+    let against = remote
+        .as_ref()
+        .map_or(Against::Git, |r| Against::Deployment(r));
+    let deployed = select::deployed(&against, &req).await?;
+    let repo = plan::open_repo(&req)?;
+    let facts = select::ci_facts(&ci, &req)?;
+    let plan = plan::plan_in(&repo, &req, &facts, env, deployed.as_ref())?;
 
     if !args.no_clean_statedir {
         dir.clear()?;
@@ -65,23 +96,28 @@ pub fn run(args: &InitArgs) -> Result<u8, Error> {
         git.url = Some(url.clone());
     }
     if let Some(path) = &args.dotenv {
-        crate::ci::feedback::write_dotenv(&path.to_string_lossy(), &deployment, is_branch, &commit)
-            .map_err(|message| Error::Usage {
-                message,
-                hint: "pass --dotenv a path in a writable folder".into(),
-            })?;
+        crate::deploy::feedback::write_dotenv(
+            &path.to_string_lossy(),
+            &deployment,
+            is_branch,
+            &commit,
+        )
+        .map_err(|message| Error::Usage {
+            message,
+            hint: "pass --dotenv a path in a writable folder".into(),
+        })?;
     }
     let defaults = SessionDefaults {
         url,
         deployment_name: deployment,
         git,
     };
-    println!("Initializing {}", dir.path.display());
+    output::result_line(&format!("Initializing {}", dir.path.display()));
     for planned in &plan.locations {
         if !args.location_names.is_empty() && !args.location_names.contains(&planned.name) {
             continue;
         }
-        let mut s = state::new_state(&plan, &planned.name, &defaults);
+        let mut s = session::new_state(&plan, &planned.name, &defaults);
         s.location_file = yaml_path.display().to_string();
         s.is_branch_deployment = is_branch;
         s.selected = planned.action != Action::Skip;
@@ -94,70 +130,16 @@ pub fn run(args: &InitArgs) -> Result<u8, Error> {
         } else {
             "not selected"
         };
-        println!("- {} ({verdict}: {})", planned.name, planned.reason.message);
+        output::result_line(&format!(
+            "- {} ({verdict}: {})",
+            planned.name, planned.reason.message
+        ));
     }
     Ok(0)
 }
 
-/// The branch deployment of the pull request being built (created or updated), else
-/// `--deployment`. Facts the CI cannot give fall back to `--deployment` unless a branch
-/// deployment is required; API errors always fail.
-fn choose_deployment(
-    args: &InitArgs,
-    ci: &CiContext,
-    settings: &Settings,
-    project_dir: &Path,
-) -> Result<(String, bool), Error> {
-    let require = args.require_branch_deployment && !args.no_require_branch_deployment;
-    let env = &super::super::process_env;
-    let facts = match Source::of(ci.provider) {
-        Ok(Source::Local) if !require => Ok(None),
-        Ok(source) => pull_request::branch_facts(source, env, project_dir, false),
-        Err(e) => Err(e.into()),
-    };
-    let facts = match facts {
-        Ok(Some(facts)) => Ok(facts),
-        Ok(None) => Err("this run builds no pull request".to_string()),
-        Err(Error::Ci(e)) => Err(e.to_string()),
-        Err(other) => return Err(other),
-    };
-    match (facts, settings.deployment.as_deref()) {
-        (Ok(facts), base) => {
-            let name = super::super::runtime()?.block_on(
-                super::super::compat::create_or_update_branch(
-                    settings,
-                    "ci init",
-                    &facts.branch,
-                    &facts.commit,
-                    base,
-                    args.snapshot_base_condition,
-                ),
-            )?;
-            println!(
-                "Deploying to branch deployment {name}{}",
-                base.map(|b| format!(", using base deployment {b}"))
-                    .unwrap_or_default()
-            );
-            Ok((name, true))
-        }
-        (Err(why), _) if require => Err(CiError::NoPullRequest { reason: why }.into()),
-        (Err(why), Some(deployment)) => {
-            println!("Deploying to {deployment}. No branch deployment ({why}).");
-            Ok((deployment.to_string(), false))
-        }
-        (Err(why), None) => Err(Error::Usage {
-            message: format!("cannot determine the deployment to deploy to ({why})"),
-            hint: "pass --deployment NAME (or set DAGSTER_CLOUD_DEPLOYMENT)".into(),
-        }),
-    }
-}
-
 /// `--location-name` values must name locations of the file (the flag, not `--location`).
-fn check_names(yaml_path: &Path, names: &[String]) -> Result<(), Error> {
-    if names.is_empty() {
-        return Ok(());
-    }
-    let ws = config::load(yaml_path, &super::super::process_env)?;
+fn check_names(ws: &Workspace, yaml_path: &Path, names: &[String]) -> Result<(), Error> {
     let unknown: Vec<&str> = names
         .iter()
         .filter(|n| !ws.locations.iter().any(|l| &l.name == *n))

@@ -17,19 +17,19 @@ use crate::cli::ci::{CiCommand, StatedirArgs};
 use crate::config::{self, Location};
 use crate::error::Error;
 
-pub fn run(command: &CiCommand) -> Result<u8, Error> {
+pub async fn run(command: &CiCommand) -> Result<u8, Error> {
     match command {
-        CiCommand::Init(a) => init::run(a),
-        CiCommand::Check(a) => check::run(a),
+        CiCommand::Init(a) => init::run(a).await,
+        CiCommand::Check(a) => check::run(a).await,
         CiCommand::Status(a) => session::status(a),
-        CiCommand::Build(a) => build::run(a),
+        CiCommand::Build(a) => build::run(a).await,
         CiCommand::SetBuildOutput(a) => session::set_build_output(a),
-        CiCommand::Deploy(a) => deploy::run(a),
+        CiCommand::Deploy(a) => deploy::run(a).await,
         CiCommand::LocationsList(a) => session::list(a),
         CiCommand::LocationsSelect(a) => session::select(a, true),
         CiCommand::LocationsDeselect(a) => session::select(a, false),
-        CiCommand::BranchDeployment(a) => branch::run(a),
-        CiCommand::Notify(a) => notify::run(a),
+        CiCommand::BranchDeployment(a) => branch::run(a).await,
+        CiCommand::Notify(a) => notify::run(a).await,
     }
 }
 

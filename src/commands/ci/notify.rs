@@ -10,8 +10,9 @@ use crate::ci::pull_request::{self, Source};
 use crate::ci::report;
 use crate::cli::ci::NotifyArgs;
 use crate::error::Error;
+use crate::output;
 
-pub fn run(args: &NotifyArgs) -> Result<u8, Error> {
+pub async fn run(args: &NotifyArgs) -> Result<u8, Error> {
     let env = &super::super::process_env;
     let dir = super::statedir(&args.statedir)?;
     let states = dir.list()?;
@@ -23,14 +24,14 @@ pub fn run(args: &NotifyArgs) -> Result<u8, Error> {
     }
     let Some(facts) = pull_request::branch_facts(Source::Github, env, &args.project_dir, false)?
     else {
-        eprintln!("Not within a pull request: no comment posted.");
+        output::progress("Not within a pull request: no comment posted.");
         return Ok(0);
     };
     let (Some(number), Some(token)) = (
         facts.branch.pull_request_number.clone(),
         env("GITHUB_TOKEN").filter(|t| !t.is_empty()),
     ) else {
-        eprintln!("GITHUB_TOKEN is not set: no comment posted.");
+        output::progress("GITHUB_TOKEN is not set: no comment posted.");
         return Ok(0);
     };
     let label = states
@@ -48,12 +49,12 @@ pub fn run(args: &NotifyArgs) -> Result<u8, Error> {
         number,
     };
     let marker = format!("Dagster Cloud{label}");
-    match super::super::runtime()?.block_on(pr.upsert_comment(&token, &body, &marker)) {
-        Ok(action) => eprintln!(
+    match pr.upsert_comment(&token, &body, &marker).await {
+        Ok(action) => output::progress(&format!(
             "{action} the status comment on pull request #{}.",
             pr.number
-        ),
-        Err(why) => eprintln!("warning: could not update the pull request comment: {why}"),
+        )),
+        Err(why) => output::warn(&format!("could not update the pull request comment: {why}")),
     }
     Ok(0)
 }

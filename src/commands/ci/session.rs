@@ -5,6 +5,7 @@ use crate::ci::report;
 use crate::ci::state::BuildOutput;
 use crate::cli::ci::{SelectArgs, SetBuildOutputArgs, StatedirArgs, StatusArgs, StatusFormat};
 use crate::error::Error;
+use crate::output;
 
 /// One JSON document per location and line (what the reference prints), or the markdown
 /// table of the pull request comment.
@@ -17,10 +18,10 @@ pub fn status(args: &StatusArgs) -> Result<u8, Error> {
                     message: format!("cannot write the state as JSON: {e}"),
                     hint: "this is a bug in dagster-deploy; please report it".into(),
                 })?;
-                println!("{line}");
+                output::result_line(&line);
             }
         }
-        StatusFormat::Markdown => println!("{}", report::markdown(&states)),
+        StatusFormat::Markdown => output::result_line(&report::markdown(&states)),
     }
     Ok(0)
 }
@@ -28,9 +29,9 @@ pub fn status(args: &StatusArgs) -> Result<u8, Error> {
 pub fn list(args: &StatedirArgs) -> Result<u8, Error> {
     for state in super::statedir(args)?.list()? {
         if state.selected {
-            println!("{}", state.location_name);
+            output::result_line(&state.location_name);
         } else {
-            println!("{} DESELECTED", state.location_name);
+            output::result_line(&format!("{} DESELECTED", state.location_name));
         }
     }
     Ok(0)
@@ -38,11 +39,11 @@ pub fn list(args: &StatedirArgs) -> Result<u8, Error> {
 
 pub fn select(args: &SelectArgs, selected: bool) -> Result<u8, Error> {
     super::statedir(&args.statedir)?.set_selected(&args.location_names, selected)?;
-    println!(
+    output::result_line(&format!(
         "{} locations: {}",
         if selected { "Selected" } else { "Deselected" },
         args.location_names.join(", ")
-    );
+    ));
     Ok(0)
 }
 
@@ -59,9 +60,9 @@ pub fn set_build_output(args: &SetBuildOutputArgs) -> Result<u8, Error> {
                 .into(),
         });
     }
-    eprintln!("Going to update the following locations:");
+    output::progress("Going to update the following locations:");
     for s in &states {
-        eprintln!("- {}", s.location_name);
+        output::progress(&format!("- {}", s.location_name));
     }
     let entries = super::entries(&states)?;
     let mut images = Vec::new();
@@ -85,11 +86,11 @@ pub fn set_build_output(args: &SetBuildOutputArgs) -> Result<u8, Error> {
             pex_bundle: false,
         });
         dir.save(&state)?;
-        println!(
+        output::result_line(&format!(
             "Recorded image {image} for location {}",
             state.location_name
-        );
+        ));
     }
-    eprintln!("Use 'ci deploy' to register them.");
+    output::progress("Use 'ci deploy' to register them.");
     Ok(0)
 }

@@ -7,12 +7,14 @@
 
 use std::fmt::Write as _;
 
-use super::github::{self, PullRequest};
-use super::gitlab::{self, MergeRequest};
-use super::pull_request;
-use crate::api::{RegisterReport, RegisterStatus};
+use super::flow::Deployed;
+use super::register::{RegisterReport, RegisterStatus};
 use crate::build::{BuildReport, BuildStatus};
+use crate::ci::github::{self, PullRequest};
+use crate::ci::gitlab::{self, MergeRequest};
+use crate::ci::pull_request;
 use crate::config::Env;
+use crate::printer;
 
 /// Hidden in the rendered comment; finds the comment or note to edit on the next run.
 pub const MARKER: &str = "<!-- dagster-deploy -->";
@@ -180,10 +182,10 @@ async fn comment_on_pull_request(env: Env<'_>, markdown: &str) -> Option<String>
     };
     match pr.upsert_comment(&token, markdown, MARKER).await {
         Ok(action) => {
-            eprintln!(
+            printer::progress(&format!(
                 "{action} the deploy comment on pull request #{}.",
                 pr.number
-            );
+            ));
             None
         }
         Err(why) => Some(format!(
@@ -199,11 +201,44 @@ async fn note_on_merge_request(env: Env<'_>, markdown: &str) -> Option<String> {
     let mr = MergeRequest::from_env(env)?;
     match mr.upsert_note(&token, markdown, MARKER).await {
         Ok(action) => {
-            eprintln!("{action} the deploy note on merge request !{}.", mr.iid);
+            printer::progress(&format!(
+                "{action} the deploy note on merge request !{}.",
+                mr.iid
+            ));
             None
         }
         Err(why) => Some(format!(
             "could not write the merge request note (the deploy itself is done): {why}"
         )),
     }
+}
+
+/// Everything a finished deploy tells CI, whatever the build strategy and also when there was
+/// nothing to deploy: the job summary, pull request comment or merge request note, the dotenv
+/// report, and the GitHub step outputs (`deployment`, `plan`, `results`). Returns warnings.
+pub async fn after_deploy(env: Env<'_>, deployed: &Deployed, dotenv: Option<&str>) -> Vec<String> {
+    let summary = DeploySummary {
+        deployment: &deployed.registration.deployment,
+        commit: &deployed.head,
+        build: &deployed.report,
+        registration: &deployed.registration,
+        pull_request: deployed.pull_request.clone(),
+    };
+    let mut warnings = publish(env, &summary, dotenv).await;
+    let outputs = serde_json::to_string(&deployed.plan).and_then(|plan| {
+        let results = serde_json::to_string(deployed)?;
+        Ok([
+            ("deployment", deployed.registration.deployment.clone()),
+            ("plan", plan),
+            ("results", results),
+        ])
+    });
+    let written = match outputs {
+        Ok(outputs) => github::set_outputs(env, &outputs),
+        Err(e) => Err(format!("cannot write the step outputs as JSON: {e}")),
+    };
+    if let Err(e) = written {
+        warnings.push(e);
+    }
+    warnings
 }

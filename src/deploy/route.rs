@@ -1,19 +1,39 @@
-//! Where a `deploy` goes, decided before anything is built: the named deployment, the pull
-//! request's branch deployment (created or updated here), nowhere because the pull request
-//! ended (its branch deployment is marked closed or merged), or nowhere because a fork's pull
-//! request gets no secrets (plan and build only). In CI a missing token is an error naming
-//! the input or variable to set, before any work.
+//! The routing policy: which deployment a run targets, decided before anything is built, for
+//! `deploy` (and the GitHub action, which runs it) and for `ci init`. A pull request's run
+//! targets its branch deployment (created or updated here, with the named deployment as its
+//! base); a run that builds none targets the named deployment. For `deploy` also: nowhere
+//! because the pull request ended (its branch deployment is marked closed or merged), or
+//! nowhere because a fork's pull request gets no secrets (plan and build only); in hosted CI
+//! a missing token is an error naming the input or variable to set, before any work.
 
 use std::path::Path;
 
-use crate::api::Settings;
-use crate::api::ops;
+use crate::api::ops::{self, BranchData, CommitData};
+use crate::api::{ApiError, Settings};
 use crate::ci::context::{CiContext, CiError, CiProvider};
-use crate::ci::pull_request::{self, Source};
-use crate::cli::BranchDeploymentMode;
+use crate::ci::pull_request::{self, BranchFacts, PullRequestError, Source};
+use crate::config::Env;
 use crate::error::Error;
 
 const WHAT: &str = "deploy";
+
+/// When `deploy` goes to a branch deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchMode {
+    /// When a GitHub or GitLab run builds a pull (merge) request.
+    Auto,
+    /// Always: a run that builds no pull request is an error.
+    Always,
+    /// Never: deploy to the named deployment.
+    Never,
+}
+
+/// `snapshotBaseCondition` of a new branch deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotBase {
+    OnCreate,
+    OnUpdate,
+}
 
 pub enum Route {
     /// Deploy to `settings.deployment`; `pull_request` names the request when that is its
@@ -28,17 +48,16 @@ pub enum Route {
     BuildOnly { reason: String },
 }
 
-/// Decides the route; for a branch deployment, sets `settings.deployment` to its name. A dry
-/// run (`create` false) only looks the branch deployment up.
-pub fn decide(
-    mode: BranchDeploymentMode,
+/// Decides `deploy`'s route; for a branch deployment, sets `settings.deployment` to its name.
+/// A dry run (`create` false) only looks the branch deployment up.
+pub async fn for_deploy(
+    mode: BranchMode,
     settings: &mut Settings,
     ci: &CiContext,
+    env: Env<'_>,
     workdir: &Path,
-    runtime: &tokio::runtime::Runtime,
     create: bool,
 ) -> Result<Route, Error> {
-    let env = &super::process_env;
     let hosted = ci.provider.filter(|p| *p != CiProvider::Generic);
     if let Some(provider) = hosted
         && settings.token.is_none()
@@ -55,14 +74,14 @@ pub fn decide(
     }
 
     let facts = match mode {
-        BranchDeploymentMode::False => None,
-        BranchDeploymentMode::Auto => match hosted {
+        BranchMode::Never => None,
+        BranchMode::Auto => match hosted {
             Some(p @ (CiProvider::Github | CiProvider::Gitlab)) => {
                 pull_request::branch_facts(Source::of(Some(p))?, env, workdir, false)?
             }
             _ => None,
         },
-        BranchDeploymentMode::True => Some(
+        BranchMode::Always => Some(
             pull_request::branch_facts(Source::of(ci.provider)?, env, workdir, false)?.ok_or_else(
                 || CiError::NoPullRequest {
                     reason: "this run builds no pull (merge) request".into(),
@@ -93,17 +112,13 @@ pub fn decide(
         });
     }
     if !create {
-        let client = crate::api::Client::new(
-            &settings.organization_url(WHAT)?,
-            settings.token(WHAT)?.clone(),
-            None,
-            crate::api::ClientOptions::default(),
-        )?;
-        let name = runtime.block_on(ops::branch_deployment_name(
+        let client = settings.organization_client(WHAT)?;
+        let name = ops::branch_deployment_name(
             &client,
             &facts.branch.repo_name,
             &facts.branch.branch_name,
-        ))?;
+        )
+        .await?;
         let new_branch = name.is_none();
         settings.deployment = name.or(settings.deployment.take());
         return Ok(Route::Deploy {
@@ -111,14 +126,8 @@ pub fn decide(
             new_branch,
         });
     }
-    let name = runtime.block_on(super::compat::create_or_update_branch(
-        settings,
-        WHAT,
-        &facts.branch,
-        &facts.commit,
-        None,
-        None,
-    ))?;
+    let name =
+        create_or_update_branch(settings, WHAT, &facts.branch, &facts.commit, None, None).await?;
     if ended {
         return Ok(Route::Ended {
             message: format!(
@@ -133,6 +142,88 @@ pub fn decide(
         pull_request: Some(label),
         new_branch: false,
     })
+}
+
+/// Where a `ci` build session deploys (`ci init`): the branch deployment of the pull request
+/// being built (created or updated, based on the named deployment), else the named
+/// deployment. Facts the CI cannot give fall back to the named deployment unless a branch
+/// deployment is `required`; API errors always fail. Returns the name, whether it is a branch
+/// deployment, and a line for people.
+pub async fn for_session(
+    settings: &Settings,
+    ci: &CiContext,
+    env: Env<'_>,
+    project_dir: &Path,
+    required: bool,
+    condition: Option<SnapshotBase>,
+) -> Result<(String, bool, String), Error> {
+    let facts = match Source::of(ci.provider) {
+        Ok(Source::Local) if !required => Ok(None),
+        Ok(source) => pull_request::branch_facts(source, env, project_dir, false),
+        Err(e) => Err(e.into()),
+    };
+    let facts: Result<BranchFacts, String> = match facts {
+        Ok(Some(facts)) => Ok(facts),
+        Ok(None) => Err("this run builds no pull request".to_string()),
+        Err(PullRequestError::Ci(e)) => Err(e.to_string()),
+        Err(other) => return Err(other.into()),
+    };
+    let base = settings.deployment.as_deref();
+    match (facts, base) {
+        (Ok(facts), base) => {
+            let what = "ci init";
+            let name = create_or_update_branch(
+                settings,
+                what,
+                &facts.branch,
+                &facts.commit,
+                base,
+                condition,
+            )
+            .await?;
+            let line = format!(
+                "Deploying to branch deployment {name}{}",
+                base.map(|b| format!(", using base deployment {b}"))
+                    .unwrap_or_default()
+            );
+            Ok((name, true, line))
+        }
+        (Err(why), _) if required => Err(CiError::NoPullRequest { reason: why }.into()),
+        (Err(why), Some(deployment)) => Ok((
+            deployment.to_string(),
+            false,
+            format!("Deploying to {deployment}. No branch deployment ({why})."),
+        )),
+        (Err(why), None) => Err(Error::Usage {
+            message: format!("cannot determine the deployment to deploy to ({why})"),
+            hint: "pass --deployment NAME (or set DAGSTER_CLOUD_DEPLOYMENT)".into(),
+        }),
+    }
+}
+
+/// `createOrUpdateBranchDeployment` at the organisation URL (no deployment header); returns
+/// the branch deployment's name.
+pub async fn create_or_update_branch(
+    settings: &Settings,
+    what: &str,
+    branch: &BranchData,
+    commit: &CommitData,
+    base_deployment_name: Option<&str>,
+    condition: Option<SnapshotBase>,
+) -> Result<String, ApiError> {
+    let client = settings.organization_client(what)?;
+    let condition = condition.map(|c| match c {
+        SnapshotBase::OnCreate => "ON_CREATE",
+        SnapshotBase::OnUpdate => "ON_UPDATE",
+    });
+    ops::create_or_update_branch_deployment(
+        &client,
+        branch,
+        commit,
+        base_deployment_name,
+        condition,
+    )
+    .await
 }
 
 /// In CI the local store would vanish with the runner, so a token is required; the error
