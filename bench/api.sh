@@ -25,25 +25,9 @@ log() { echo "api.sh: $*" >&2; }
 
 REF="${REF_DAGSTER_CLOUD:-${DAGSTER_CLOUD_REFERENCE:-}}"
 [ -n "$REF" ] || REF="$("$ROOT/scripts/reference-cli.sh")"
-if ! command -v wrk >/dev/null; then
-    log "installing wrk"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
-if [ -z "${DAGSTER_DEPLOY:-}" ]; then
-    (cd "$ROOT" && cargo build --release --quiet)
-    DAGSTER_DEPLOY="${CARGO_TARGET_DIR:-$ROOT/target}/release/dagster-deploy"
-fi
-BIN="$DAGSTER_DEPLOY"
-
-WORK="$(mktemp -d)"
-SERVE_PID=""
-cleanup() {
-    if [ -n "$SERVE_PID" ] && kill -0 "$SERVE_PID" 2>/dev/null; then
-        kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+apt_need wrk wrk
 
 TOKEN="$("$BIN" serve token create --organization --data "$WORK/data" 2>/dev/null)"
 # Each tool works on its own deployment, so both run the same command lines from the same state.

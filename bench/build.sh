@@ -6,8 +6,15 @@
 #   no-op      re-run with nothing changed: wall time, builds, pushes     target: < 1 s, 0, 0
 #   upload     500 MB build directory: our build vs `docker build`       target: >= 200 MB/s
 #   memory     peak RSS while building 8 locations with large contexts    target: < 100 MB
+#   fresh      the realistic uv/dagster location (tests/fixtures/buildkit/realistic) on a fresh
+#              runner: code-only change with an empty engine and the cache in the registry,
+#              vs its cold build                                           target: <= 0.25x
+#              vs `docker build --no-cache` + `docker push` of the same change with the classic
+#              builder (what `dagster-cloud ci build` does)                target: <= 0.5x
+#              (one run each: a cold build installs dagster from PyPI)
 #
 # Environment (all optional):
+#   BENCH_ROWS          which rows, in order [parallel upload memory fresh_runner]
 #   BENCH_RUNS          runs per measured command, the median is reported [3]
 #   BENCH_UPLOAD_MB     size of the upload row's build directory [500]
 #   BENCH_MEMORY_MB     context size of each of the 8 memory-row locations [100]
@@ -44,7 +51,8 @@ services() {
     eval "$("$root/scripts/services.sh" env)"
     export DAGSTER_DEPLOY_REGISTRY_USERNAME=$DAGSTER_DEPLOY_TEST_REGISTRY_USER
     export DAGSTER_DEPLOY_REGISTRY_PASSWORD=$DAGSTER_DEPLOY_TEST_REGISTRY_PASSWORD
-    export DOCKER_BUILDKIT=0 # `docker build` uses the classic builder, as the Engine API build does
+    # `docker build` uses the classic builder: what `dagster-cloud ci build` gets without buildx.
+    export DOCKER_BUILDKIT=0
     unset CI GITHUB_ACTIONS GITLAB_CI DAGSTER_BUILD_STATEDIR
 }
 
@@ -150,11 +158,15 @@ docker_build_push() {
         docker --config "$scratch/docker-config" push -q "$tag"
 }
 
-bench_upload() {
+# A private docker CLI config logged in to the test registry (for the reference pushes).
+write_docker_config() {
     mkdir -p "$scratch/docker-config"
     printf '{"auths": {"%s": {"auth": "%s"}}}' "$DAGSTER_DEPLOY_TEST_REGISTRY" \
         "$(printf '%s:%s' "$DAGSTER_DEPLOY_REGISTRY_USERNAME" "$DAGSTER_DEPLOY_REGISTRY_PASSWORD" | base64 -w0)" \
         >"$scratch/docker-config/config.json"
+}
+
+bench_upload() {
     local repo=$scratch/upload ours=() theirs=() i o d bytes
     make_repo "$repo" 1 $'ARG NONCE\nLABEL bench.nonce=$NONCE\n'
     say "writing a ${upload_mb} MB build directory"
@@ -196,6 +208,76 @@ bench_memory() {
         "$rss MB ($(verdict "$rss" '<' 100))"
 }
 
+# forget_build_cache MARKER: removes the engine's build cache records whose description has
+# MARKER and every record built on them (other builds on the engine keep theirs).
+forget_build_cache() {
+    local ids
+    for _ in 1 2 3 4 5; do
+        ids=$(curl -sf --unix-socket "${DOCKER_HOST#unix://}" http://engine/system/df | python3 -c '
+import json, sys
+records = json.load(sys.stdin).get("BuildCache") or []
+doomed = {r["ID"] for r in records if sys.argv[1] in (r.get("Description") or "")}
+while True:
+    more = {r["ID"] for r in records
+            if doomed & set((r.get("Parents") or []) + [r.get("Parent") or ""])}
+    if more <= doomed:
+        break
+    doomed |= more
+print(" ".join("--filter id=" + i for i in sorted(doomed)))' "$1")
+        [ -n "$ids" ] || return 0
+        # shellcheck disable=SC2086 # one --filter per id
+        docker builder prune -f $ids >/dev/null
+    done
+    die "build cache records of $1 are still in use"
+}
+
+bench_fresh_runner() {
+    "$root/scripts/python-base-image.sh"
+    local repo=$scratch/fresh run_id salt cold warm classic image ratio_cold ratio_classic cached
+    run_id=$(date +%s%N)
+    salt="bench-fresh-$run_id"
+    mkdir -p "$repo"
+    cp -r "$root/tests/fixtures/buildkit/realistic" "$repo/realistic"
+    printf 'locations:\n  - location_name: realistic\n    code_source:\n      module_name: realistic.definitions\n    build:\n      directory: realistic\n      registry: %s/bench-fresh-%s\n' \
+        "$DAGSTER_DEPLOY_TEST_REGISTRY" "$run_id" >"$repo/dagster_cloud.yaml"
+    git_q -C "$repo" init -q
+    git_q -C "$repo" add -A
+    git_q -C "$repo" commit -q -m realistic
+    say "fresh runner: cold build (installs dagster from PyPI)"
+    cold=$(cd "$repo" && timed "$scratch/cold.json" "$bin" build --all --json --no-human-tag \
+        --build-arg "CACHE_SALT=$salt")
+    # A fresh runner: this build's images and build cache are gone from the engine.
+    json_field "$scratch/cold.json" '"\n".join(d["results"][0]["pushed_tags"])' | xargs docker rmi >/dev/null
+    forget_build_cache "$salt"
+    echo 'GREETING = "changed"' >"$repo/realistic/realistic/greeting.py"
+    git_q -C "$repo" commit -q -am "code only"
+    warm=$(cd "$repo" && timed "$scratch/warm.json" "$bin" build --all --json --no-human-tag \
+        --build-arg "CACHE_SALT=$salt")
+    cached=$(json_field "$scratch/warm.json" '"%s of %s" % (d["results"][0]["cached_steps"], d["results"][0]["steps"])')
+    json_field "$scratch/warm.json" '"\n".join(d["results"][0]["pushed_tags"])' | xargs docker rmi >/dev/null
+    # The same change with the classic builder and no cache, then a push: the uv guide's steps
+    # without BuildKit's mounts (the classic builder has none), as `dagster-cloud ci build` runs.
+    sed -e 's/^RUN --mount=type=cache,target=\/root\/.cache\/uv \\$/COPY uv.lock pyproject.toml .\/\nRUN \\/' \
+        -e '/--mount=type=bind/d' -e 's/^RUN --mount=type=cache,target=\/root\/.cache\/uv /RUN /' \
+        "$repo/realistic/Dockerfile" >"$scratch/Dockerfile.classic"
+    image=$DAGSTER_DEPLOY_TEST_REGISTRY/bench-fresh-classic-$run_id:1
+    classic=$(timed "$scratch/classic.out" docker_build_push_file "$repo/realistic" "$scratch/Dockerfile.classic" \
+        "$image" "CACHE_SALT=classic-$run_id")
+    docker rmi "$image" >/dev/null 2>&1 || true
+    ratio_cold=$(awk -v a="$warm" -v b="$cold" 'BEGIN {printf "%.2f", a / b}')
+    ratio_classic=$(awk -v a="$warm" -v b="$classic" 'BEGIN {printf "%.2f", a / b}')
+    row fresh "code change, fresh runner ${warm}s ($cached cached) vs cold ${cold}s" "<= 0.25x" \
+        "$ratio_cold ($(verdict "$ratio_cold" '<=' 0.25))"
+    row fresh "same vs classic docker build+push, no cache ${classic}s" "<= 0.5x" \
+        "$ratio_classic ($(verdict "$ratio_classic" '<=' 0.5))"
+}
+
+# docker_build_push_file CONTEXT DOCKERFILE TAG BUILD_ARG: classic `docker build --no-cache`, push.
+docker_build_push_file() {
+    docker --config "$scratch/docker-config" build -q --no-cache -f "$2" --build-arg "$4" -t "$3" "$1" &&
+        docker --config "$scratch/docker-config" push -q "$3"
+}
+
 main() {
     command -v python3 >/dev/null || die "python3 is missing"
     [ -x /usr/bin/time ] || die "/usr/bin/time is missing (Debian package time)"
@@ -207,9 +289,10 @@ main() {
     : >"$results/summary.txt"
     row row measurement target result
     say "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    bench_parallel
-    bench_upload
-    bench_memory
+    write_docker_config
+    for row_name in ${BENCH_ROWS:-parallel upload memory fresh_runner}; do
+        "bench_$row_name"
+    done
     echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" |
         tee -a "$results/summary.txt"
     say "table written to $results/summary.txt"

@@ -23,27 +23,13 @@ RESULTS="$ROOT/bench/results"
 mkdir -p "$RESULTS"
 log() { echo "pex.sh: $*" >&2; }
 
-command -v bc >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bc >/dev/null; }
 REF="${REF_DAGSTER_CLOUD:-${DAGSTER_CLOUD_REFERENCE:-}}"
 [ -n "$REF" ] || REF="$("$ROOT/scripts/reference-cli.sh")"
 DAGSTER_DEPLOY_TOOLS_DIR="$("$ROOT/scripts/pex-tools.sh")"
 export DAGSTER_DEPLOY_TOOLS_DIR
-if [ -z "${DAGSTER_DEPLOY:-}" ]; then
-    (cd "$ROOT" && cargo build --release --quiet)
-    DAGSTER_DEPLOY="${CARGO_TARGET_DIR:-$ROOT/target}/release/dagster-deploy"
-fi
-BIN="$DAGSTER_DEPLOY"
-
-WORK="$(mktemp -d)"
-SERVE_PID=""
-stop_server() {
-    if [ -n "$SERVE_PID" ] && kill -0 "$SERVE_PID" 2>/dev/null; then
-        kill -TERM "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
-    fi
-    SERVE_PID=""
-}
-cleanup() { stop_server; rm -rf "$WORK"; }
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+apt_need bc bc
 
 # A fresh server (new data folder): sets URL and TOKEN.
 start_server() {

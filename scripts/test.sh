@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command. Starts the real components the tests use (Docker engine,
-# htpasswd registry, base image, the reference dagster-cloud CLI, actionlint with shellcheck, pex
-# and uv, the gitlab-ci-local pipeline emulator), runs every test, and stops what it started. Needs root on Debian the first time (it
-# installs packages).
+# htpasswd registry, base images, the reference dagster-cloud CLI, actionlint with shellcheck, pex
+# and uv, the gitlab-ci-local pipeline emulator), runs every test, and stops what it started.
+# Needs root on Debian the first time (it installs packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,8 @@ export DAGSTER_DEPLOY_SERVICES_OWNER="test-$$"
 scripts/services.sh start
 trap 'scripts/services.sh stop' EXIT
 eval "$(scripts/services.sh env)"
+# python:3.11-slim made from Debian packages (cached), for the BuildKit tests' real Python builds.
+scripts/python-base-image.sh
 DAGSTER_CLOUD_REFERENCE="$(scripts/reference-cli.sh)"
 export DAGSTER_CLOUD_REFERENCE
 DAGSTER_DEPLOY_ACTIONLINT="$(scripts/actionlint.sh)"

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod logging;
 pub mod output;
 pub mod pex;
 pub mod plan;

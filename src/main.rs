@@ -7,6 +7,7 @@ use dagster_deploy::{cli::Cli, commands, output};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    dagster_deploy::logging::init(&cli);
     let json = commands::wants_json(&cli);
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use dagster_deploy::build::{
-    BuildContext, BuildError, BuildRequest, BuiltImage, ContextBody, ContextError, ContextOptions,
-    Engine, EngineError, ImageDetails, ImageRef, Progress, ProgressEvent, PushedImage,
-    RegistryCredentials, build_image,
+    BuildContext, BuildError, BuildRequest, Builder, BuiltImage, ContextBody, ContextError,
+    ContextOptions, Engine, EngineError, ImageDetails, ImageRef, Progress, ProgressEvent,
+    PushedImage, RegistryCredentials, build_image,
 };
 use futures_util::StreamExt;
 use support::{Node, tar_listing, write_tree};
@@ -347,6 +347,8 @@ impl Engine for FakeEngine {
         progress(ProgressEvent::Line("Successfully built fake"));
         Ok(BuiltImage {
             id: "sha256:fake".into(),
+            builder: Builder::Classic,
+            steps: None,
         })
     }
 

@@ -10,7 +10,9 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use dagster_deploy::build::{BuildContext, BuildRequest, ContextOptions, EntryKind, build_image};
+use dagster_deploy::build::{
+    BuildContext, BuildRequest, Builder, ContextOptions, EntryKind, build_image,
+};
 use support::{Cleanup, Node, Services, services, unique, write_tree};
 
 /// Lists `/ctx` as `./path <type> <mode or link target>`, one line per path.
@@ -51,7 +53,10 @@ async fn compare_with_docker(
     options.dockerfile = dockerfile.clone();
     let ctx = BuildContext::prepare(&options).unwrap();
     let entries = ctx.entries().to_vec();
+    let dockerfile_name = ctx.dockerfile().to_string();
+    // The classic builder, as `docker build` without BuildKit: it drops ignored build files.
     let request = BuildRequest {
+        builder: Builder::Classic,
         tag: Some(ours_tag.clone()),
         network: Some("none".into()),
         ..Default::default()
@@ -60,6 +65,32 @@ async fn compare_with_docker(
         .await
         .unwrap_or_else(|e| panic!("our build failed: {e}"));
     let ours = sorted_lines(&s.read_from_image(&ours_tag, "/listing"));
+
+    // BuildKit over the Engine API gets the same tar and applies no ignore file to it: the
+    // image has the same files, plus the build files the classic engine drops.
+    let buildkit_tag = cleanup.image(&format!("{}:bk", unique("dagster-deploy-test/ignore")));
+    let request = BuildRequest {
+        builder: Builder::BuildKit,
+        tag: Some(buildkit_tag.clone()),
+        ..request
+    };
+    let ctx = BuildContext::prepare(&options).unwrap();
+    build_image(&s.engine, ctx, &request, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("our BuildKit build failed: {e}"));
+    let buildkit = sorted_lines(&s.read_from_image(&buildkit_tag, "/listing"));
+    let build_file = |path: &str| {
+        let rel = path.trim_start_matches("./");
+        rel == ".dockerignore"
+            || rel == dockerfile_name
+            || dockerfile_name.starts_with(&format!("{rel}/"))
+    };
+    let extra: Vec<&String> = buildkit.iter().filter(|l| !ours.contains(l)).collect();
+    assert!(
+        extra.iter().all(|l| build_file(path_of(l))),
+        "BuildKit's image has more than the build files: {extra:#?}"
+    );
+    assert!(ours.iter().all(|l| buildkit.contains(l)), "{buildkit:#?}");
 
     let mut args = vec!["build", "-q", "--network", "none", "-t", cli_tag.as_str()];
     let dockerfile_arg = dockerfile

@@ -184,7 +184,7 @@ async fn failing_step_reports_the_tail_of_the_build_log() {
             source: EngineError::Build { message, log },
         } => {
             assert_eq!(location, "pushy");
-            assert!(message.contains("returned a non-zero code: 3"), "{message}");
+            assert!(message.contains("exit code: 3"), "{message}");
             assert!(
                 log.iter().any(|l| l.contains("marker-before-failure")),
                 "{log:?}"

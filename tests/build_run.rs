@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::head;
 use dagster_deploy::build::{
-    self, BuildOptions, BuildRequest, BuildStatus, BuildTarget, BuiltImage, ContextBody,
+    self, BuildOptions, BuildRequest, BuildStatus, BuildTarget, Builder, BuiltImage, ContextBody,
     ContextOptions, DockerfileSource, Engine, EngineError, ImageDetails, ImageRef, Progress,
     PushedImage, RegistryCredentials, Services,
 };
@@ -91,6 +91,8 @@ impl Engine for FakeEngine {
         self.running.fetch_sub(1, Ordering::SeqCst);
         Ok(BuiltImage {
             id: format!("sha256:{tag}"),
+            builder: Builder::Classic,
+            steps: None,
         })
     }
 
@@ -153,6 +155,7 @@ fn target(dir: &std::path::Path, registry: &str, name: &str, cache: bool) -> Bui
         dockerfile: DockerfileSource::File(location_dir.join("Dockerfile")),
         context: ContextOptions::new(name, &location_dir),
         push: true,
+        secrets: Vec::new(),
         request: BuildRequest {
             build_args: BTreeMap::new(),
             ..Default::default()
@@ -176,6 +179,7 @@ async fn run(
         engine,
         registry: &client,
         keychain: &keychain,
+        env: &|_| None,
     };
     let targets = targets.into_iter().map(Ok).collect();
     build::run(&services, targets, &options, &Reporter::quiet()).await

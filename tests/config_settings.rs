@@ -69,6 +69,7 @@ python_version = "3.12"
     let expected_defaults = LocationSettings {
         watch: vec!["shared/**".into()],
         ignore: vec!["**/*.md".into(), "docs/**".into()],
+        context: None,
         dockerfile: Some("Dockerfile".into()),
         build_args: BTreeMap::from([
             ("MODE".into(), "prod".into()),
@@ -78,6 +79,7 @@ python_version = "3.12"
         platform: None,
         python_version: Some("3.11".into()),
         base_image: Some("python:3.11-slim".into()),
+        secrets: Vec::new(),
     };
     assert_eq!(ws.settings.defaults, expected_defaults);
     assert_eq!(ws.settings.locations.len(), 1);
@@ -226,6 +228,40 @@ fn location_names_are_not_checked_when_the_yaml_does_not_give_them_all() {
         lines(&found),
         vec![
             "3:5 [locations[1].location_name] missing required key `location_name` | add `location_name: <name>` to this location",
+        ]
+    );
+}
+
+#[test]
+fn secrets_and_context_are_read_and_bad_secrets_are_positioned() {
+    let ws = load(
+        YAML,
+        "[defaults]\nsecrets = [\"id=pypi,env=PYPI_TOKEN\"]\n\
+         [locations.etl]\ncontext = \"etl/..\"\nsecrets = [\"id=netrc,src=/run/netrc\"]\n",
+    )
+    .unwrap();
+    let etl = ws.settings.for_location("etl");
+    assert_eq!(etl.context.as_deref(), Some("etl/.."));
+    assert_eq!(
+        etl.secrets,
+        ["id=pypi,env=PYPI_TOKEN", "id=netrc,src=/run/netrc"]
+    );
+    assert_eq!(ws.settings.for_location("ml").context, None);
+
+    let found = diagnostics(
+        YAML,
+        "[locations.ml]\nsecrets = [\"env=TOKEN\", 3]\n[locations.etl]\nsecrets = \"id=a\"\n",
+    );
+    assert_eq!(
+        lines(&found),
+        [
+            "2:12 [locations.ml.secrets[0]] invalid secret `env=TOKEN`: missing `id=` | write \
+             `id=ID,env=VAR` (an environment variable) or `id=ID,src=FILE` (a file), as for \
+             `docker buildx build --secret`",
+            "2:25 [locations.ml.secrets[1]] entries of `secrets` must be strings, found an \
+             integer | quote the entry",
+            "4:11 [locations.etl.secrets] `secrets` must be a list of strings, found a string | \
+             write it as a list, e.g. `secrets = [\"id=pypi,env=PYPI_TOKEN\"]`",
         ]
     );
 }

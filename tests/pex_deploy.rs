@@ -622,13 +622,20 @@ async fn deploy_and_ci_build_take_the_python_executable_strategy() {
 
 /// A proxy in front of `target` that forwards everything but cuts every `PUT` off after its
 /// first bytes, as a dropped connection does mid-upload.
-async fn cutting_proxy(target: String) -> String {
+/// A proxy that hangs up on every PUT; it forwards to the address set in the returned cell
+/// (set once the server behind it is up: the server hands out URLs under the proxy's, its
+/// `--public-url`).
+async fn cutting_proxy() -> (String, std::sync::Arc<std::sync::OnceLock<String>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let target_cell = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let cell = target_cell.clone();
     tokio::spawn(async move {
         while let Ok((mut client, _)) = listener.accept().await {
-            let target = target.clone();
+            let Some(target) = cell.get().cloned() else {
+                continue;
+            };
             tokio::spawn(async move {
                 let mut first = vec![0u8; 4096];
                 let Ok(n) = client.read(&mut first).await else {
@@ -663,7 +670,7 @@ async fn cutting_proxy(target: String) -> String {
             });
         }
     });
-    format!("http://{addr}")
+    (format!("http://{addr}"), target_cell)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -671,9 +678,13 @@ async fn an_interrupted_upload_fails_the_deploy_and_registers_nothing() {
     if !prerequisites() {
         return;
     }
-    let mut server = serve(&[]);
+    let (proxy, target) = cutting_proxy().await;
+    let mut server = serve(&["--public-url", &proxy]);
     let direct = server.url.clone();
-    server.url = cutting_proxy(direct.trim_start_matches("http://").to_string()).await;
+    target
+        .set(direct.trim_start_matches("http://").to_string())
+        .unwrap();
+    server.url = proxy;
     let dir = location("dagster\n");
     let d = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {

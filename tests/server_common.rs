@@ -25,12 +25,18 @@ impl TestServer {
     }
 
     pub async fn start_with(registry: Option<RegistryAccess>) -> TestServer {
+        Self::start_opts(|opts| opts.registry = registry).await
+    }
+
+    /// Image checks off, then `options` may change anything.
+    pub async fn start_opts(options: impl FnOnce(&mut ServeOptions)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let token = server::create_token(dir.path(), TokenScope::Organization).unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         let mut opts = ServeOptions::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path());
-        opts.registry = registry;
+        opts.registry = None;
+        options(&mut opts);
         opts.observer = Some(Arc::new(move |r: &ObservedRequest| {
             seen.lock().unwrap().push(r.clone())
         }));

@@ -120,8 +120,16 @@ async fn an_unreachable_registry_is_a_load_error() {
         .local_addr()
         .unwrap()
         .port();
-    let server =
-        TestServer::start_with(Some(dagster_deploy::server::RegistryAccess::default())).await;
+    // Credentials make the registry one the server trusts (others are never contacted).
+    let access = dagster_deploy::server::RegistryAccess {
+        credentials: vec![dagster_deploy::server::RegistryCredentials {
+            registry: format!("127.0.0.1:{port}"),
+            username: "user".into(),
+            password: "secret".into(),
+        }],
+        ..Default::default()
+    };
+    let server = TestServer::start_with(Some(access)).await;
     let c = server.client();
     let image = format!("127.0.0.1:{port}/app:1");
     c.data(ADD_LOCATION, json!({"document": doc("a", &image)}))

@@ -1,5 +1,6 @@
-//! [`Engine`] over the Docker Engine API (bollard), with the classic builder: the context is a
-//! tar uploaded in the request body, which is what [`super::BuildContext::stream`] produces.
+//! [`Engine`] over the Docker Engine API (bollard). Builds go to the engine's BuildKit
+//! ([`super::buildkit`]) when it has one, else to the classic builder; either way the context
+//! is a tar streamed in the request body, which is what [`super::BuildContext::stream`] makes.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -7,13 +8,15 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
+use bollard::models::SystemVersion;
 use bollard::query_parameters::{
     BuildImageOptions, BuilderVersion, CreateImageOptions, PushImageOptions, RemoveImageOptions,
     TagImageOptions,
 };
 
+use super::buildkit::{self, Endpoint};
 use super::engine::{
-    BuildRequest, BuiltImage, Engine, EngineError, ImageDetails, Progress, PushedImage,
+    BuildRequest, Builder, BuiltImage, Engine, EngineError, ImageDetails, Progress, PushedImage,
 };
 use super::stream_log::{consume_build, consume_pull, consume_push};
 use super::tar_stream::ContextBody;
@@ -32,7 +35,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 pub struct DockerEngine {
     docker: Docker,
     endpoint: String,
+    /// How to reach the engine's BuildKit, or why it cannot be used.
+    buildkit: Result<Endpoint, String>,
+    /// `os/arch` of the engine.
+    platform: Option<String>,
 }
+
+/// The first Engine API version with BuildKit sessions (Docker 18.09).
+const BUILDKIT_MIN_API: (u32, u32) = (1, 39);
 
 impl DockerEngine {
     /// Connects through `DOCKER_HOST`, else the local socket, and agrees on an API version.
@@ -67,7 +77,17 @@ impl DockerEngine {
                 )));
             }
         };
-        Ok(DockerEngine { docker, endpoint })
+        let version = docker.version().await.ok();
+        let platform = version
+            .as_ref()
+            .and_then(|v| Some(format!("{}/{}", v.os.as_deref()?, v.arch.as_deref()?)));
+        let buildkit = buildkit_endpoint(&docker, version, &endpoint);
+        Ok(DockerEngine {
+            docker,
+            endpoint,
+            buildkit,
+            platform,
+        })
     }
 
     /// The address this engine was reached at.
@@ -122,6 +142,37 @@ fn connect_reason(error: BollardError) -> String {
     }
 }
 
+/// Where BuildKit builds go, when the engine speaks a recent enough API on Linux.
+fn buildkit_endpoint(
+    docker: &Docker,
+    version: Option<SystemVersion>,
+    host: &str,
+) -> Result<Endpoint, String> {
+    let version = version.ok_or("it does not say which version it is")?;
+    let api = version.api_version.unwrap_or_default();
+    let parsed = api
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    match parsed {
+        Some(v) if v >= BUILDKIT_MIN_API => {}
+        _ => {
+            return Err(format!(
+                "it speaks Engine API {api}; BuildKit needs {}.{} (Docker 18.09 or later)",
+                BUILDKIT_MIN_API.0, BUILDKIT_MIN_API.1
+            ));
+        }
+    }
+    if let Some(os) = version.os.filter(|os| os != "linux") {
+        return Err(format!(
+            "it is a {os} engine; BuildKit builds need a Linux engine"
+        ));
+    }
+    let client = docker.client_version();
+    let version = format!("{}.{}", client.major_version, client.minor_version);
+    Endpoint::parse(host, &version)
+        .ok_or_else(|| format!("{host} is not a unix:// or plain tcp:// address"))
+}
+
 fn credentials(c: &RegistryCredentials) -> DockerCredentials {
     let secret = Some(c.password.expose().to_string());
     let (username, password, identitytoken) = if c.is_identity_token() {
@@ -149,12 +200,43 @@ fn is_not_found(error: &BollardError) -> bool {
 }
 
 impl Engine for DockerEngine {
+    fn platform(&self) -> Option<String> {
+        self.platform.clone()
+    }
+
+    fn builder(&self, wanted: Builder) -> Result<Builder, EngineError> {
+        match (wanted, &self.buildkit) {
+            (Builder::Classic, _) | (Builder::Auto, Err(_)) => Ok(Builder::Classic),
+            (_, Ok(_)) => Ok(Builder::BuildKit),
+            (Builder::BuildKit, Err(reason)) => Err(EngineError::Build {
+                message: format!(
+                    "the engine at {} cannot run BuildKit builds: {reason}",
+                    self.endpoint
+                ),
+                log: Vec::new(),
+            }),
+        }
+    }
+
     async fn build_image(
         &self,
         request: &BuildRequest,
         context: ContextBody,
         progress: &Progress<'_>,
     ) -> Result<BuiltImage, EngineError> {
+        if let (Builder::BuildKit, Ok(endpoint)) = (self.builder(request.builder)?, &self.buildkit)
+        {
+            let secrets = request.secrets.clone();
+            return buildkit::build(endpoint, request, secrets, context, progress).await;
+        }
+        if let Some(id) = request.secrets.keys().next() {
+            return Err(EngineError::Build {
+                message: format!(
+                    "build secret `{id}` needs BuildKit, and this build uses the classic builder"
+                ),
+                log: Vec::new(),
+            });
+        }
         let map = |m: &std::collections::BTreeMap<String, String>| {
             (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         };

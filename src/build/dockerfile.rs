@@ -1,32 +1,107 @@
-//! The Dockerfile of a location without one: a Python project image. Dependencies are
-//! installed before the code is copied when a `requirements.txt` exists, so code edits reuse
-//! the dependency layer; a `pyproject.toml` or `setup.py` project is then installed itself.
+//! The Dockerfile of a location without one: a Python project image that fits the project.
+//!
+//! - Python: `python_version` in dagster-deploy.toml, else `.python-version`, else the lowest
+//!   version `requires-python` in `pyproject.toml` allows, else 3.11.
+//! - A uv project (`uv.lock`) is installed with `uv sync --frozen --no-dev`, so the image holds
+//!   exactly the locked versions; otherwise pip installs `requirements.txt` and the project.
+//! - Dependencies get their own layer before the code is copied, so code edits reuse it.
 
 use std::path::Path;
 
 use crate::config::LocationSettings;
 
-/// Python version of the generated Dockerfile's base image when none is configured.
+/// Python version of the generated Dockerfile's base image when nothing says otherwise.
 pub const DEFAULT_PYTHON_VERSION: &str = "3.11";
 
 /// Where the generated image keeps the code.
 pub const APP_DIR: &str = "/opt/dagster/app";
 
-/// Changes whenever the generated text changes shape, so images keyed by content are rebuilt.
-pub const GENERATOR_VERSION: &str = "generated-dockerfile-1";
+/// The virtual environment of a uv project (outside the code, so `COPY . .` cannot clobber it).
+pub const VENV_DIR: &str = "/opt/dagster/venv";
 
-/// The base image: `base_image`, else `python:<python_version>-slim`.
-pub fn base_image(settings: &LocationSettings) -> String {
-    settings.base_image.clone().unwrap_or_else(|| {
-        let version = settings
-            .python_version
-            .as_deref()
-            .unwrap_or(DEFAULT_PYTHON_VERSION);
-        format!("python:{version}-slim")
-    })
+/// Changes whenever the generated text changes shape, so images keyed by content are rebuilt.
+pub const GENERATOR_VERSION: &str = "generated-dockerfile-2";
+
+/// The Python version for `directory`'s project (files are read, nothing else is done).
+pub fn python_version(directory: &Path, settings: &LocationSettings) -> String {
+    if let Some(version) = &settings.python_version {
+        return version.clone();
+    }
+    let read = |name: &str| std::fs::read_to_string(directory.join(name)).ok();
+    if let Some(version) = read(".python-version").as_deref().and_then(pinned_version) {
+        return version;
+    }
+    read("pyproject.toml")
+        .as_deref()
+        .and_then(requires_python)
+        .as_deref()
+        .and_then(lowest_allowed)
+        .unwrap_or_else(|| DEFAULT_PYTHON_VERSION.to_string())
 }
 
-/// The Dockerfile for the build directory `directory` (files are looked up, never read).
+/// `3.12` from a `.python-version` file (`3.12.4`, `3.12`, `cpython-3.12`).
+fn pinned_version(text: &str) -> Option<String> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    let version = line.trim_start_matches(|c: char| !c.is_ascii_digit());
+    major_minor(version)
+}
+
+/// `X.Y` from the start of a version (`3.12.1` → `3.12`).
+fn major_minor(version: &str) -> Option<String> {
+    let mut parts = version.split('.');
+    let major: u32 = parts.next()?.trim().parse().ok()?;
+    let minor: u32 = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()?;
+    Some(format!("{major}.{minor}"))
+}
+
+/// `[project] requires-python` of a pyproject.toml.
+fn requires_python(pyproject: &str) -> Option<String> {
+    let doc: toml::Table = pyproject.parse().ok()?;
+    let project = doc.get("project")?.as_table()?;
+    Some(project.get("requires-python")?.as_str()?.to_string())
+}
+
+/// The lowest `X.Y` a specifier set such as `>=3.12,<3.14` allows.
+fn lowest_allowed(spec: &str) -> Option<String> {
+    let mut lowest: Option<(u32, u32)> = None;
+    for clause in spec.split(',').map(str::trim) {
+        // Upper bounds (`<`, `<=`, `!=`) do not raise the lowest version.
+        let Some((op, version)) = [">=", "~=", "==", ">"]
+            .iter()
+            .find_map(|op| clause.strip_prefix(op).map(|v| (*op, v.trim())))
+        else {
+            continue;
+        };
+        let text = major_minor(version.trim_end_matches(".*"))?;
+        let (major, minor) = text.split_once('.')?;
+        let (major, mut minor): (u32, u32) = (major.parse().ok()?, minor.parse().ok()?);
+        // `>3.11` excludes 3.11.0 only, but no release series starts above .0: take the next.
+        if op == ">" && version.matches('.').count() == 1 {
+            minor += 1;
+        }
+        lowest = Some(lowest.map_or((major, minor), |l| l.max((major, minor))));
+    }
+    lowest.map(|(major, minor)| format!("{major}.{minor}"))
+}
+
+/// The base image: `base_image`, else `python:<version>-slim`.
+pub fn base_image(directory: &Path, settings: &LocationSettings) -> String {
+    settings
+        .base_image
+        .clone()
+        .unwrap_or_else(|| format!("python:{}-slim", python_version(directory, settings)))
+}
+
+/// The Dockerfile for the build context `directory`.
 pub fn generate(directory: &Path, settings: &LocationSettings) -> String {
     let has = |name: &str| directory.join(name).is_file();
     let mut out = format!(
@@ -35,8 +110,22 @@ pub fn generate(directory: &Path, settings: &LocationSettings) -> String {
          FROM {}\n\
          WORKDIR {APP_DIR}\n",
         directory.display(),
-        base_image(settings)
+        base_image(directory, settings)
     );
+    if has("uv.lock") && has("pyproject.toml") {
+        out.push_str(&format!(
+            "RUN pip install --no-cache-dir uv\n\
+             ENV UV_PROJECT_ENVIRONMENT={VENV_DIR} UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1 \
+             UV_LINK_MODE=copy PATH={VENV_DIR}/bin:$PATH\n\
+             RUN --mount=type=cache,target=/root/.cache/uv \\\n    \
+             --mount=type=bind,source=uv.lock,target=uv.lock \\\n    \
+             --mount=type=bind,source=pyproject.toml,target=pyproject.toml \\\n    \
+             uv sync --frozen --no-dev --no-install-project\n\
+             COPY . ./\n\
+             RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev\n"
+        ));
+        return out;
+    }
     if has("requirements.txt") {
         out.push_str(
             "COPY requirements.txt ./\n\
@@ -87,5 +176,44 @@ mod tests {
             ..Default::default()
         };
         assert!(generate(tmp.path(), &settings).contains("FROM registry.example/python:3.11\n"));
+    }
+
+    #[test]
+    fn uv_projects_sync_the_lock_before_the_code() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("pyproject.toml"),
+            "[project]\nname = \"p\"\nrequires-python = \">=3.12,<3.14\"\n",
+        )
+        .unwrap();
+        std::fs::write(tmp.path().join("uv.lock"), "version = 1\n").unwrap();
+        let text = generate(tmp.path(), &LocationSettings::default());
+        let body: Vec<&str> = text.lines().skip(2).collect();
+        assert_eq!(body[0], "FROM python:3.12-slim");
+        let deps = body
+            .iter()
+            .position(|l| l.contains("uv sync --frozen --no-dev --no-install-project"))
+            .unwrap();
+        let copy = body.iter().position(|l| *l == "COPY . ./").unwrap();
+        assert!(deps < copy, "{text}");
+        assert_eq!(
+            body.last(),
+            Some(&"RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev")
+        );
+        assert!(!text.contains("pip install --no-cache-dir ."), "{text}");
+
+        std::fs::write(tmp.path().join(".python-version"), "3.13.1\n").unwrap();
+        assert!(generate(tmp.path(), &LocationSettings::default()).contains("python:3.13-slim"));
+    }
+
+    #[test]
+    fn lowest_python_a_specifier_allows() {
+        assert_eq!(lowest_allowed(">=3.12,<3.14").as_deref(), Some("3.12"));
+        assert_eq!(lowest_allowed(">=3.9, >=3.10").as_deref(), Some("3.10"));
+        assert_eq!(lowest_allowed("~=3.11.2").as_deref(), Some("3.11"));
+        assert_eq!(lowest_allowed("==3.12.*").as_deref(), Some("3.12"));
+        assert_eq!(lowest_allowed(">3.11").as_deref(), Some("3.12"));
+        assert_eq!(lowest_allowed("<3.14"), None);
+        assert_eq!(pinned_version("cpython-3.12.4\n").as_deref(), Some("3.12"));
     }
 }

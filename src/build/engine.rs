@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use super::buildkit::StepCounts;
+use super::secrets::SecretValues;
 use super::tar_stream::ContextBody;
 use crate::registry::{ImageRef, RegistryCredentials, RegistryError};
 
@@ -36,9 +38,35 @@ pub type Progress<'a> = dyn Fn(ProgressEvent<'_>) + Send + Sync + 'a;
 /// How many of the last output lines an error carries.
 pub const LOG_TAIL_LINES: usize = 30;
 
+/// Which builder of the engine runs a build.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    /// BuildKit when the engine has it, else the classic builder.
+    #[default]
+    Auto,
+    /// The engine's built-in BuildKit (`RUN --mount`, secrets, inline cache).
+    #[value(name = "buildkit")]
+    BuildKit,
+    /// The classic builder (`docker build` without BuildKit).
+    Classic,
+}
+
+impl Builder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Builder::Auto => "auto",
+            Builder::BuildKit => "buildkit",
+            Builder::Classic => "classic",
+        }
+    }
+}
+
 /// Parameters of one image build (the context travels separately as a tar stream).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BuildRequest {
+    /// The builder asked for; the engine settles `Auto`.
+    pub builder: Builder,
     /// The Dockerfile's path inside the context ([`super::BuildContext::dockerfile`]).
     pub dockerfile: String,
     /// `name:tag` given to the built image.
@@ -56,8 +84,11 @@ pub struct BuildRequest {
     pub pull: bool,
     /// Local images whose layers may be reused (`--cache-from`).
     pub cache_from: Vec<String>,
-    /// Credentials for registries the Dockerfile's `FROM` lines pull from.
+    /// Credentials for registries the Dockerfile's `FROM` lines pull from (and, with BuildKit,
+    /// the cache is imported from).
     pub registry_credentials: Vec<RegistryCredentials>,
+    /// Build secrets by id (BuildKit only: served through its session, never sent as data).
+    pub secrets: SecretValues,
 }
 
 /// The result of a successful build.
@@ -65,6 +96,10 @@ pub struct BuildRequest {
 pub struct BuiltImage {
     /// Image id as the engine reports it (`sha256:...`).
     pub id: String,
+    /// The builder that ran (never `Auto`).
+    pub builder: Builder,
+    /// Steps and cached steps, when the builder reports them (BuildKit).
+    pub steps: Option<StepCounts>,
 }
 
 /// The result of a successful push.
@@ -157,6 +192,23 @@ fn push_hint(message: &str, registry: &str) -> String {
 /// HTTP 200), and they come back as [`EngineError::Build`] / [`EngineError::Push`] carrying the
 /// tail of the output.
 pub trait Engine: Send + Sync {
+    /// The builder that runs a build asking for `wanted` (`Auto` settled); an error when the
+    /// engine cannot run it. Engines without BuildKit run everything with the classic builder.
+    fn builder(&self, wanted: Builder) -> Result<Builder, EngineError> {
+        match wanted {
+            Builder::BuildKit => Err(EngineError::Build {
+                message: "this engine cannot run BuildKit builds".into(),
+                log: Vec::new(),
+            }),
+            _ => Ok(Builder::Classic),
+        }
+    }
+
+    /// The engine's own platform (`linux/amd64`), when known.
+    fn platform(&self) -> Option<String> {
+        None
+    }
+
     /// Builds an image from a tar context stream.
     fn build_image(
         &self,

@@ -5,7 +5,9 @@
 //! parallel, reusing images whose content-key tag is already in the registry. The tag scheme
 //! is described in [`target`].
 
+pub mod buildkit;
 pub mod context;
+pub mod diagnose;
 pub mod docker;
 pub mod dockerfile;
 pub mod dockerignore;
@@ -13,7 +15,9 @@ pub mod engine;
 pub mod outcome;
 mod pattern;
 pub mod run;
+pub mod secrets;
 pub mod session;
+mod share;
 mod stream_log;
 pub mod tar_stream;
 pub mod target;
@@ -24,7 +28,7 @@ pub use context::{
 pub use docker::DockerEngine;
 pub use dockerignore::DockerIgnore;
 pub use engine::{
-    BuildRequest, BuiltImage, Engine, EngineError, ImageDetails, Progress, ProgressEvent,
+    BuildRequest, Builder, BuiltImage, Engine, EngineError, ImageDetails, Progress, ProgressEvent,
     PushedImage,
 };
 pub use outcome::{BuildReport, BuildStatus, BuildSummary, Failure, LocationResult, Step};

@@ -15,6 +15,8 @@ pub enum Step {
     Check,
     /// Walking the build directory.
     Context,
+    /// Reading the build secrets.
+    Secrets,
     /// Pulling the cache image.
     Cache,
     Build,
@@ -28,6 +30,7 @@ impl Step {
             Step::Credentials => "credentials",
             Step::Check => "check",
             Step::Context => "context",
+            Step::Secrets => "secrets",
             Step::Cache => "cache",
             Step::Build => "build",
             Step::Push => "push",
@@ -94,6 +97,14 @@ pub struct LocationResult {
     /// Manifest digest of the pushed image, when the engine reported it.
     pub digest: Option<String>,
     pub content_key: Option<String>,
+    /// The engine's builder that built the image (`buildkit` or `classic`); none when reused.
+    pub builder: Option<super::Builder>,
+    /// Dockerfile steps of the build, and how many came from the layer cache (BuildKit).
+    pub steps: Option<u32>,
+    pub cached_steps: Option<u32>,
+    /// The location whose build made this image (same context, Dockerfile and settings):
+    /// built once, tagged and pushed for each.
+    pub shared_build: Option<String>,
     pub seconds: f64,
     pub failure: Option<Failure>,
 }
@@ -145,7 +156,14 @@ impl BuildReport {
         let mut out = String::new();
         for r in &self.results {
             let what = match (&r.image, &r.failure) {
-                (Some(image), _) => image.clone(),
+                (Some(image), _) => match (r.builder, r.steps, r.cached_steps) {
+                    (Some(builder), Some(steps), Some(cached)) => format!(
+                        "{image} ({}: {cached} of {steps} steps cached)",
+                        builder.as_str()
+                    ),
+                    (Some(builder), _, _) => format!("{image} ({})", builder.as_str()),
+                    _ => image.clone(),
+                },
                 (None, Some(f)) => {
                     format!("at step `{}`: {}", f.step.as_str(), first_line(&f.message))
                 }

@@ -10,10 +10,15 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::engine::{Engine, EngineError, ProgressEvent};
+use super::buildkit::{INLINE_CACHE_ARG, StepCounts};
+use super::diagnose::{BuildFacts, build_hint};
+use super::engine::{Builder, BuiltImage, Engine, EngineError, ProgressEvent};
 use super::outcome::{BuildReport, BuildStatus, Failure, LocationResult, Step};
+use super::secrets;
+use super::share::{self, Role};
 use super::target::{BuildOptions, BuildTarget};
 use super::{BuildError, ContextError, build_image, context::BuildContext, human_size};
+use crate::config::Env;
 use crate::progress::{LocationProgress, Reporter};
 use crate::registry::{ImageRef, Keychain, RegistryClient, RegistryCredentials};
 
@@ -22,6 +27,8 @@ pub struct Services<'a, E: Engine> {
     pub engine: &'a E,
     pub registry: &'a RegistryClient,
     pub keychain: &'a Keychain,
+    /// Where `env=` build secrets are read.
+    pub env: Env<'a>,
 }
 
 /// Builds (or reuses) every target; `Err` targets are reported as failed without any work.
@@ -33,9 +40,12 @@ pub async fn run<E: Engine>(
 ) -> BuildReport {
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let jobs = options.jobs.max(1);
+    let mut targets = targets;
+    // Leaders come first in plan order, so with any `jobs` a leader starts before its followers.
+    let roles = share::assign(&mut targets);
     let mut indexed: Vec<(usize, LocationResult)> =
-        futures_util::stream::iter(targets.into_iter().enumerate())
-            .map(|(index, target)| {
+        futures_util::stream::iter(targets.into_iter().zip(roles).enumerate())
+            .map(|(index, (target, role))| {
                 let cancel_tx = &cancel_tx;
                 let mut cancel_rx = cancel_rx.clone();
                 async move {
@@ -47,7 +57,7 @@ pub async fn run<E: Engine>(
                     let started = Instant::now();
                     let work = async {
                         match target {
-                            Ok(target) => build_one(services, &target, &progress).await,
+                            Ok(target) => build_one(services, &target, role, &progress).await,
                             Err(failure) => Err(failure),
                         }
                     };
@@ -93,6 +103,11 @@ struct Done {
     pushed_tags: Vec<String>,
     digest: Option<String>,
     content_key: String,
+    /// The builder that ran and its step counts (nothing for a reused image).
+    builder: Option<Builder>,
+    steps: Option<StepCounts>,
+    /// The location whose build this image came from, when shared.
+    shared_with: Option<String>,
 }
 
 fn finish(
@@ -109,17 +124,39 @@ fn finish(
         pushed_tags: Vec::new(),
         digest: None,
         content_key: None,
+        builder: None,
+        steps: None,
+        cached_steps: None,
+        shared_build: None,
         seconds,
         failure: None,
     };
     match outcome {
         Some(Ok(done)) => {
             let verb = done.status.as_str();
+            let how = match (done.builder, done.steps) {
+                (Some(builder), Some(c)) => format!(
+                    " with {} ({} of {} steps cached)",
+                    builder.as_str(),
+                    c.cached,
+                    c.steps
+                ),
+                (Some(builder), None) => format!(" with {}", builder.as_str()),
+                _ => String::new(),
+            };
+            let how = match &done.shared_with {
+                Some(leader) => format!(" (the image built for `{leader}`)"),
+                None => how,
+            };
             progress.finish(
                 true,
-                &format!("{verb} {} in {seconds:.1} s", done.image),
+                &format!("{verb} {}{how} in {seconds:.1} s", done.image),
                 &[],
             );
+            result.shared_build = done.shared_with;
+            result.builder = done.builder;
+            result.steps = done.steps.map(|c| c.steps);
+            result.cached_steps = done.steps.map(|c| c.cached);
             result.status = done.status;
             result.image = Some(done.image);
             result.pushed_tags = done.pushed_tags;
@@ -155,6 +192,7 @@ fn finish(
 async fn build_one<E: Engine>(
     services: &Services<'_, E>,
     target: &BuildTarget,
+    role: Role,
     progress: &LocationProgress,
 ) -> Result<Done, Failure> {
     let location = target.location.as_str();
@@ -224,36 +262,37 @@ async fn build_one<E: Engine>(
             pushed_tags,
             digest: None,
             content_key: target.content_key.clone(),
+            builder: None,
+            steps: None,
+            shared_with: None,
         });
     }
 
-    progress.step("reading the build context");
-    let (options, mut request) = target.with_inline_labels();
-    let context = tokio::task::spawn_blocking(move || BuildContext::prepare(&options))
-        .await
-        .map_err(|e| {
-            fail(
-                Step::Context,
-                format!("location `{location}`: {e}"),
-                String::new(),
-            )
-        })?
-        .map_err(|e| context_failure(location, e))?;
-    let on_event = |e: ProgressEvent<'_>| progress.event(e);
-    request.tag = Some(target.image.to_string());
-    request.registry_credentials = credentials.iter().cloned().collect();
-    if let Some(cache) = &target.cache_image
-        && pull_cache(services, cache, credentials.as_ref(), progress).await
-    {
-        request.cache_from = vec![cache.to_string()];
+    let (leader, shared) = match role {
+        Role::Alone => (None, None),
+        Role::Leader(sender) => (Some(sender), None),
+        Role::Follower { leader, mut image } => {
+            progress.step(&format!("waiting for the build it shares with `{leader}`"));
+            // A leader that ends without an image (failed, or reused from the registry)
+            // closes the channel: then this location builds on its own.
+            let built = image
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|b| b.clone());
+            (None, built.map(|b| (leader, b)))
+        }
+    };
+    let (built, shared_with) = match shared {
+        Some((leader, built)) => (built, Some(leader)),
+        None => (
+            build_here(services, target, credentials.as_ref(), progress).await?,
+            None,
+        ),
+    };
+    if let Some(sender) = leader {
+        sender.send_replace(Some(built.clone()));
     }
-    progress.step(&format!(
-        "building ({} build context)",
-        human_size(context.content_size())
-    ));
-    let built = build_image(services.engine, context, &request, &on_event)
-        .await
-        .map_err(|e| build_failure(location, e))?;
 
     let mut pushed_tags = Vec::new();
     let mut digest = None;
@@ -264,15 +303,19 @@ async fn build_one<E: Engine>(
             pushed_tags,
             digest,
             content_key: target.content_key.clone(),
+            builder: Some(built.builder),
+            steps: built.steps,
+            shared_with,
         });
     }
     // The content-key tag first: once it exists, the image is complete (a re-run reuses it).
+    let on_event = |e: ProgressEvent<'_>| progress.event(e);
     let mut tags = vec![&target.image];
     tags.extend(&target.extra_tags);
     tags.extend(&target.cache_image);
     for tag in tags {
         progress.step(&format!("pushing {tag}"));
-        if *tag != target.image {
+        if *tag != target.image || shared_with.is_some() {
             services
                 .engine
                 .tag_image(&built.id, tag)
@@ -295,7 +338,87 @@ async fn build_one<E: Engine>(
         pushed_tags,
         digest,
         content_key: target.content_key.clone(),
+        builder: Some(built.builder),
+        steps: built.steps,
+        shared_with,
     })
+}
+
+/// Sends the context and builds the image of `target` in the engine.
+async fn build_here<E: Engine>(
+    services: &Services<'_, E>,
+    target: &BuildTarget,
+    credentials: Option<&RegistryCredentials>,
+    progress: &LocationProgress,
+) -> Result<BuiltImage, Failure> {
+    let location = target.location.as_str();
+    progress.step("reading the build context");
+    let builder = services
+        .engine
+        .builder(target.request.builder)
+        .map_err(|e| engine_failure(location, Step::Build, e))?;
+    // Labels cost the classic builder a step each, BuildKit nothing: only the classic
+    // builder gets them as one Dockerfile line.
+    let (options, mut request) = match builder {
+        Builder::Classic => target.with_inline_labels(),
+        _ => (target.context.clone(), target.request.clone()),
+    };
+    request.builder = builder;
+    let context = tokio::task::spawn_blocking(move || BuildContext::prepare(&options))
+        .await
+        .map_err(|e| {
+            Failure::new(
+                location,
+                Step::Context,
+                format!("location `{location}`: {e}"),
+                "",
+            )
+        })?
+        .map_err(|e| context_failure(location, e))?;
+    let on_event = |e: ProgressEvent<'_>| progress.event(e);
+    request.tag = Some(target.image.to_string());
+    request.registry_credentials = credentials.iter().cloned().cloned().collect();
+    request.secrets = secrets::read_all(&target.secrets, services.env).map_err(|e| {
+        let message = format!("location `{location}`: {e}");
+        Failure::new(location, Step::Secrets, message, &e.hint())
+    })?;
+    if let Some(cache) = &target.cache_image {
+        if request.builder == Builder::BuildKit {
+            // BuildKit imports the cache straight from the registry (only the layers it
+            // reuses are read) and writes cache metadata into the image it pushes next. A
+            // missing cache image (the first build) would show as a failed step: ask first.
+            request
+                .build_args
+                .insert(INLINE_CACHE_ARG.to_string(), "1".to_string());
+            if let Ok(true) = services.registry.manifest_exists(cache, credentials).await {
+                request.cache_from = vec![cache.to_string()];
+            }
+        } else if pull_cache(services, cache, credentials, progress).await {
+            request.cache_from = vec![cache.to_string()];
+        }
+    }
+    progress.step(&format!(
+        "building with {} ({} build context)",
+        request.builder.as_str(),
+        human_size(context.content_size())
+    ));
+    let built = match build_image(services.engine, context, &request, &on_event).await {
+        Ok(built) => built,
+        Err(BuildError::Context(e)) => return Err(context_failure(location, e)),
+        Err(BuildError::Engine { source, .. }) => {
+            let mut failure = engine_failure(location, Step::Build, source);
+            let dockerfile = target.dockerfile_text();
+            let engine_platform = services.engine.platform();
+            let facts = BuildFacts {
+                request: &request,
+                dockerfile: dockerfile.as_deref(),
+                engine_platform: engine_platform.as_deref(),
+            };
+            failure.hint = build_hint(&failure.message, &facts);
+            return Err(failure);
+        }
+    };
+    Ok(built)
 }
 
 /// Makes the cache image local (pulling it when needed); `false` when there is none. A
@@ -345,13 +468,6 @@ fn context_failure(location: &str, e: ContextError) -> Failure {
     Failure::new(location, Step::Context, e.to_string(), hint)
 }
 
-fn build_failure(location: &str, e: BuildError) -> Failure {
-    match e {
-        BuildError::Context(e) => context_failure(location, e),
-        BuildError::Engine { source, .. } => engine_failure(location, Step::Build, source),
-    }
-}
-
 fn engine_failure(location: &str, step: Step, e: EngineError) -> Failure {
     let log_tail = e.log_tail().to_vec();
     let message = match &e {
@@ -361,7 +477,6 @@ fn engine_failure(location: &str, step: Step, e: EngineError) -> Failure {
         other => other.to_string(),
     };
     let hint = match &e {
-        EngineError::Build { .. } => "fix the failing Dockerfile step shown in the log".to_string(),
         EngineError::Push {
             message, registry, ..
         } if is_auth_message(message) => format!(

@@ -88,6 +88,7 @@ pub fn execute(
                 engine: &engine,
                 registry: &registry,
                 keychain: &keychain,
+                env,
             };
             Ok::<_, RunError>(run(&services, targets, options, reporter).await)
         };

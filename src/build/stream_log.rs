@@ -8,11 +8,11 @@
 use std::collections::VecDeque;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{BuildInfo, CreateImageInfo, ProgressDetail, PushImageInfo};
+use bollard::models::{BuildInfo, BuildInfoAux, CreateImageInfo, ProgressDetail, PushImageInfo};
 use futures_util::{Stream, StreamExt};
 
 use super::engine::{
-    BuiltImage, EngineError, LOG_TAIL_LINES, Progress, ProgressEvent, PushedImage,
+    Builder, BuiltImage, EngineError, LOG_TAIL_LINES, Progress, ProgressEvent, PushedImage,
 };
 
 /// The last lines of a stream's output; text may arrive in pieces that are not whole lines.
@@ -38,6 +38,8 @@ impl LogTail {
     }
 
     fn push_line(&mut self, line: &str, progress: &Progress<'_>) {
+        let line = strip_ansi(line);
+        let line = line.as_ref();
         if line.trim().is_empty() {
             return;
         }
@@ -47,6 +49,44 @@ impl LogTail {
         }
         self.lines.push_back(line.to_string());
     }
+}
+
+/// `text` without terminal escape sequences (colours, cursor moves): tools in `RUN` steps
+/// colour their output, and logs, JSON and error messages are not terminals. A terminal shows
+/// one status line per location, where colours would only miscount its width.
+pub(crate) fn strip_ansi(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\u{1b}') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            // CSI: parameters and intermediates up to a final byte in `@`..=`~`.
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC (window titles, links): up to BEL or ESC `\`.
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                        break;
+                    }
+                }
+            }
+            // Any other escape is two characters long.
+            _ => {}
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A status line (`abc123: Pushed`), or `None` for progress-bar updates, which only repeat.
@@ -104,8 +144,8 @@ where
                 if let Some(line) = status {
                     tail.record(&line, progress);
                 }
-                // Without bollard's `buildkit` feature, `aux` is the classic builder's image id.
-                if let Some(image) = info.aux {
+                // The classic builder's `aux` is the image id.
+                if let Some(BuildInfoAux::Default(image)) = info.aux {
                     id = image.id.or(id);
                 }
             }
@@ -120,7 +160,11 @@ where
         return Err(EngineError::Build { message, log });
     }
     match id.or(built_line) {
-        Some(id) => Ok(BuiltImage { id }),
+        Some(id) => Ok(BuiltImage {
+            id,
+            builder: Builder::Classic,
+            steps: None,
+        }),
         None => Err(EngineError::Build {
             message: "the engine ended the build without reporting an image".to_string(),
             log,
@@ -326,9 +370,9 @@ mod tests {
         let items = vec![
             build_text("Successfully built 1234\n"),
             Ok(BuildInfo {
-                aux: Some(ImageId {
+                aux: Some(BuildInfoAux::Default(ImageId {
                     id: Some("sha256:full".to_string()),
-                }),
+                })),
                 ..Default::default()
             }),
         ];
@@ -348,6 +392,25 @@ mod tests {
             err.to_string().contains("without reporting an image"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn colour_codes_are_stripped_from_logs() {
+        assert_eq!(
+            strip_ansi("\u{1b}[1;32mSuccessfully\u{1b}[0m installed \u{1b}]0;title\u{7}x"),
+            "Successfully installed x"
+        );
+        assert_eq!(strip_ansi("plain"), "plain");
+        let seen = Mutex::new(Vec::new());
+        let progress = |e: ProgressEvent<'_>| {
+            if let Some(line) = e.line() {
+                seen.lock().unwrap().push(line.to_string())
+            }
+        };
+        let mut tail = LogTail::default();
+        tail.record("\u{1b}[31mERROR\u{1b}[0m: boom\n", &progress);
+        assert_eq!(tail.finish(&progress), ["ERROR: boom"]);
+        assert_eq!(*seen.lock().unwrap(), ["ERROR: boom"]);
     }
 
     #[tokio::test]

@@ -17,8 +17,9 @@ use sha2::{Digest, Sha256};
 
 use super::context::{ContextOptions, DEFAULT_DOCKERFILE};
 use super::dockerfile;
-use super::engine::BuildRequest;
+use super::engine::{BuildRequest, Builder};
 use super::outcome::{Failure, Step};
+use super::secrets::SecretSpec;
 use crate::changes::paths;
 use crate::plan::{Plan, PlannedLocation};
 use crate::registry::{ImageRef, tag_fragment};
@@ -60,6 +61,10 @@ pub struct BuildOptions {
     /// Push the images. Off: build only, with no registry access at all (a test build, or a
     /// fork's pull request that gets no registry credentials).
     pub push: bool,
+    /// The engine's builder to use (`--builder`).
+    pub builder: Builder,
+    /// `--secret` values' sources, over every location's own `secrets`.
+    pub secrets: Vec<SecretSpec>,
 }
 
 impl Default for BuildOptions {
@@ -75,6 +80,8 @@ impl Default for BuildOptions {
             source_url: None,
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             push: true,
+            builder: Builder::Auto,
+            secrets: Vec::new(),
         }
     }
 }
@@ -110,6 +117,8 @@ pub struct BuildTarget {
     pub request: BuildRequest,
     /// Push (and check the registry for reuse); off: build only.
     pub push: bool,
+    /// Where the build secrets come from (read when the build starts); by id, flags winning.
+    pub secrets: Vec<SecretSpec>,
 }
 
 /// Resolves every location the plan builds, in plan order.
@@ -232,7 +241,19 @@ pub fn resolve(
     if let Some(url) = &options.source_url {
         labels.insert(LABEL_SOURCE.to_string(), url.clone());
     }
+    let mut secrets = Vec::new();
+    for text in &settings.secrets {
+        // Checked when the settings file was read; a bad entry cannot reach here.
+        if let Ok(spec) = SecretSpec::parse(text) {
+            secrets.push(spec);
+        }
+    }
+    for spec in &options.secrets {
+        secrets.retain(|s: &SecretSpec| s.id != spec.id);
+        secrets.push(spec.clone());
+    }
     let request = BuildRequest {
+        builder: options.builder,
         build_args,
         labels,
         target: settings.target.clone(),
@@ -250,6 +271,7 @@ pub fn resolve(
         context,
         request,
         push: options.push,
+        secrets,
     })
 }
 
@@ -326,6 +348,14 @@ mod tests {
 }
 
 impl BuildTarget {
+    /// The Dockerfile's text (`None` when it cannot be read: the context step says why).
+    pub fn dockerfile_text(&self) -> Option<String> {
+        match &self.dockerfile {
+            DockerfileSource::Generated(text) => Some(text.clone()),
+            DockerfileSource::File(path) => std::fs::read_to_string(path).ok(),
+        }
+    }
+
     /// The context and request to build with: the labels become one `LABEL` line at the end of
     /// the Dockerfile (sent under a generated name), because the classic builder turns each
     /// label of the request into a step of its own, a container commit each. Kept as request
@@ -337,13 +367,9 @@ impl BuildTarget {
         if request.labels.is_empty() || request.target.is_some() {
             return (context, request);
         }
-        let text = match &self.dockerfile {
-            DockerfileSource::Generated(text) => text.clone(),
-            DockerfileSource::File(path) => match std::fs::read_to_string(path) {
-                Ok(text) => text,
-                // The context step reports a missing or unreadable Dockerfile.
-                Err(_) => return (context, request),
-            },
+        // The context step reports a missing or unreadable Dockerfile.
+        let Some(text) = self.dockerfile_text() else {
+            return (context, request);
         };
         if has_escape_directive(&text) {
             return (context, request);
@@ -398,6 +424,7 @@ mod inline_label_tests {
             dockerfile: DockerfileSource::Generated(text.into()),
             context: ContextOptions::new("a", "/nonexistent"),
             push: true,
+            secrets: Vec::new(),
             request: BuildRequest {
                 labels: BTreeMap::from([
                     ("k".to_string(), "say \"hi\"".to_string()),

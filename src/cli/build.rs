@@ -85,6 +85,21 @@ pub struct BuildFlags {
     /// Network for RUN steps (`none`, `host`, ...) [default: the engine's].
     #[arg(long, value_name = "NAME")]
     pub network: Option<String>,
+    /// The engine's builder: `auto` (BuildKit when the engine has it), `buildkit` or `classic`.
+    #[arg(long, value_enum, value_name = "BUILDER", default_value = "auto")]
+    pub builder: crate::build::Builder,
+    /// Build secret for `RUN --mount=type=secret,id=ID` (repeatable), as for `docker buildx
+    /// build --secret`: `id=ID,env=VAR` or `id=ID,src=FILE` (`id=ID` alone: the variable ID).
+    /// Over dagster-deploy.toml's `secrets`; never part of the image or its tag.
+    /// DAGSTER_DEPLOY_SECRETS holds one per line.
+    #[arg(
+        long = "secret",
+        value_name = "id=ID,env=VAR|src=FILE",
+        env = "DAGSTER_DEPLOY_SECRETS",
+        value_delimiter = '\n',
+        hide_env_values = true
+    )]
+    pub secrets: Vec<String>,
     /// Where the CI build session state lives (`location-<name>.json`); results are written
     /// there for the deploy step [env: DAGSTER_BUILD_STATEDIR].
     #[arg(long, value_name = "DIR")]

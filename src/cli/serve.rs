@@ -21,10 +21,12 @@ pub struct ServeRunArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub data: DataDirArgs,
-    /// Registry (`host[:port]`) to log in to when checking images; the user name is
-    /// `--registry-user`, the password comes from DAGSTER_DEPLOY_REGISTRY_PASSWORD.
-    #[arg(long, value_name = "HOST", requires = "registry_user")]
-    pub registry: Option<String>,
+    /// Registry (`host[:port]`) the server may check registered images in; repeatable. Images
+    /// anywhere else (except Docker Hub) are reported as not checkable, and never contacted.
+    #[arg(long, value_name = "HOST")]
+    pub registry: Vec<String>,
+    /// User name for logging in to the first --registry; the password comes from
+    /// DAGSTER_DEPLOY_REGISTRY_PASSWORD.
     #[arg(long, value_name = "USER", requires = "registry")]
     pub registry_user: Option<String>,
     /// Registry spoken to over plain HTTP (besides localhost and 127.0.0.1); repeatable.
@@ -39,6 +41,23 @@ pub struct ServeRunArgs {
     /// Largest Python-executable file accepted at a generateServerlessPexUrl URL, in bytes.
     #[arg(long, default_value_t = crate::server::DEFAULT_MAX_BLOB_BYTES, value_name = "BYTES")]
     pub max_file_size: u64,
+    /// The URL clients reach this server at (behind a proxy: the proxy's), the base of the
+    /// file URLs handed out [default: http:// and the --listen address].
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Open connections at once; more are answered 503 (clients retry).
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
+    /// Log lines (one per request, on stderr) as text or JSON; the level comes from RUST_LOG
+    /// (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -69,6 +88,28 @@ pub struct TokenArgs {
 pub enum TokenCommand {
     /// Create a token and print it once (only its hash is stored).
     Create(TokenCreateArgs),
+    /// List tokens: id, label, scope, created, last used, revoked (never the secret).
+    List(TokenListArgs),
+    /// Revoke a token by id (see `list`): requests with it fail from then on.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// One JSON object per token, in a list, on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data: DataDirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id, as `serve token list` shows it.
+    #[arg(value_name = "ID")]
+    pub id: i64,
+    #[command(flatten)]
+    pub data: DataDirArgs,
 }
 
 #[derive(Debug, Args)]

@@ -152,6 +152,15 @@ fn options(flags: &BuildFlags, plan: &Plan) -> Result<BuildOptions, Error> {
         };
         build_args.insert(key.trim().to_string(), value.to_string());
     }
+    let mut secrets = Vec::new();
+    for text in flags.secrets.iter().filter(|s| !s.trim().is_empty()) {
+        let spec = build::secrets::SecretSpec::parse(text).map_err(|problem| Error::Usage {
+            message: format!("--secret {text:?}: {problem}"),
+            hint: "write id=ID,env=VAR or id=ID,src=FILE, e.g. --secret id=pypi,env=PYPI_TOKEN"
+                .into(),
+        })?;
+        secrets.push(spec);
+    }
     let max_context_size = parse_size(&flags.max_context_size).ok_or_else(|| Error::Usage {
         message: format!(
             "--max-context-size {:?}: not a size",
@@ -170,6 +179,8 @@ fn options(flags: &BuildFlags, plan: &Plan) -> Result<BuildOptions, Error> {
         build_args,
         max_context_size: Some(max_context_size),
         network: flags.network.clone(),
+        builder: flags.builder,
+        secrets,
         source_url: build::source_url(&plan.repository, &super::process_env),
         ..BuildOptions::default()
     })

@@ -1,10 +1,20 @@
-//! `serve`: the embedded deployment server until Ctrl-C (or SIGTERM), and `serve token create`.
+//! `serve`: the embedded deployment server until Ctrl-C (or SIGTERM), and `serve token
+//! create | list | revoke`.
+
+use std::io::Write as _;
+
+use serde::Serialize;
 
 use crate::api::ApiError;
-use crate::cli::serve::{ServeArgs, ServeCommand, ServeRunArgs, TokenCommand, TokenCreateArgs};
+use crate::cli::serve::{
+    ServeArgs, ServeCommand, ServeRunArgs, TokenCommand, TokenCreateArgs, TokenListArgs,
+    TokenRevokeArgs,
+};
 use crate::error::Error;
+use crate::output;
 use crate::server::{
-    self, Deployments, RegistryAccess, RegistryCredentials, ServeOptions, TokenScope,
+    self, ConnectionLimits, Deployments, RegistryAccess, RegistryCredentials, ServeOptions,
+    TokenInfo, TokenScope,
 };
 
 /// The registry password for `--registry-user` (never a flag: argv is visible to others).
@@ -14,6 +24,8 @@ pub fn run(args: &ServeArgs) -> Result<u8, Error> {
     match &args.command {
         Some(ServeCommand::Token(t)) => match &t.command {
             TokenCommand::Create(c) => token_create(c),
+            TokenCommand::List(l) => token_list(l),
+            TokenCommand::Revoke(r) => token_revoke(r),
         },
         None => serve(&args.run),
     }
@@ -23,6 +35,12 @@ fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
     let mut opts = ServeOptions::new(a.listen, &a.data.dir);
     opts.default_deployment = a.default_deployment.clone();
     opts.max_blob_bytes = a.max_file_size;
+    opts.public_url = a.public_url.clone();
+    opts.trusted_registries = a.registry.clone();
+    opts.limits = ConnectionLimits {
+        max_connections: a.max_connections.max(1),
+        ..ConnectionLimits::default()
+    };
     opts.registry = if a.no_image_checks {
         None
     } else {
@@ -44,7 +62,8 @@ fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
             a.data.dir.display()
         );
         shutdown_signal().await;
-        eprintln!("dagster-deploy serve: shutting down");
+        // Not `eprintln!`: stderr may be closed by now, which must not fail the shutdown.
+        let _ = writeln!(std::io::stderr(), "dagster-deploy serve: shutting down");
         running.shutdown().await.map_err(ApiError::from)?;
         Ok(0)
     })
@@ -55,7 +74,7 @@ fn registry_access(a: &ServeRunArgs) -> Result<RegistryAccess, Error> {
         credentials: Vec::new(),
         insecure_registries: a.insecure_registry.clone(),
     };
-    if let (Some(registry), Some(user)) = (&a.registry, &a.registry_user) {
+    if let (Some(registry), Some(user)) = (a.registry.first(), &a.registry_user) {
         let password = super::process_env(REGISTRY_PASSWORD_ENV).ok_or_else(|| Error::Usage {
             message: format!("--registry-user needs the password in {REGISTRY_PASSWORD_ENV}"),
             hint: format!("export {REGISTRY_PASSWORD_ENV}=... before starting the server"),
@@ -120,4 +139,81 @@ fn token_create(a: &TokenCreateArgs) -> Result<u8, Error> {
     );
     println!("{token}");
     Ok(0)
+}
+
+/// What `token list` shows of a token (never its secret, which is not stored).
+#[derive(Serialize)]
+struct TokenRow {
+    id: i64,
+    label: String,
+    /// `organization` or the deployment's name.
+    scope: String,
+    created: String,
+    last_used: Option<String>,
+    revoked: bool,
+}
+
+impl From<TokenInfo> for TokenRow {
+    fn from(t: TokenInfo) -> Self {
+        TokenRow {
+            id: t.id,
+            label: t.label,
+            scope: match t.scope {
+                TokenScope::Deployment(d) => d,
+                TokenScope::Organization => "organization".into(),
+            },
+            created: utc(t.created_at_ms),
+            last_used: t.last_used_at_ms.map(utc),
+            revoked: t.revoked,
+        }
+    }
+}
+
+fn utc(ms: i64) -> String {
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn token_list(a: &TokenListArgs) -> Result<u8, Error> {
+    let deployments = Deployments::open(&a.data.dir).map_err(ApiError::from)?;
+    let rows: Vec<TokenRow> = deployments
+        .tokens()
+        .map_err(ApiError::from)?
+        .into_iter()
+        .map(TokenRow::from)
+        .collect();
+    if a.json {
+        print!("{}", output::json(&rows)?);
+        return Ok(0);
+    }
+    println!("ID\tLABEL\tSCOPE\tCREATED\tLAST USED\tSTATE");
+    for r in rows {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            r.id,
+            r.label,
+            r.scope,
+            r.created,
+            r.last_used.as_deref().unwrap_or("never"),
+            if r.revoked { "revoked" } else { "active" }
+        );
+    }
+    Ok(0)
+}
+
+fn token_revoke(a: &TokenRevokeArgs) -> Result<u8, Error> {
+    let deployments = Deployments::open(&a.data.dir).map_err(ApiError::from)?;
+    if deployments.revoke_token(a.id).map_err(ApiError::from)? {
+        eprintln!(
+            "Revoked token {}: requests with it are refused from now on.",
+            a.id
+        );
+        Ok(0)
+    } else {
+        Err(Error::Usage {
+            message: format!("no active token has id {}", a.id),
+            hint: "see the ids with `dagster-deploy serve token list`".into(),
+        })
+    }
 }

@@ -161,7 +161,9 @@ pub struct LocationSettings {
     pub watch: Vec<String>,
     /// Globs of paths whose changes never trigger a build (e.g. `**/*.md`).
     pub ignore: Vec<String>,
-    /// Dockerfile path; default `Dockerfile` in the build directory.
+    /// Docker build context, when not `build.directory` (relative to the yaml's folder).
+    pub context: Option<String>,
+    /// Dockerfile path; default `Dockerfile` in the build context.
     pub dockerfile: Option<String>,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
@@ -170,6 +172,8 @@ pub struct LocationSettings {
     pub python_version: Option<String>,
     /// Base image for a generated Dockerfile.
     pub base_image: Option<String>,
+    /// Build secrets, `id=ID[,env=VAR|,src=FILE]` each (`docker buildx build --secret`).
+    pub secrets: Vec<String>,
 }
 
 /// The raw text of the two files, wherever they came from (disk, or a git revision).

@@ -4,7 +4,9 @@
 //! [defaults]
 //! ignore = ["**/*.md"]
 //! [locations.etl]
+//! context = "etl"            # Docker context when not build.directory
 //! watch = ["shared/"]
+//! secrets = ["id=pypi,env=PYPI_TOKEN"]
 //! build_args = { PIP_INDEX_URL = "https://..." }
 //! ```
 
@@ -22,12 +24,14 @@ const TOP_KEYS: &[&str] = &["defaults", "locations"];
 const FIELDS: &[&str] = &[
     "watch",
     "ignore",
+    "context",
     "dockerfile",
     "build_args",
     "target",
     "platform",
     "python_version",
     "base_image",
+    "secrets",
 ];
 
 impl Settings {
@@ -53,6 +57,7 @@ impl Settings {
         LocationSettings {
             watch: concat(&base.watch, &own.watch),
             ignore: concat(&base.ignore, &own.ignore),
+            context: own.context.clone().or_else(|| base.context.clone()),
             dockerfile: own.dockerfile.clone().or_else(|| base.dockerfile.clone()),
             build_args,
             target: own.target.clone().or_else(|| base.target.clone()),
@@ -62,6 +67,7 @@ impl Settings {
                 .clone()
                 .or_else(|| base.python_version.clone()),
             base_image: own.base_image.clone().or_else(|| base.base_image.clone()),
+            secrets: concat(&base.secrets, &own.secrets),
         }
     }
 }
@@ -218,14 +224,16 @@ impl Reader<'_> {
             let key_name = key.get_ref().as_ref();
             let field = join(path, key_name);
             match key_name {
-                "watch" => out.watch = self.strings(value, &field, false, sink),
-                "ignore" => out.ignore = self.strings(value, &field, true, sink),
+                "watch" => out.watch = self.strings(value, &field, Entries::Paths, sink),
+                "ignore" => out.ignore = self.strings(value, &field, Entries::Globs, sink),
                 "build_args" => out.build_args = self.build_args(value, &field, sink),
+                "context" => out.context = self.string(value, &field, sink),
                 "dockerfile" => out.dockerfile = self.string(value, &field, sink),
                 "target" => out.target = self.string(value, &field, sink),
                 "platform" => out.platform = self.string(value, &field, sink),
                 "python_version" => out.python_version = self.string(value, &field, sink),
                 "base_image" => out.base_image = self.string(value, &field, sink),
+                "secrets" => out.secrets = self.strings(value, &field, Entries::Secrets, sink),
                 other => sink.push(
                     self.pos(key.span()),
                     &field,
@@ -260,7 +268,7 @@ impl Reader<'_> {
         &self,
         value: &Spanned<DeValue>,
         field: &str,
-        globs: bool,
+        entries: Entries,
         sink: &mut Sink,
     ) -> Vec<String> {
         let name = field.rsplit('.').next().unwrap_or(field);
@@ -272,7 +280,10 @@ impl Reader<'_> {
                     "`{name}` must be a list of strings, found {}",
                     describe(value.get_ref())
                 ),
-                format!("write it as a list, e.g. `{name} = [\"docs/**\"]`"),
+                format!(
+                    "write it as a list, e.g. `{name} = [{}]`",
+                    entries.example()
+                ),
             );
             return Vec::new();
         };
@@ -291,13 +302,8 @@ impl Reader<'_> {
                 );
                 continue;
             };
-            if globs && let Err(err) = globset::Glob::new(s) {
-                sink.push(
-                    self.pos(item.span()),
-                    &item_field,
-                    format!("invalid glob `{s}`: {}", err.kind()),
-                    "fix the pattern (globs use `*`, `**`, `?`, `[...]` and `{a,b}`)",
-                );
+            if let Err((message, hint)) = entries.check(s) {
+                sink.push(self.pos(item.span()), &item_field, message, hint);
                 continue;
             }
             self.remember(&item_field, item.span());
@@ -343,6 +349,46 @@ impl Reader<'_> {
             }
         }
         out
+    }
+}
+
+/// What the entries of a list setting must be, beyond strings.
+#[derive(Clone, Copy)]
+enum Entries {
+    Paths,
+    Globs,
+    /// `--secret` values.
+    Secrets,
+}
+
+impl Entries {
+    fn example(self) -> &'static str {
+        match self {
+            Entries::Paths | Entries::Globs => "\"docs/**\"",
+            Entries::Secrets => "\"id=pypi,env=PYPI_TOKEN\"",
+        }
+    }
+
+    /// The problem and its fix when `text` is no valid entry.
+    fn check(self, text: &str) -> Result<(), (String, &'static str)> {
+        match self {
+            Entries::Paths => Ok(()),
+            Entries::Globs => globset::Glob::new(text).map(drop).map_err(|err| {
+                (
+                    format!("invalid glob `{text}`: {}", err.kind()),
+                    "fix the pattern (globs use `*`, `**`, `?`, `[...]` and `{a,b}`)",
+                )
+            }),
+            Entries::Secrets => crate::build::secrets::SecretSpec::parse(text)
+                .map(drop)
+                .map_err(|problem| {
+                    (
+                        format!("invalid secret `{text}`: {problem}"),
+                        "write `id=ID,env=VAR` (an environment variable) or `id=ID,src=FILE` \
+                         (a file), as for `docker buildx build --secret`",
+                    )
+                }),
+        }
     }
 }
 

@@ -22,7 +22,8 @@ pub(super) enum BaseEntry<'a> {
     Unknown,
     Known {
         location: &'a Location,
-        settings: LocationSettings,
+        /// Boxed: the settings are large next to the other variants.
+        settings: Box<LocationSettings>,
     },
 }
 
@@ -146,6 +147,10 @@ fn build_setting_changes(
     let sorted = |w: &[String]| -> BTreeSet<String> { w.iter().cloned().collect() };
     if sorted(&base_settings.watch) != sorted(&settings.watch) {
         keys.push(format!("{}:watch", config::SETTINGS_FILE_NAME));
+    }
+    // The context's files are in the key already; a moved context may change none of them.
+    if base_settings.context != settings.context {
+        keys.push(format!("{}:context", config::SETTINGS_FILE_NAME));
     }
     keys
 }

@@ -114,21 +114,14 @@ enum Problem {
 impl Finder<'_> {
     fn location(&mut self) -> Option<LocationPaths> {
         let before = self.problems.len();
-        let context_dir = match self.find(&self.loc.build_directory) {
-            Ok(dir) if self.files.is_dir(&dir) => Some(dir),
-            Ok(_) => {
-                let d = directory_problem(self.ws, self.loc, "does not exist", MISSING_HINT);
-                self.problems.push(d);
-                None
-            }
-            Err(problem) => {
-                let hint = problem.hint(OUTSIDE_HINT);
-                let d = directory_problem(self.ws, self.loc, problem.tail(), &hint);
-                self.problems.push(d);
-                None
-            }
-        };
         let settings = self.ws.settings.for_location(&self.loc.name);
+        // `context` in dagster-deploy.toml: the Docker context when it is not build.directory.
+        let context_dir = match &settings.context {
+            Some(context) => self
+                .setting("context", "build context", context)
+                .filter(|dir| self.context_exists(dir, context)),
+            None => self.build_directory(),
+        };
         let dockerfile = match (&settings.dockerfile, &context_dir) {
             (Some(path), _) => self.setting("dockerfile", "Dockerfile", path),
             (None, Some(dir)) => {
@@ -167,6 +160,50 @@ impl Finder<'_> {
             watch: watch.into_iter().collect::<Option<_>>()?,
             links,
         })
+    }
+
+    /// `build.directory` as a repo path, when it is a directory inside the repository.
+    fn build_directory(&mut self) -> Option<String> {
+        match self.find(&self.loc.build_directory) {
+            Ok(dir) if self.files.is_dir(&dir) => Some(dir),
+            Ok(_) => {
+                let d = directory_problem(self.ws, self.loc, "does not exist", MISSING_HINT);
+                self.problems.push(d);
+                None
+            }
+            Err(problem) => {
+                let hint = problem.hint(OUTSIDE_HINT);
+                let d = directory_problem(self.ws, self.loc, problem.tail(), &hint);
+                self.problems.push(d);
+                None
+            }
+        }
+    }
+
+    /// Whether the `context` setting's folder exists; a problem at its position otherwise.
+    fn context_exists(&mut self, dir: &str, value: &str) -> bool {
+        if self.files.is_dir(dir) {
+            return true;
+        }
+        let (field, line, column) = self
+            .ws
+            .settings
+            .origin(&self.loc.name, "context", value)
+            .unwrap_or_else(|| (format!("locations.{}.context", self.loc.name), 1, 1));
+        self.problems.push(Diagnostic {
+            file: self.ws.settings_file(),
+            line,
+            column,
+            field,
+            message: format!(
+                "build context `{value}` of location `{}` is not a folder",
+                self.loc.name
+            ),
+            hint: "set `context` to the folder to build from, relative to dagster_cloud.yaml's \
+                   folder"
+                .into(),
+        });
+        false
     }
 
     /// A path from dagster-deploy.toml; a problem is reported at its position there.

@@ -421,7 +421,7 @@ impl BaseConfig {
             BaseConfig::Loaded(ws) => match ws.locations.iter().find(|l| l.name == name) {
                 Some(location) => BaseEntry::Known {
                     location,
-                    settings: ws.settings.for_location(name),
+                    settings: Box::new(ws.settings.for_location(name)),
                 },
                 None => BaseEntry::Absent,
             },

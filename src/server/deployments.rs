@@ -3,16 +3,18 @@
 //! is configured): one mechanism, two front doors. Authorisation is the caller's job; these
 //! functions only record who (`Actor`) made each change.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
 use super::document;
 use super::error::{DeployError, ServerError};
+use super::private_fs;
 use super::store::{
     ApplyError, ApplyMode, BranchDeployment, DeploymentRecord, HistoryPage, LocationChange,
-    Revision, RevisionAction, SqliteStore, Store, StoredLocation,
+    MAX_DEPLOYMENT_BYTES, Revision, RevisionAction, SqliteStore, Store, StoredLocation,
 };
 use super::tokens::{self, Actor, TokenInfo, TokenScope};
 
@@ -22,9 +24,15 @@ pub const DEFAULT_DEPLOYMENT: &str = "prod";
 /// The SQLite database inside a data directory.
 pub const DATABASE_FILE: &str = "deployments.sqlite3";
 
+/// A token's use is written at most this often (a write per request would make every
+/// request wait on the write lock).
+const TOKEN_USE_INTERVAL_MS: i64 = 60_000;
+
 #[derive(Clone)]
 pub struct Deployments {
     store: Arc<dyn Store>,
+    /// When each token's use was last written, by token id.
+    token_use: Arc<Mutex<HashMap<i64, i64>>>,
 }
 
 impl std::fmt::Debug for Deployments {
@@ -35,14 +43,17 @@ impl std::fmt::Debug for Deployments {
 
 impl Deployments {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Deployments { store }
+        Deployments {
+            store,
+            token_use: Arc::default(),
+        }
     }
 
     /// Opens the SQLite store in `data_dir`, creating the folder, the database and the `prod`
     /// deployment on first use. Needs no running server and takes no lock (SQLite itself
     /// serialises writers), so the CLI can use it while a server runs on the same folder.
     pub fn open(data_dir: &Path) -> Result<Self, ServerError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
+        private_fs::dir(data_dir).map_err(|source| ServerError::DataDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
@@ -153,6 +164,8 @@ impl Deployments {
                 "deployment settings must be a mapping".into(),
             ));
         }
+        document::check_bounds(&settings, "the deployment settings")
+            .map_err(DeployError::BadRequest)?;
         self.store.set_deployment_settings(d.id, &settings)?;
         Ok(settings)
     }
@@ -167,6 +180,8 @@ impl Deployments {
                 "organization settings must be a mapping".into(),
             ));
         }
+        document::check_bounds(&settings, "the organization settings")
+            .map_err(DeployError::BadRequest)?;
         self.store.set_organization_settings(&settings)?;
         Ok(settings)
     }
@@ -261,6 +276,14 @@ impl Deployments {
     ) -> Result<Vec<Revision>, DeployError> {
         match self.store.apply_locations(d.id, changes, mode, actor)? {
             Ok(revs) => Ok(revs),
+            Err(ApplyError::TooLarge { bytes }) => {
+                Err(DeployError::InvalidLocation(vec![format!(
+                    "deployment '{}' would hold {bytes} bytes of location documents, above the \
+                 limit of {MAX_DEPLOYMENT_BYTES}; nothing was changed: make documents smaller or \
+                 delete unused locations",
+                    d.name
+                )]))
+            }
             Err(ApplyError::MissingLocation(location)) => Err(DeployError::UnknownLocation {
                 deployment: d.name.clone(),
                 location,
@@ -378,6 +401,32 @@ impl Deployments {
 
     pub fn tokens(&self) -> Result<Vec<TokenInfo>, DeployError> {
         Ok(self.store.tokens()?)
+    }
+
+    /// Records that `token` authenticated a request, unless that was recorded less than a
+    /// minute ago; the write happens on a blocking thread and its failure is only logged.
+    /// Needs a Tokio runtime (the server's).
+    pub fn note_token_use(&self, token: &TokenInfo) {
+        let now = super::store::now_ms();
+        {
+            let mut seen = self.token_use.lock().unwrap_or_else(|p| p.into_inner());
+            let last = seen
+                .get(&token.id)
+                .copied()
+                .or(token.last_used_at_ms)
+                .unwrap_or(0);
+            if now - last < TOKEN_USE_INTERVAL_MS {
+                return;
+            }
+            seen.insert(token.id, now);
+        }
+        let store = self.store.clone();
+        let id = token.id;
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.touch_token(id, now) {
+                tracing::warn!(token_id = id, "cannot record the token's use: {e}");
+            }
+        });
     }
 
     /// `false` if there is no live token with that id.

@@ -38,6 +38,48 @@ const TOP_LEVEL_KEYS: [&str; 13] = [
     "build",
 ];
 
+/// Deepest nesting of mappings and lists in one location document (the reader's own limit,
+/// serde_json's 128 for a whole stored row, must never be reached: a stored location has to
+/// stay readable).
+pub const MAX_DOCUMENT_DEPTH: usize = 32;
+/// Largest location document, as JSON.
+pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+/// Most locations in one `deployLocations` / `reconcileLocationsFromDocument` document.
+pub const MAX_LOCATIONS: usize = 1_000;
+
+/// How deep `value` nests (a scalar is 0, `{}` is 1), without recursion.
+pub fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(d + 1);
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
+/// A JSON value (a document, settings) stored by the server: bounded in depth and size.
+pub fn check_bounds(value: &Value, what: &str) -> Result<(), String> {
+    let d = depth(value);
+    if d > MAX_DOCUMENT_DEPTH {
+        return Err(format!(
+            "{what} nests {d} levels deep; at most {MAX_DOCUMENT_DEPTH} are allowed"
+        ));
+    }
+    let size = value.to_string().len();
+    if size > MAX_DOCUMENT_BYTES {
+        return Err(format!(
+            "{what} is {size} bytes as JSON; at most {MAX_DOCUMENT_BYTES} are allowed"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one location document; returns its name, or every problem found. `what` names the
 /// document in messages when it has no usable name (e.g. `locations[2]`).
 pub fn validate_location(doc: &Value, what: &str) -> Result<String, Vec<String>> {
@@ -64,6 +106,7 @@ pub fn validate_location(doc: &Value, what: &str) -> Result<String, Vec<String>>
         Some(n) => format!("location '{n}'"),
         None => what.to_string(),
     };
+    check_bounds(doc, &label).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
     if name.is_none() {
         errors.push(format!("{label}: missing required key location_name"));
@@ -177,12 +220,19 @@ pub fn validate_locations_document(doc: &Value) -> Result<Vec<(String, Value)>, 
 
 /// Validates a list of location documents (all problems at once, duplicates rejected).
 pub fn validate_location_list(list: &[Value]) -> Result<Vec<(String, Value)>, Vec<String>> {
+    if list.len() > MAX_LOCATIONS {
+        return Err(vec![format!(
+            "the document has {} locations; at most {MAX_LOCATIONS} are allowed in one request",
+            list.len()
+        )]);
+    }
     let mut errors = Vec::new();
     let mut entries: Vec<(String, Value)> = Vec::with_capacity(list.len());
+    let mut seen = std::collections::HashSet::new();
     for (i, doc) in list.iter().enumerate() {
         match validate_location(doc, &format!("locations[{i}]")) {
             Ok(name) => {
-                if entries.iter().any(|(n, _)| *n == name) {
+                if !seen.insert(name.clone()) {
                     errors.push(format!(
                         "location '{name}' appears more than once; location names must be unique"
                     ));

@@ -43,6 +43,21 @@ pub enum ServerError {
 /// A failure of the storage backend. The message never contains secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(
+        "cannot open the database {}: {source}; the data directory must be a writable folder \
+         of this user (choose another with --data)",
+        path.display()
+    )]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "the database is locked by another process (a long write, or a tool holding it open); \
+         nothing was changed: try again in a moment"
+    )]
+    Busy,
     #[error("database error: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("stored data is corrupt: {0}")]
@@ -101,7 +116,11 @@ pub enum DeployError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(Box::new(e))
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => StoreError::Busy,
+            _ => StoreError::Database(Box::new(e)),
+        }
     }
 }
 

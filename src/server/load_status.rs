@@ -1,8 +1,10 @@
 //! The built-in agent's view of each location: LOADED when its image exists, a load error
-//! naming the image when it does not. Checks run in the background and are cached per image
-//! reference; a registration re-checks an image unless it is already known to exist.
+//! naming the image when it does not. Checks run in the background, only against registries
+//! the server trusts (`RegistryAccess::trusts`), and are cached per image reference (at most
+//! `MAX_CACHED_IMAGES`); a registration re-checks an image unless it is known to exist.
 //! A Python-executable location (`pex_metadata`, no image) is LOADED when every file its
-//! `pex_tag` names is in the blob store, and a load error naming the missing ones otherwise.
+//! `pex_tag` names is in its deployment's blob store, and a load error naming the missing ones
+//! otherwise. A location whose stored document cannot be read is a load error of its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,9 +14,13 @@ use serde_json::Value;
 use super::blobs::BlobStore;
 use super::document;
 use super::registry::{self, ImageCheck, RegistryAccess};
+use super::store::StoredLocation;
 use crate::registry::RegistryClient;
 
-/// What the agent reports for one location.
+/// Images whose check is cached or running; when full, finished checks are forgotten (and
+/// redone when asked for), and no new check starts while every entry is still running.
+const MAX_CACHED_IMAGES: usize = 1024;
+
 /// The file names of a `pex_tag` (`files=deps-1.pex:source-2.pex`).
 pub(crate) fn pex_tag_files(tag: &str) -> Vec<&str> {
     tag.strip_prefix("files=")
@@ -24,6 +30,7 @@ pub(crate) fn pex_tag_files(tag: &str) -> Vec<&str> {
         .collect()
 }
 
+/// What the agent reports for one location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadStatus {
     Loading,
@@ -41,6 +48,8 @@ enum ImageState {
 pub(crate) struct LoadChecker {
     /// `None`: checks are off and every location is LOADED.
     access: Option<RegistryAccess>,
+    /// Registries images may be checked in besides Docker Hub and those with credentials.
+    trusted: Vec<String>,
     client: RegistryClient,
     images: Mutex<HashMap<String, ImageState>>,
     /// Where Python-executable files are; `None` (the local store) skips that check.
@@ -48,22 +57,35 @@ pub(crate) struct LoadChecker {
 }
 
 impl LoadChecker {
-    pub(crate) fn new(access: Option<RegistryAccess>, blobs: Option<BlobStore>) -> Arc<Self> {
+    pub(crate) fn new(
+        access: Option<RegistryAccess>,
+        trusted: Vec<String>,
+        blobs: Option<BlobStore>,
+    ) -> Arc<Self> {
         let client = access
             .as_ref()
             .map(RegistryAccess::client)
             .unwrap_or_default();
         Arc::new(LoadChecker {
             access,
+            trusted,
             client,
             images: Mutex::new(HashMap::new()),
             blobs,
         })
     }
 
-    /// The status of a location with this document; starts a check for an image never seen.
-    pub(crate) fn status(self: &Arc<Self>, doc: &Value) -> LoadStatus {
-        if let Some(failed) = self.missing_pex_files(doc) {
+    /// The status of a location of `deployment`; starts a check for an image never seen.
+    pub(crate) fn status(
+        self: &Arc<Self>,
+        deployment: &str,
+        location: &StoredLocation,
+    ) -> LoadStatus {
+        if let Some(why) = &location.damaged {
+            return LoadStatus::Failed(why.clone());
+        }
+        let doc = &location.document;
+        if let Some(failed) = self.missing_pex_files(deployment, doc) {
             return failed;
         }
         let Some(image) = self.image_to_check(doc) else {
@@ -96,7 +118,7 @@ impl LoadChecker {
     }
 
     /// A load error when the document names Python-executable files the store lacks.
-    fn missing_pex_files(&self, doc: &Value) -> Option<LoadStatus> {
+    fn missing_pex_files(&self, deployment: &str, doc: &Value) -> Option<LoadStatus> {
         let blobs = self.blobs.as_ref()?;
         if document::image(doc).is_some() {
             return None;
@@ -104,7 +126,7 @@ impl LoadChecker {
         let tag = doc.pointer("/pex_metadata/pex_tag")?.as_str()?;
         let missing: Vec<&str> = pex_tag_files(tag)
             .into_iter()
-            .filter(|name| !matches!(blobs.lookup(name), Ok(Some(_))))
+            .filter(|name| !matches!(blobs.lookup(deployment, name), Ok(Some(_))))
             .collect();
         (!missing.is_empty()).then(|| {
             LoadStatus::Failed(format!(
@@ -125,12 +147,21 @@ impl LoadChecker {
         let Some(access) = self.access.clone() else {
             return;
         };
-        self.images()
-            .insert(image.to_string(), ImageState::Checking);
+        {
+            let mut images = self.images();
+            if images.len() >= MAX_CACHED_IMAGES {
+                images.retain(|_, state| matches!(state, ImageState::Checking));
+            }
+            if images.len() >= MAX_CACHED_IMAGES {
+                return;
+            }
+            images.insert(image.to_string(), ImageState::Checking);
+        }
         let this = Arc::clone(self);
         let image = image.to_string();
         tokio::spawn(async move {
-            let result = registry::check_image(&this.client, &access, &image).await;
+            let result =
+                registry::check_trusted_image(&this.client, &access, &this.trusted, &image).await;
             if let ImageCheck::Missing(why) = &result {
                 tracing::warn!(image = %image, "image check failed: {why}");
             }
@@ -140,5 +171,37 @@ impl LoadChecker {
 
     fn images(&self) -> std::sync::MutexGuard<'_, HashMap<String, ImageState>> {
         self.images.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_image_cache_stays_bounded() {
+        let checker = LoadChecker::new(Some(RegistryAccess::default()), Vec::new(), None);
+        for i in 0..MAX_CACHED_IMAGES + 200 {
+            // Untrusted registries: each check ends at once, without a connection.
+            checker.registered(&serde_json::json!({ "image": format!("10.0.0.1:5000/app:{i}") }));
+            tokio::task::yield_now().await;
+            assert!(checker.images().len() <= MAX_CACHED_IMAGES);
+        }
+        let loc = StoredLocation {
+            name: "a".into(),
+            document: serde_json::json!({ "image": "10.0.0.1:5000/app:new" }),
+            revision_id: 1,
+            updated_at_ms: 0,
+            damaged: None,
+        };
+        // A new image is still checked once room is made.
+        for _ in 0..100 {
+            if let LoadStatus::Failed(why) = checker.status("prod", &loc) {
+                assert!(why.contains("does not check images in"), "{why}");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the new image was never checked");
     }
 }

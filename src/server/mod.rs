@@ -6,17 +6,26 @@
 //! Rust API (`Deployments`) that the CLI uses directly for the local store.
 //!
 //! Python-executable deploys: `generateServerlessPexUrl` hands out pre-signed (HMAC) URLs to
-//! `/blobs/{name}`, a content-addressed store under `data_dir/blobs/` (`blobs`, `presign`).
+//! `/blobs/{name}?deployment=D`, a content-addressed store under `data_dir/blobs/` with
+//! write-once names per deployment (`blobs`, `presign`).
+//!
+//! Exposed to the network, it bounds what any client controls before trusting it: connections
+//! and their timeouts (`conn`), authentication before the body and the body's size and time
+//! (`http`), the query's nesting, fields, aliases and cost and the answer's size (`limits`),
+//! stored documents (`document`), and which registries image checks may contact (`registry`).
 
 pub mod blobs;
+mod conn;
 mod deployments;
 mod document;
 mod error;
 mod graphql;
 mod http;
 mod http_blobs;
+pub mod limits;
 mod load_status;
 mod presign;
+mod private_fs;
 mod registry;
 mod store;
 mod tokens;
@@ -27,6 +36,7 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -52,6 +62,30 @@ pub const LOCK_FILE: &str = "server.lock";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// Largest Python-executable file accepted (S3's limit for one PUT).
 pub const DEFAULT_MAX_BLOB_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+/// How many connections, and how long a client may take: what a slow or idle client may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Open connections at once; more are answered 503 at once.
+    pub max_connections: usize,
+    /// For a request's headers, and for the next request on a kept-alive connection.
+    pub header_timeout: Duration,
+    /// For a whole GraphQL body; for uploads, the longest pause between two chunks.
+    pub body_timeout: Duration,
+    /// How long requests in flight may take to finish once shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 512,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Called with a description of every authenticated GraphQL request (never the token).
 pub type RequestObserver = Arc<dyn Fn(&ObservedRequest) + Send + Sync>;
@@ -79,12 +113,19 @@ pub struct ServeOptions {
     /// How to reach registries to check images. `None` turns image checks off: every
     /// location is reported LOADED as soon as it is registered.
     pub registry: Option<RegistryAccess>,
+    /// Registries images are checked in besides Docker Hub and those with credentials
+    /// (`--registry`); images elsewhere get a load error and their host is never contacted.
+    pub trusted_registries: Vec<String>,
     /// The deployment of requests that name none (organisation tokens only; a deployment
     /// token defaults to its own deployment). Created if missing.
     pub default_deployment: String,
     pub max_body_bytes: usize,
     /// Largest file accepted at a `generateServerlessPexUrl` URL.
     pub max_blob_bytes: u64,
+    pub limits: ConnectionLimits,
+    /// `scheme://host[:port]` clients reach the server at: the base of pre-signed URLs (never
+    /// taken from a request's `Host`). `None`: `http://` and the address listened on.
+    pub public_url: Option<String>,
     pub observer: Option<RequestObserver>,
 }
 
@@ -94,9 +135,12 @@ impl ServeOptions {
             listen,
             data_dir: data_dir.into(),
             registry: Some(RegistryAccess::default()),
+            trusted_registries: Vec::new(),
             default_deployment: DEFAULT_DEPLOYMENT.to_string(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+            limits: ConnectionLimits::default(),
+            public_url: None,
             observer: None,
         }
     }
@@ -108,9 +152,12 @@ impl std::fmt::Debug for ServeOptions {
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
             .field("registry", &self.registry)
+            .field("trusted_registries", &self.trusted_registries)
             .field("default_deployment", &self.default_deployment)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_blob_bytes", &self.max_blob_bytes)
+            .field("limits", &self.limits)
+            .field("public_url", &self.public_url)
             .field("observer", &self.observer.as_ref().map(|_| "<fn>"))
             .finish()
     }
@@ -140,21 +187,20 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let prepared = prepare(&opts)?;
+    // The port first: a taken port must not leave a data directory behind.
     let listener = bind(opts.listen).await?;
-    tracing::info!(addr = %opts.listen, data_dir = %opts.data_dir.display(), "serving");
+    let addr = local_addr(&listener, opts.listen)?;
+    let prepared = prepare(&opts, addr)?;
+    tracing::info!(addr = %addr, data_dir = %opts.data_dir.display(), "serving");
     run(prepared, listener, shutdown).await
 }
 
 /// Starts the server in the background (e.g. on `127.0.0.1:0` in tests) and returns once it
 /// accepts connections.
 pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServerError> {
-    let prepared = prepare(&opts)?;
     let listener = bind(opts.listen).await?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: opts.listen,
-        source,
-    })?;
+    let addr = local_addr(&listener, opts.listen)?;
+    let prepared = prepare(&opts, addr)?;
     let (tx, rx) = oneshot::channel::<()>();
     let deployments = prepared.deployments.clone();
     let handle = tokio::spawn(run(prepared, listener, async {
@@ -165,6 +211,13 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServerError> {
         deployments,
         shutdown: Some(tx),
         handle: Some(handle),
+    })
+}
+
+fn local_addr(listener: &TcpListener, asked: SocketAddr) -> Result<SocketAddr, ServerError> {
+    listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: asked,
+        source,
     })
 }
 
@@ -216,11 +269,12 @@ impl Drop for RunningServer {
 struct Prepared {
     router: axum::Router,
     deployments: Deployments,
+    limits: ConnectionLimits,
     /// Held (locked) for as long as the server runs.
     _lock: File,
 }
 
-fn prepare(opts: &ServeOptions) -> Result<Prepared, ServerError> {
+fn prepare(opts: &ServeOptions, addr: SocketAddr) -> Result<Prepared, ServerError> {
     let lock = lock_data_dir(&opts.data_dir)?;
     let deployments = Deployments::open(&opts.data_dir)?;
     deployments.ensure_deployment(&opts.default_deployment)?;
@@ -230,18 +284,34 @@ fn prepare(opts: &ServeOptions) -> Result<Prepared, ServerError> {
     };
     let blobs = blobs::BlobStore::open(&opts.data_dir)
         .map_err(|e| data_dir_error(std::io::Error::other(e.to_string())))?;
+    if blobs.has_legacy_names() {
+        blobs
+            .adopt_legacy_names(&pex_files_in_use(&deployments)?)
+            .map_err(|e| data_dir_error(std::io::Error::other(e.to_string())))?;
+    }
     let signer = presign::Signer::open(&opts.data_dir).map_err(data_dir_error)?;
+    let public_url = match &opts.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("http://{addr}"),
+    };
     let state = graphql::AppState {
         deployments: deployments.clone(),
-        checker: load_status::LoadChecker::new(opts.registry.clone(), Some(blobs.clone())),
+        checker: load_status::LoadChecker::new(
+            opts.registry.clone(),
+            opts.trusted_registries.clone(),
+            Some(blobs.clone()),
+        ),
         default_deployment: opts.default_deployment.clone(),
         signer: signer.clone(),
+        public_url,
     };
     let http_state = http::HttpState {
         schema: graphql::build_schema(state),
         deployments: deployments.clone(),
         observer: opts.observer.clone(),
         max_body_bytes: opts.max_body_bytes,
+        limits: opts.limits,
+        default_deployment: opts.default_deployment.clone(),
         blobs: http::BlobState {
             store: blobs,
             signer,
@@ -251,11 +321,31 @@ fn prepare(opts: &ServeOptions) -> Result<Prepared, ServerError> {
     Ok(Prepared {
         router: http::router(Arc::new(http_state)),
         deployments,
+        limits: opts.limits,
         _lock: lock,
     })
 }
 
-/// Creates the data directory if needed and takes its exclusive lock.
+/// Every deployment with the Python-executable files its current documents name.
+fn pex_files_in_use(deployments: &Deployments) -> Result<Vec<(String, Vec<String>)>, ServerError> {
+    let mut uses = Vec::new();
+    for d in deployments.deployments()? {
+        let files = deployments
+            .locations(&d.name)?
+            .iter()
+            .filter_map(|l| l.document.pointer("/pex_metadata/pex_tag")?.as_str())
+            .flat_map(|tag| {
+                load_status::pex_tag_files(tag)
+                    .into_iter()
+                    .map(str::to_string)
+            })
+            .collect();
+        uses.push((d.name, files));
+    }
+    Ok(uses)
+}
+
+/// Creates the data directory if needed (0700) and takes its exclusive lock.
 fn lock_data_dir(dir: &Path) -> Result<File, ServerError> {
     let io_error = |source: std::io::Error| match source.kind() {
         ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => {
@@ -268,9 +358,9 @@ fn lock_data_dir(dir: &Path) -> Result<File, ServerError> {
             source,
         },
     };
-    std::fs::create_dir_all(dir).map_err(io_error)?;
+    private_fs::dir(dir).map_err(io_error)?;
     let lock_path = dir.join(LOCK_FILE);
-    let file = File::options()
+    let file = private_fs::file_options()
         .create(true)
         .truncate(false)
         .write(true)
@@ -297,11 +387,13 @@ async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let Prepared { router, _lock, .. } = prepared;
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve)?;
+    let Prepared {
+        router,
+        limits,
+        _lock,
+        ..
+    } = prepared;
+    conn::serve(listener, router, limits, shutdown).await;
     drop(_lock);
     Ok(())
 }

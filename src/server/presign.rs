@@ -1,8 +1,8 @@
-//! Pre-signed blob URLs, as S3's are to Dagster+ clients: `{base}/blobs/{name}?method=PUT&
-//! expires=UNIX&signature=HEX`, where the signature is HMAC-SHA256 over method, name and
-//! expiry with a key only the server knows (`data_dir/blob-signing.key`, created on first
-//! start, mode 0600). A URL thus grants one method on one name until it expires, and can be
-//! handed to any HTTP client without the API token.
+//! Pre-signed blob URLs, as S3's are to Dagster+ clients: `{base}/blobs/{name}?deployment=D&
+//! method=PUT&expires=UNIX&signature=HEX`, where the signature is HMAC-SHA256 over method,
+//! deployment, name and expiry with a key only the server knows (`data_dir/blob-signing.key`,
+//! created on first start, mode 0600). A URL thus grants one method on one name of one
+//! deployment until it expires, and can be handed to any HTTP client without the API token.
 
 use std::io::{ErrorKind, Write};
 use std::path::Path;
@@ -51,7 +51,7 @@ pub enum SignatureError {
     Missing,
     #[error("the URL expired; ask for a new one with generateServerlessPexUrl")]
     Expired,
-    #[error("the URL's signature does not match (another name, method or server)")]
+    #[error("the URL's signature does not match (another name, deployment, method or server)")]
     Invalid,
 }
 
@@ -95,30 +95,33 @@ impl Signer {
         Signer { key }
     }
 
-    fn signature(&self, method: Method, name: &str, expires: u64) -> String {
-        let message = format!("{}\n{name}\n{expires}", method.as_str());
+    fn signature(&self, method: Method, deployment: &str, name: &str, expires: u64) -> String {
+        let message = format!("{}\n{deployment}\n{name}\n{expires}", method.as_str());
         hex(&hmac_sha256(&self.key, message.as_bytes()))
     }
 
-    /// The query string (`method=..&expires=..&signature=..`) of a URL for `name`.
-    pub fn query(&self, method: Method, name: &str, now: SystemTime) -> String {
+    /// The query string (`deployment=..&method=..&expires=..&signature=..`) of a URL for
+    /// `name` in `deployment` (a deployment name is URL-safe, see `check_deployment_name`).
+    pub fn query(&self, method: Method, deployment: &str, name: &str, now: SystemTime) -> String {
         let expires = unix(now) + URL_LIFETIME.as_secs();
-        let signature = self.signature(method, name, expires);
+        let signature = self.signature(method, deployment, name, expires);
         format!(
-            "method={}&expires={expires}&signature={signature}",
+            "deployment={deployment}&method={}&expires={expires}&signature={signature}",
             method.as_str()
         )
     }
 
-    /// Checks a URL's `method`, `expires` and `signature` query values for `name`.
-    pub fn verify(
+    /// Checks a URL's `method`, `expires` and `signature` query values for `name`; returns
+    /// the deployment the URL was signed for.
+    pub fn verify<'q>(
         &self,
         method: Method,
         name: &str,
-        query: &std::collections::HashMap<String, String>,
+        query: &'q std::collections::HashMap<String, String>,
         now: SystemTime,
-    ) -> Result<(), SignatureError> {
-        let (Some(m), Some(expires), Some(signature)) = (
+    ) -> Result<&'q str, SignatureError> {
+        let (Some(deployment), Some(m), Some(expires), Some(signature)) = (
+            query.get("deployment"),
             query.get("method"),
             query.get("expires"),
             query.get("signature"),
@@ -129,14 +132,14 @@ impl Signer {
         if m != method.as_str() {
             return Err(SignatureError::Invalid);
         }
-        let expected = self.signature(method, name, expires);
+        let expected = self.signature(method, deployment, name, expires);
         if !constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
             return Err(SignatureError::Invalid);
         }
         if unix(now) > expires {
             return Err(SignatureError::Expired);
         }
-        Ok(())
+        Ok(deployment)
     }
 }
 
@@ -207,8 +210,14 @@ mod tests {
     fn a_url_grants_one_method_on_one_name_until_it_expires() {
         let s = Signer::with_key([7; 32]);
         let now = SystemTime::now();
-        let q = parse(&s.query(Method::Put, "deps-1.pex", now));
-        assert_eq!(s.verify(Method::Put, "deps-1.pex", &q, now), Ok(()));
+        let q = parse(&s.query(Method::Put, "prod", "deps-1.pex", now));
+        assert_eq!(s.verify(Method::Put, "deps-1.pex", &q, now), Ok("prod"));
+        let mut staging = q.clone();
+        staging.insert("deployment".into(), "staging".into());
+        assert_eq!(
+            s.verify(Method::Put, "deps-1.pex", &staging, now),
+            Err(SignatureError::Invalid)
+        );
         assert_eq!(
             s.verify(Method::Get, "deps-1.pex", &q, now),
             Err(SignatureError::Invalid)

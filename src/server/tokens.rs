@@ -24,6 +24,8 @@ pub struct TokenInfo {
     pub scope: TokenScope,
     pub created_at_ms: i64,
     pub revoked: bool,
+    /// When it last authenticated a request (recorded at most once a minute).
+    pub last_used_at_ms: Option<i64>,
 }
 
 /// Who made a change; recorded with every revision.

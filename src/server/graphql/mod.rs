@@ -14,6 +14,7 @@ use async_graphql::{
 
 use super::deployments::Deployments;
 use super::error::DeployError;
+use super::limits;
 use super::load_status::LoadChecker;
 use super::presign::Signer;
 use super::tokens::{Actor, TokenInfo, TokenScope};
@@ -30,6 +31,8 @@ pub(crate) struct AppState {
     /// The deployment of requests that name none (with an organisation token).
     pub default_deployment: String,
     pub signer: Signer,
+    /// `scheme://host[:port]`: the base of pre-signed URLs.
+    pub public_url: String,
 }
 
 /// What the HTTP layer learnt about one request.
@@ -39,13 +42,16 @@ pub(crate) struct RequestCtx {
     pub path_deployment: Option<String>,
     /// From the `Dagster-Cloud-Deployment` header.
     pub header_deployment: Option<String>,
-    /// `scheme://host` the client used: the base of pre-signed URLs.
-    pub base_url: String,
 }
 
+/// The schema with async-graphql's own bounds (see `limits` for the order of checks).
 pub(crate) fn build_schema(state: AppState) -> ApiSchema {
     Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(state)
+        .limit_depth(limits::MAX_DEPTH)
+        .limit_recursive_depth(limits::MAX_DEPTH)
+        .limit_complexity(limits::MAX_COMPLEXITY)
+        .limit_directives(limits::MAX_DIRECTIVES)
         .finish()
 }
 

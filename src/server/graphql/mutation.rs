@@ -12,11 +12,11 @@ use super::types::{
     WorkspaceEntry,
 };
 use super::{
-    GenericScalar, actor, blocking, field_error, request, require_organization, state,
-    target_deployment,
+    GenericScalar, actor, blocking, field_error, require_organization, state, target_deployment,
 };
 use crate::server::blobs::check_name;
 use crate::server::error::DeployError;
+use crate::server::limits::MAX_PEX_FILENAMES;
 use crate::server::presign::Method;
 use crate::server::store::{Revision, RevisionAction};
 use crate::server::{Actor, Deployments};
@@ -90,18 +90,24 @@ impl MutationRoot {
         filenames: Vec<String>,
         method: PexUrlMethod,
     ) -> async_graphql::Result<Vec<PresignedUrl>> {
-        target_deployment(ctx).map_err(field_error)?;
+        let deployment = target_deployment(ctx).map_err(field_error)?;
+        if filenames.len() > MAX_PEX_FILENAMES {
+            return Err(async_graphql::Error::new(format!(
+                "at most {MAX_PEX_FILENAMES} file names per request, got {}",
+                filenames.len()
+            )));
+        }
         let method = match method {
             PexUrlMethod::Put => Method::Put,
             PexUrlMethod::Get => Method::Get,
         };
         let now = std::time::SystemTime::now();
-        let base = &request(ctx).base_url;
+        let base = &state(ctx).public_url;
         filenames
             .iter()
             .map(|name| {
                 check_name(name).map_err(|e| async_graphql::Error::new(e.to_string()))?;
-                let query = state(ctx).signer.query(method, name, now);
+                let query = state(ctx).signer.query(method, &deployment, name, now);
                 Ok(PresignedUrl {
                     url: format!("{base}/blobs/{name}?{query}"),
                 })

@@ -12,6 +12,7 @@ use super::{
     target_deployment,
 };
 use crate::server::error::DeployError;
+use crate::server::limits::EXPENSIVE_FIELD;
 use crate::server::store::{DeploymentKind, HistoryPage, now_ms};
 use crate::server::tokens::TokenScope;
 
@@ -22,8 +23,10 @@ pub(crate) struct QueryRoot;
 
 async fn workspace(ctx: &Context<'_>) -> Result<Workspace, DeployError> {
     let deployment = target_deployment(ctx)?;
-    let locations = blocking(ctx, move |d| d.locations(&deployment)).await?;
+    let dep = deployment.clone();
+    let locations = blocking(ctx, move |d| d.locations(&dep)).await?;
     Ok(Workspace {
+        deployment,
         locations,
         checker: state(ctx).checker.clone(),
     })
@@ -44,11 +47,13 @@ impl QueryRoot {
     }
 
     /// The registered locations of the deployment.
+    #[graphql(complexity = "EXPENSIVE_FIELD + child_complexity")]
     async fn workspace(&self, ctx: &Context<'_>) -> Result<Workspace> {
         workspace(ctx).await.map_err(field_error)
     }
 
     /// The locations with their load status, as the agent reports it.
+    #[graphql(complexity = "EXPENSIVE_FIELD + child_complexity")]
     async fn workspace_or_error(&self, ctx: &Context<'_>) -> WorkspaceOrError {
         match workspace(ctx).await {
             Ok(w) => WorkspaceOrError::Workspace(w),
@@ -57,6 +62,7 @@ impl QueryRoot {
     }
 
     /// Every current location document as `{"locations": [...]}`.
+    #[graphql(complexity = "EXPENSIVE_FIELD + child_complexity")]
     async fn locations_as_document(&self, ctx: &Context<'_>) -> Result<LocationsAsDocument> {
         let deployment = target_deployment(ctx).map_err(field_error)?;
         let document = blocking(ctx, move |d| d.locations_document(&deployment))
@@ -111,6 +117,7 @@ impl QueryRoot {
     }
 
     /// Full (non-branch) deployments; a deployment-scoped token sees only its own.
+    #[graphql(complexity = "EXPENSIVE_FIELD + child_complexity")]
     async fn full_deployments(&self, ctx: &Context<'_>) -> Result<Vec<DagsterCloudDeployment>> {
         let all = blocking(ctx, |d| d.deployments())
             .await
@@ -158,6 +165,7 @@ impl QueryRoot {
 
     /// A location's newest `limit` revisions (1 to 1000) with an id below `before`, oldest
     /// first (a dagster-deploy extension).
+    #[graphql(complexity = "EXPENSIVE_FIELD + child_complexity")]
     async fn location_history(
         &self,
         ctx: &Context<'_>,

@@ -237,6 +237,7 @@ pub struct WorkspaceLocationEntry {
 /// The locations of one deployment (Dagster+ `Workspace`), for both `workspace` and
 /// `workspaceOrError`.
 pub struct Workspace {
+    pub deployment: String,
     pub locations: Vec<StoredLocation>,
     pub checker: Arc<LoadChecker>,
 }
@@ -251,24 +252,25 @@ impl Workspace {
         self.locations
             .iter()
             .map(|l| {
-                let (load_status, location_or_load_error) = match self.checker.status(&l.document) {
-                    LoadStatus::Loading => (LoadStatusValue::Loading, None),
-                    LoadStatus::Loaded => (
-                        LoadStatusValue::Loaded,
-                        Some(RepositoryLocationOrLoadError::RepositoryLocation(
-                            RepositoryLocation {
-                                id: l.name.clone(),
-                                name: l.name.clone(),
-                            },
-                        )),
-                    ),
-                    LoadStatus::Failed(why) => (
-                        LoadStatusValue::Loaded,
-                        Some(RepositoryLocationOrLoadError::PythonError(
-                            PythonError::new(why),
-                        )),
-                    ),
-                };
+                let (load_status, location_or_load_error) =
+                    match self.checker.status(&self.deployment, l) {
+                        LoadStatus::Loading => (LoadStatusValue::Loading, None),
+                        LoadStatus::Loaded => (
+                            LoadStatusValue::Loaded,
+                            Some(RepositoryLocationOrLoadError::RepositoryLocation(
+                                RepositoryLocation {
+                                    id: l.name.clone(),
+                                    name: l.name.clone(),
+                                },
+                            )),
+                        ),
+                        LoadStatus::Failed(why) => (
+                            LoadStatusValue::Loaded,
+                            Some(RepositoryLocationOrLoadError::PythonError(
+                                PythonError::new(why),
+                            )),
+                        ),
+                    };
                 WorkspaceLocationEntry {
                     id: l.name.clone(),
                     name: l.name.clone(),

@@ -64,6 +64,9 @@ pub struct StoredLocation {
     pub document: Value,
     pub revision_id: i64,
     pub updated_at_ms: i64,
+    /// Why the stored document cannot be read (then `document` holds only `location_name`);
+    /// the location reports it as its load error.
+    pub damaged: Option<String>,
 }
 
 /// What a revision did.
@@ -92,6 +95,8 @@ pub struct Revision {
     /// `git.commit_hash` of the document, if it had one.
     pub commit_hash: Option<String>,
     pub created_at_ms: i64,
+    /// Why the stored document cannot be read (then `document` is `None`; never rolled back to).
+    pub damaged: Option<String>,
 }
 
 impl Revision {
@@ -122,11 +127,21 @@ pub enum ApplyMode {
     ReplaceAll,
 }
 
-/// Outcome of one `apply_locations` entry that named a location that does not exist.
+/// Why `apply_locations` changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyError {
+    /// An entry named a location that does not exist.
     MissingLocation(String),
+    /// The deployment's current documents would total `bytes`, above `MAX_DEPLOYMENT_BYTES`.
+    TooLarge { bytes: i64 },
 }
+
+/// Most bytes of current location documents in one deployment: every whole-deployment answer
+/// (`locationsAsDocument`, `workspace`) then fits the answer limit.
+pub const MAX_DEPLOYMENT_BYTES: i64 = 12 * 1024 * 1024;
+/// Most bytes of documents in one page of history (`HistoryPage` with a limit); a page holds
+/// at least one revision, and the client asks for the next with `before`.
+pub const MAX_HISTORY_PAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Which revisions of a location to read: the newest `limit` (all when `None`) with an id
 /// below `before` (any when `None`). A long-lived location has thousands.
@@ -195,6 +210,8 @@ pub trait Store: Send + Sync + 'static {
     /// The token with this hash, revoked or not.
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError>;
     fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
+    /// Records that the token was used at `at_ms`.
+    fn touch_token(&self, id: i64, at_ms: i64) -> Result<(), StoreError>;
     /// `false` if there is no such (unrevoked) token.
     fn revoke_token(&self, id: i64) -> Result<bool, StoreError>;
 }

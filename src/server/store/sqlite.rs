@@ -1,23 +1,36 @@
-//! The SQLite store: one file, WAL mode, one connection (SQLite has one writer anyway),
-//! cached prepared statements, and one transaction per operation.
+//! The SQLite store: one file, WAL mode, cached prepared statements, one transaction per
+//! operation. One writing connection (SQLite has one writer anyway) and a few reading ones:
+//! in WAL mode readers never wait for a writer, so a write lock held by another process stalls
+//! only writes, and those give up after `WRITE_BUSY_TIMEOUT` with `StoreError::Busy`.
+//!
+//! A stored document that cannot be read (written before documents were bounded, or by hand)
+//! marks its own location or revision `damaged`; it never fails a read of the whole deployment.
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::Value;
 
 use super::{
     ApplyError, ApplyMode, BranchDeployment, DeploymentKind, DeploymentRecord, HistoryPage,
-    LocationChange, Revision, RevisionAction, Store, StoredLocation, now_ms,
+    LocationChange, MAX_DEPLOYMENT_BYTES, MAX_HISTORY_PAGE_BYTES, Revision, RevisionAction, Store,
+    StoredLocation, now_ms,
 };
 use crate::server::document;
 use crate::server::error::StoreError;
+use crate::server::private_fs;
 use crate::server::tokens::{Actor, TokenInfo, TokenScope};
 
 /// Bumped with every schema change; later versions migrate from `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `tokens.last_used_at`.
+const SCHEMA_VERSION: i64 = 2;
+/// How long a write waits for another process's write lock before failing.
+const WRITE_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Reading connections open at once (each holds a few file descriptors and a page cache).
+const MAX_READERS: usize = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -62,7 +75,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     deployment TEXT,
     label TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    revoked_at INTEGER
+    revoked_at INTEGER,
+    last_used_at INTEGER
 );
 ";
 
@@ -71,16 +85,62 @@ const REVISION_COLUMNS: &str = "r.id, d.name, r.location_name, r.document, r.act
      r.rollback_of, r.actor, r.token_id, r.commit_hash, r.created_at";
 
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Readers>,
+    reader_returned: Condvar,
+}
+
+struct Readers {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
+/// A reading connection, back to the pool on drop.
+struct Reader<'a> {
+    store: &'a SqliteStore,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Only `drop` takes it out.
+        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.store.lock_readers().idle.push(conn);
+            self.store.reader_returned.notify_one();
+        }
+    }
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and brings its schema up to date.
+    /// Opens (creating if needed, mode 0600) the database file and brings its schema up to
+    /// date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        if !path.exists() {
+            // SQLite would create it 0644; its -wal and -shm files take the database's mode.
+            private_fs::file_options()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| open_error(Box::new(e)))?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_error(Box::new(e)))?;
+        conn.busy_timeout(WRITE_BUSY_TIMEOUT)?;
         // WAL: readers never block the writer; NORMAL sync is durable across process crashes.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| open_error(Box::new(e)))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -91,17 +151,86 @@ impl SqliteStore {
             )));
         }
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            private_fs::restrict_file(Path::new(&file));
+        }
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Readers {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            reader_returned: Condvar::new(),
         })
     }
 
+    /// The writing connection.
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a transaction open (it rolls back on
         // drop), so a poisoned lock is still safe to use.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn lock_readers(&self) -> MutexGuard<'_, Readers> {
+        self.readers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A reading connection: an idle one, a new one while fewer than `MAX_READERS` are open,
+    /// else the next one returned.
+    fn read(&self) -> Result<Reader<'_>, StoreError> {
+        let mut readers = self.lock_readers();
+        loop {
+            if let Some(conn) = readers.idle.pop() {
+                return Ok(Reader {
+                    store: self,
+                    conn: Some(conn),
+                });
+            }
+            if readers.open < MAX_READERS {
+                readers.open += 1;
+                drop(readers);
+                return match self.open_reader() {
+                    Ok(conn) => Ok(Reader {
+                        store: self,
+                        conn: Some(conn),
+                    }),
+                    Err(e) => {
+                        self.lock_readers().open -= 1;
+                        Err(e)
+                    }
+                };
+            }
+            readers = self
+                .reader_returned
+                .wait(readers)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn open_reader(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open(&self.path)?;
+        conn.busy_timeout(WRITE_BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(conn)
+    }
+}
+
+/// Brings a database of an earlier schema up to date (inside `open`).
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has_last_used: bool = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('tokens') WHERE name = 'last_used_at'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_last_used {
+        conn.execute("ALTER TABLE tokens ADD COLUMN last_used_at INTEGER", [])?;
+    }
+    Ok(())
 }
 
 fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<(DeploymentRecord, Option<String>)> {
@@ -152,16 +281,31 @@ fn revision_from_row(row: &Row<'_>) -> rusqlite::Result<(Revision, Option<String
             token_id: row.get(7)?,
             commit_hash: row.get(8)?,
             created_at_ms: row.get(9)?,
+            damaged: None,
         },
         row.get(3)?,
     ))
 }
 
-fn finish_revision((mut rev, doc): (Revision, Option<String>)) -> Result<Revision, StoreError> {
+fn finish_revision((mut rev, doc): (Revision, Option<String>)) -> Revision {
     if let Some(d) = doc {
-        rev.document = Some(serde_json::from_str(&d)?);
+        match read_document(&d, &rev.location) {
+            Ok(doc) => rev.document = Some(doc),
+            Err(why) => rev.damaged = Some(why),
+        }
     }
-    Ok(rev)
+    rev
+}
+
+/// A stored document, or why it cannot be read (logged: the operator should know).
+fn read_document(text: &str, location: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| {
+        tracing::error!(location, "a stored document cannot be read: {e}");
+        format!(
+            "the stored document of location '{location}' cannot be read ({e}); register the \
+             location again"
+        )
+    })
 }
 
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenInfo> {
@@ -176,6 +320,7 @@ fn token_from_row(row: &Row<'_>) -> rusqlite::Result<TokenInfo> {
         label: row.get(2)?,
         created_at_ms: row.get(3)?,
         revoked: revoked_at.is_some(),
+        last_used_at_ms: row.get(5)?,
     })
 }
 
@@ -244,20 +389,21 @@ fn insert_revision(
         token_id: actor.token_id,
         commit_hash,
         created_at_ms: now,
+        damaged: None,
     })
 }
 
 impl Store for SqliteStore {
     fn deployment(&self, name: &str) -> Result<Option<DeploymentRecord>, StoreError> {
-        deployment_where(&self.conn(), "name = ?1", &name)
+        deployment_where(&*self.read()?, "name = ?1", &name)
     }
 
     fn deployment_by_id(&self, id: i64) -> Result<Option<DeploymentRecord>, StoreError> {
-        deployment_where(&self.conn(), "id = ?1", &id)
+        deployment_where(&*self.read()?, "id = ?1", &id)
     }
 
     fn deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY id"
         ))?;
@@ -350,7 +496,7 @@ impl Store for SqliteStore {
         repo: &str,
         branch: &str,
     ) -> Result<Option<String>, StoreError> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn.prepare_cached(
             "SELECT name FROM deployments WHERE repo_name = ?1 AND branch_name = ?2",
         )?;
@@ -368,7 +514,7 @@ impl Store for SqliteStore {
     }
 
     fn organization_settings(&self) -> Result<Value, StoreError> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let text: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'organization_settings'",
@@ -392,7 +538,7 @@ impl Store for SqliteStore {
     }
 
     fn locations(&self, deployment_id: i64) -> Result<Vec<StoredLocation>, StoreError> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn.prepare_cached(
             "SELECT l.name, r.document, r.id, r.created_at FROM locations l \
              JOIN revisions r ON r.id = l.revision_id \
@@ -409,14 +555,20 @@ impl Store for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (name, doc, revision_id, updated_at_ms) = row?;
-            let doc = doc.ok_or_else(|| {
-                StoreError::Corrupt(format!("location '{name}' points at a deletion revision"))
-            })?;
+            let read = match doc {
+                Some(text) => read_document(&text, &name),
+                None => Err(format!("location '{name}' points at a deletion revision")),
+            };
+            let (document, damaged) = match read {
+                Ok(doc) => (doc, None),
+                Err(why) => (serde_json::json!({ "location_name": name }), Some(why)),
+            };
             out.push(StoredLocation {
                 name,
-                document: serde_json::from_str(&doc)?,
+                document,
                 revision_id,
                 updated_at_ms,
+                damaged,
             });
         }
         Ok(out)
@@ -504,6 +656,15 @@ impl Store for SqliteStore {
                 )?);
             }
         }
+        let bytes: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(LENGTH(CAST(r.document AS BLOB))), 0) FROM locations l \
+             JOIN revisions r ON r.id = l.revision_id WHERE l.deployment_id = ?1",
+            [deployment_id],
+            |r| r.get(0),
+        )?;
+        if bytes > MAX_DEPLOYMENT_BYTES {
+            return Ok(Err(ApplyError::TooLarge { bytes }));
+        }
         tx.commit()?;
         Ok(Ok(revisions))
     }
@@ -514,7 +675,7 @@ impl Store for SqliteStore {
         location: &str,
         page: HistoryPage,
     ) -> Result<Vec<Revision>, StoreError> {
-        let conn = self.conn();
+        let conn = self.read()?;
         // Newest first to apply the limit (-1: none), then turned around.
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {REVISION_COLUMNS} FROM revisions r JOIN deployments d ON d.id = r.deployment_id \
@@ -529,9 +690,19 @@ impl Store for SqliteStore {
             params![deployment_id, location, before, limit],
             revision_from_row,
         )?;
-        let mut revisions = rows
-            .map(|r| finish_revision(r?))
-            .collect::<Result<Vec<_>, _>>()?;
+        // A page stops at its byte budget (the newest revision always fits); all of history
+        // (rollback) has none.
+        let budget = page.limit.map_or(usize::MAX, |_| MAX_HISTORY_PAGE_BYTES);
+        let mut revisions = Vec::new();
+        let mut bytes = 0usize;
+        for row in rows {
+            let (rev, doc) = row?;
+            bytes += doc.as_ref().map_or(0, String::len);
+            if bytes > budget && !revisions.is_empty() {
+                break;
+            }
+            revisions.push(finish_revision((rev, doc)));
+        }
         revisions.reverse();
         Ok(revisions)
     }
@@ -569,24 +740,35 @@ impl Store for SqliteStore {
             scope: scope.clone(),
             created_at_ms: now,
             revoked: false,
+            last_used_at_ms: None,
         })
     }
 
     fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenInfo>, StoreError> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, deployment, label, created_at, revoked_at FROM tokens WHERE hash = ?1",
+            "SELECT id, deployment, label, created_at, revoked_at, last_used_at FROM tokens \
+             WHERE hash = ?1",
         )?;
         Ok(stmt.query_row([&hash[..]], token_from_row).optional()?)
     }
 
     fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, deployment, label, created_at, revoked_at FROM tokens ORDER BY id",
+            "SELECT id, deployment, label, created_at, revoked_at, last_used_at FROM tokens \
+             ORDER BY id",
         )?;
         let rows = stmt.query_map([], token_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn touch_token(&self, id: i64, at_ms: i64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE tokens SET last_used_at = ?1 WHERE id = ?2",
+            params![at_ms, id],
+        )?;
+        Ok(())
     }
 
     fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
