@@ -264,6 +264,35 @@ fn dotenv(m: &Monorepo) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The CI/CD variables a team sets for the deployment API and the installer's download.
+async fn project_vars(server: &Serve, releases: &tempfile::TempDir) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("DAGSTER_CLOUD_URL".into(), server.url.clone()),
+        ("DAGSTER_CLOUD_API_TOKEN".into(), server.token.clone()),
+        (
+            "DAGSTER_DEPLOY_DOWNLOAD_URL".into(),
+            file_server(releases.path().to_path_buf()).await,
+        ),
+    ])
+}
+
+/// The registry's credentials, and the runner's engine standing in for the dind service;
+/// Docker Hub is out of reach, so the example builds from a local image.
+fn docker_vars(s: &Services, shim: &str) -> [(String, String); 4] {
+    [
+        ("DAGSTER_DEPLOY_REGISTRY_USERNAME".into(), s.user.clone()),
+        (
+            "DAGSTER_DEPLOY_REGISTRY_PASSWORD".into(),
+            s.password.clone(),
+        ),
+        ("DOCKER_HOST".into(), s.docker_host.clone()),
+        (
+            "DAGSTER_DEPLOY_BUILD_ARGS".into(),
+            format!("BASE_IMAGE={shim}"),
+        ),
+    ]
+}
+
 fn clean_results(cleanup: &mut Cleanup, s: &Services, registry: &str) {
     for tag in support::registry_tags(s, registry.split_once('/').unwrap().1) {
         cleanup.image(&format!("{registry}:{tag}"));
@@ -283,24 +312,9 @@ async fn the_gitlab_template_deploys_the_default_branch_and_merge_requests() {
     let mut cleanup = Cleanup::new(&s);
     let releases = release_folder(env!("CARGO_PKG_VERSION"));
     let (api, api_url) = CommentApi::start(("private-token", GITLAB_TOKEN)).await;
-    let project: BTreeMap<String, String> = [
-        ("DAGSTER_CLOUD_URL", server.url.clone()),
-        ("DAGSTER_CLOUD_API_TOKEN", server.token.clone()),
-        ("DAGSTER_DEPLOY_REGISTRY_USERNAME", s.user.clone()),
-        ("DAGSTER_DEPLOY_REGISTRY_PASSWORD", s.password.clone()),
-        ("DAGSTER_DEPLOY_GITLAB_TOKEN", GITLAB_TOKEN.to_string()),
-        (
-            "DAGSTER_DEPLOY_DOWNLOAD_URL",
-            file_server(releases.path().to_path_buf()).await,
-        ),
-        // The runner's engine stands in for the dind service.
-        ("DOCKER_HOST", s.docker_host.clone()),
-        // Docker Hub is out of reach: the example builds from a local image.
-        ("DAGSTER_DEPLOY_BUILD_ARGS", format!("BASE_IMAGE={shim}")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut project = project_vars(&server, &releases).await;
+    project.extend(docker_vars(&s, &shim));
+    project.insert("DAGSTER_DEPLOY_GITLAB_TOKEN".into(), GITLAB_TOKEN.into());
     let runner = Runner {
         m: &m,
         doc: template("docker.gitlab-ci.yml"),
@@ -440,22 +454,8 @@ async fn the_gitlab_fan_out_builds_in_a_child_pipeline_and_closes_the_branch_dep
     let server = Serve::start(&s);
     let mut cleanup = Cleanup::new(&s);
     let releases = release_folder(env!("CARGO_PKG_VERSION"));
-    let project: BTreeMap<String, String> = [
-        ("DAGSTER_CLOUD_URL", server.url.clone()),
-        ("DAGSTER_CLOUD_API_TOKEN", server.token.clone()),
-        ("DAGSTER_DEPLOY_REGISTRY_USERNAME", s.user.clone()),
-        ("DAGSTER_DEPLOY_REGISTRY_PASSWORD", s.password.clone()),
-        (
-            "DAGSTER_DEPLOY_DOWNLOAD_URL",
-            file_server(releases.path().to_path_buf()).await,
-        ),
-        // The runner's engine stands in for the dind service.
-        ("DOCKER_HOST", s.docker_host.clone()),
-        ("DAGSTER_DEPLOY_BUILD_ARGS", format!("BASE_IMAGE={shim}")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut project = project_vars(&server, &releases).await;
+    project.extend(docker_vars(&s, &shim));
     let parent = Runner {
         m: &m,
         doc: template("fan-out.gitlab-ci.yml"),
@@ -570,24 +570,14 @@ async fn the_gitlab_python_executable_template_reports_its_deployment() {
     let server = Serve::with_args(&["--no-image-checks"], &[]);
     let releases = release_folder(env!("CARGO_PKG_VERSION"));
     let (api, api_url) = CommentApi::start(("private-token", GITLAB_TOKEN)).await;
-    let project: BTreeMap<String, String> = [
-        ("DAGSTER_CLOUD_URL", server.url.clone()),
-        ("DAGSTER_CLOUD_API_TOKEN", server.token.clone()),
-        ("DAGSTER_DEPLOY_GITLAB_TOKEN", GITLAB_TOKEN.to_string()),
-        (
-            "DAGSTER_DEPLOY_DOWNLOAD_URL",
-            file_server(releases.path().to_path_buf()).await,
-        ),
-        ("DAGSTER_DEPLOY_TOOLS_DIR", tools),
-        // uv's and pex's caches, as a GitLab `cache:` would keep them between pipelines.
-        (
-            "XDG_CACHE_HOME",
-            format!("{}/.cache", std::env::var("HOME").unwrap_or_default()),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut project = project_vars(&server, &releases).await;
+    project.insert("DAGSTER_DEPLOY_GITLAB_TOKEN".into(), GITLAB_TOKEN.into());
+    project.insert("DAGSTER_DEPLOY_TOOLS_DIR".into(), tools);
+    // uv's and pex's caches, as a GitLab `cache:` would keep them between pipelines.
+    project.insert(
+        "XDG_CACHE_HOME".into(),
+        format!("{}/.cache", std::env::var("HOME").unwrap_or_default()),
+    );
     let runner = Runner {
         m: &m,
         doc: template("python-executable.gitlab-ci.yml"),
