@@ -115,10 +115,32 @@ fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
     .into_owned()
 }
 
+/// How this machine reaches package indexes (its CA bundle, proxies), as a runner's host
+/// configures its jobs; the jobs' environment is otherwise only the pipeline's variables.
+const HOST_NETWORK_VARS: [&str; 12] = [
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PIP_CERT",
+    "PIP_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "UV_INDEX_URL",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+];
+
+/// The `PATH` of a job: a small image's.
+const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 struct Runner<'a> {
     m: &'a Monorepo,
     /// The pipeline's configuration (a template, or a generated child pipeline).
     doc: Value,
+    /// The job's `PATH`, standing in for its image.
+    path: String,
     /// Project CI/CD variables (the settings a team adds in GitLab).
     project: BTreeMap<String, String>,
     temp: tempfile::TempDir,
@@ -188,12 +210,14 @@ impl Runner<'_> {
             .arg("-e")
             .arg(&file)
             .env_clear()
+            .envs(
+                HOST_NETWORK_VARS
+                    .iter()
+                    .filter_map(|k| Some((k, std::env::var(k).ok()?))),
+            )
             .envs(&vars)
             .env("HOME", home.path())
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            .env("PATH", &self.path)
             .current_dir(workdir)
             .output()
             .unwrap();
@@ -240,6 +264,35 @@ fn dotenv(m: &Monorepo) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The CI/CD variables a team sets for the deployment API and the installer's download.
+async fn project_vars(server: &Serve, releases: &tempfile::TempDir) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("DAGSTER_CLOUD_URL".into(), server.url.clone()),
+        ("DAGSTER_CLOUD_API_TOKEN".into(), server.token.clone()),
+        (
+            "DAGSTER_DEPLOY_DOWNLOAD_URL".into(),
+            file_server(releases.path().to_path_buf()).await,
+        ),
+    ])
+}
+
+/// The registry's credentials, and the runner's engine standing in for the dind service;
+/// Docker Hub is out of reach, so the example builds from a local image.
+fn docker_vars(s: &Services, shim: &str) -> [(String, String); 4] {
+    [
+        ("DAGSTER_DEPLOY_REGISTRY_USERNAME".into(), s.user.clone()),
+        (
+            "DAGSTER_DEPLOY_REGISTRY_PASSWORD".into(),
+            s.password.clone(),
+        ),
+        ("DOCKER_HOST".into(), s.docker_host.clone()),
+        (
+            "DAGSTER_DEPLOY_BUILD_ARGS".into(),
+            format!("BASE_IMAGE={shim}"),
+        ),
+    ]
+}
+
 fn clean_results(cleanup: &mut Cleanup, s: &Services, registry: &str) {
     for tag in support::registry_tags(s, registry.split_once('/').unwrap().1) {
         cleanup.image(&format!("{registry}:{tag}"));
@@ -259,27 +312,13 @@ async fn the_gitlab_template_deploys_the_default_branch_and_merge_requests() {
     let mut cleanup = Cleanup::new(&s);
     let releases = release_folder(env!("CARGO_PKG_VERSION"));
     let (api, api_url) = CommentApi::start(("private-token", GITLAB_TOKEN)).await;
-    let project: BTreeMap<String, String> = [
-        ("DAGSTER_CLOUD_URL", server.url.clone()),
-        ("DAGSTER_CLOUD_API_TOKEN", server.token.clone()),
-        ("DAGSTER_DEPLOY_REGISTRY_USERNAME", s.user.clone()),
-        ("DAGSTER_DEPLOY_REGISTRY_PASSWORD", s.password.clone()),
-        ("DAGSTER_DEPLOY_GITLAB_TOKEN", GITLAB_TOKEN.to_string()),
-        (
-            "DAGSTER_DEPLOY_DOWNLOAD_URL",
-            file_server(releases.path().to_path_buf()).await,
-        ),
-        // The runner's engine stands in for the dind service.
-        ("DOCKER_HOST", s.docker_host.clone()),
-        // Docker Hub is out of reach: the example builds from a local image.
-        ("DAGSTER_DEPLOY_BUILD_ARGS", format!("BASE_IMAGE={shim}")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut project = project_vars(&server, &releases).await;
+    project.extend(docker_vars(&s, &shim));
+    project.insert("DAGSTER_DEPLOY_GITLAB_TOKEN".into(), GITLAB_TOKEN.into());
     let runner = Runner {
         m: &m,
         doc: template("docker.gitlab-ci.yml"),
+        path: IMAGE_PATH.into(),
         project,
         temp: tempfile::tempdir().unwrap(),
     };
@@ -415,25 +454,12 @@ async fn the_gitlab_fan_out_builds_in_a_child_pipeline_and_closes_the_branch_dep
     let server = Serve::start(&s);
     let mut cleanup = Cleanup::new(&s);
     let releases = release_folder(env!("CARGO_PKG_VERSION"));
-    let project: BTreeMap<String, String> = [
-        ("DAGSTER_CLOUD_URL", server.url.clone()),
-        ("DAGSTER_CLOUD_API_TOKEN", server.token.clone()),
-        ("DAGSTER_DEPLOY_REGISTRY_USERNAME", s.user.clone()),
-        ("DAGSTER_DEPLOY_REGISTRY_PASSWORD", s.password.clone()),
-        (
-            "DAGSTER_DEPLOY_DOWNLOAD_URL",
-            file_server(releases.path().to_path_buf()).await,
-        ),
-        // The runner's engine stands in for the dind service.
-        ("DOCKER_HOST", s.docker_host.clone()),
-        ("DAGSTER_DEPLOY_BUILD_ARGS", format!("BASE_IMAGE={shim}")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut project = project_vars(&server, &releases).await;
+    project.extend(docker_vars(&s, &shim));
     let parent = Runner {
         m: &m,
         doc: template("fan-out.gitlab-ci.yml"),
+        path: IMAGE_PATH.into(),
         project: project.clone(),
         temp: tempfile::tempdir().unwrap(),
     };
@@ -481,6 +507,7 @@ async fn the_gitlab_fan_out_builds_in_a_child_pipeline_and_closes_the_branch_dep
     let child = Runner {
         m: &m,
         doc: serde_yaml_ng::from_str(&child_text).unwrap(),
+        path: IMAGE_PATH.into(),
         project,
         temp: tempfile::tempdir().unwrap(),
     };
@@ -503,6 +530,124 @@ async fn the_gitlab_fan_out_builds_in_a_child_pipeline_and_closes_the_branch_dep
 
     // Closing the merge request: the stop job runs without a checkout.
     let closed = parent.run("dagster-deploy-branch-close", &pipeline);
+    assert_eq!(closed.code, 0, "{closed}");
+    assert_eq!(
+        server.pull_request_status(&branch).as_deref(),
+        Some("CLOSED")
+    );
+}
+
+/// The Python-executable template: every deploy job writes its dotenv report and the merge
+/// request note, also when nothing changed, so later jobs always learn the deployment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gitlab_python_executable_template_reports_its_deployment() {
+    // python3.11 and the pex tools, as in tests/pex_deploy.rs; no Docker.
+    let python = Command::new("python3.11")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output();
+    let tools = std::env::var("DAGSTER_DEPLOY_TOOLS_DIR").ok();
+    let (Ok(python), Some(tools)) = (python, tools) else {
+        let why = "python3.11 and DAGSTER_DEPLOY_TOOLS_DIR (scripts/pex-tools.sh) are needed";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("SKIPPED: {why}");
+        return;
+    };
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_string();
+    let python_dir = Path::new(&python).parent().unwrap().display().to_string();
+
+    let m = Monorepo::new();
+    m.write(
+        "dagster_cloud.yaml",
+        "locations:\n  - location_name: tiny\n    code_source:\n      module_name: tiny\n    build:\n      directory: tiny\n",
+    );
+    m.write("tiny/tiny/__init__.py", "VALUE = 1\n");
+    m.write(
+        "tiny/setup.py",
+        "from setuptools import setup\nsetup(name='tiny', packages=['tiny'], install_requires=['dagster'])\n",
+    );
+    m.write(".gitignore", "dagster-deploy.env\n");
+    m.commit("a tiny location");
+    let server = Serve::with_args(&["--no-image-checks"], &[]);
+    let releases = release_folder(env!("CARGO_PKG_VERSION"));
+    let (api, api_url) = CommentApi::start(("private-token", GITLAB_TOKEN)).await;
+    let mut project = project_vars(&server, &releases).await;
+    project.insert("DAGSTER_DEPLOY_GITLAB_TOKEN".into(), GITLAB_TOKEN.into());
+    project.insert("DAGSTER_DEPLOY_TOOLS_DIR".into(), tools);
+    // uv's and pex's caches, as a GitLab `cache:` would keep them between pipelines.
+    project.insert(
+        "XDG_CACHE_HOME".into(),
+        format!("{}/.cache", std::env::var("HOME").unwrap_or_default()),
+    );
+    let runner = Runner {
+        m: &m,
+        doc: template("python-executable.gitlab-ci.yml"),
+        // The image is python:3.11-slim: Python comes first on its PATH.
+        path: format!("{python_dir}:{IMAGE_PATH}"),
+        project,
+        temp: tempfile::tempdir().unwrap(),
+    };
+
+    let main = |m: &Monorepo, before: &str| {
+        predefined(
+            m,
+            &[
+                ("CI_PIPELINE_SOURCE", "push"),
+                ("CI_COMMIT_BRANCH", "main"),
+                ("CI_COMMIT_REF_NAME", "main"),
+                ("CI_COMMIT_BEFORE_SHA", before),
+            ],
+        )
+    };
+    let root = m.git(&["rev-list", "--max-parents=0", "HEAD"]);
+    let first = runner.run("dagster-deploy", &main(&m, &root));
+    assert_eq!(first.code, 0, "{first}");
+    assert_eq!(server.images("prod").keys().collect::<Vec<_>>(), ["tiny"]);
+    assert_eq!(dotenv(&m)["DAGSTER_CLOUD_DEPLOYMENT"], "prod", "{first}");
+
+    // Nothing changed since the last deploy: still a report for later jobs.
+    std::fs::remove_file(m.path().join("dagster-deploy.env")).unwrap();
+    let before = m.git(&["rev-parse", "HEAD"]);
+    m.write("README.md", "docs only\n");
+    m.commit("docs");
+    let unchanged = runner.run("dagster-deploy", &main(&m, &before));
+    assert_eq!(unchanged.code, 0, "{unchanged}");
+    assert_eq!(
+        dotenv(&m)["DAGSTER_CLOUD_DEPLOYMENT"],
+        "prod",
+        "{unchanged}"
+    );
+    assert_eq!(dotenv(&m)["DAGSTER_DEPLOY_IS_BRANCH_DEPLOYMENT"], "false");
+
+    // A merge request: the branch deployment in the dotenv report, and one note.
+    let base = m.git(&["rev-parse", "HEAD"]);
+    m.git(&["checkout", "-q", "-b", "tiny-change"]);
+    m.write("tiny/tiny/__init__.py", "VALUE = 2\n");
+    m.commit("change tiny");
+    let pipeline = predefined(
+        &m,
+        &[
+            ("CI_PIPELINE_SOURCE", "merge_request_event"),
+            ("CI_COMMIT_REF_NAME", "tiny-change"),
+            ("CI_MERGE_REQUEST_IID", "3"),
+            ("CI_MERGE_REQUEST_PROJECT_ID", "7"),
+            ("CI_MERGE_REQUEST_SOURCE_PROJECT_ID", "7"),
+            ("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "tiny-change"),
+            ("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "main"),
+            ("CI_MERGE_REQUEST_DIFF_BASE_SHA", &base),
+            ("CI_API_V4_URL", &api_url),
+        ],
+    );
+    let opened = runner.run("dagster-deploy-branch", &pipeline);
+    assert_eq!(opened.code, 0, "{opened}");
+    let branch = dotenv(&m)["DAGSTER_CLOUD_DEPLOYMENT"].clone();
+    assert_ne!(branch, "prod", "{opened}");
+    assert_eq!(dotenv(&m)["DAGSTER_DEPLOY_IS_BRANCH_DEPLOYMENT"], "true");
+    assert_eq!(server.images(&branch).keys().collect::<Vec<_>>(), ["tiny"]);
+    let notes = api.bodies();
+    assert_eq!(notes.len(), 1, "{opened}");
+    assert!(notes[0].contains("| tiny |"), "{notes:?}");
+
+    let closed = runner.run("dagster-deploy-branch-close", &pipeline);
     assert_eq!(closed.code, 0, "{closed}");
     assert_eq!(
         server.pull_request_status(&branch).as_deref(),
