@@ -2,7 +2,7 @@
 //! the client, the never-backwards rule, concurrent deploys of two commits, and (with the
 //! services from `scripts/services.sh`) LOADED through the real registry.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 mod support;
 

@@ -3,7 +3,7 @@
 //! at least what the reference registers (issue 13, point 3). The reference CLI comes from
 //! `DAGSTER_CLOUD_REFERENCE` (these tests fail without it in CI, skip elsewhere).
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 #[path = "support/mod.rs"]
 mod support;

@@ -2,7 +2,7 @@
 //! folder against our server, and `ci` bad-input handling. The reference CLI comes from
 //! `DAGSTER_CLOUD_REFERENCE` (these tests fail without it in CI, skip elsewhere).
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 #[path = "support/mod.rs"]
 mod support;

@@ -4,7 +4,7 @@
 //! same results and leave the same state. The reference is found through
 //! `DAGSTER_CLOUD_REFERENCE`; without it this fails in CI and is skipped elsewhere.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 
 use std::collections::BTreeMap;

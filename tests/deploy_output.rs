@@ -3,7 +3,7 @@
 //! store, the Python-executable path's CI feedback, and a missing deployment's error. None
 //! needs Docker: nothing here builds an image.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 #[path = "support/mod.rs"]
 mod support;

@@ -7,7 +7,7 @@
 //! Needs pex and uv (`scripts/pex-tools.sh`, or installed on first use), python3.11 and PyPI.
 //! Without them these tests skip, except under `CI`, where they fail.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 mod support;
 

@@ -1,6 +1,6 @@
 //! Every protocol operation through HTTP against the in-process server.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 
 use common::*;

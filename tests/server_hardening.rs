@@ -3,7 +3,7 @@
 //! data intact). Process-level findings (signals, files, the CLI, logs) are in
 //! `server_hardening_process.rs`.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 
 use std::time::Duration;

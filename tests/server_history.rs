@@ -1,7 +1,7 @@
 //! Every revision of every location document is kept: history and rollback, through the
 //! Rust API (the local store, no server) and through GraphQL.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 
 use common::*;

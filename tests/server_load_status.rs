@@ -2,7 +2,7 @@
 //! against a fake registry with bearer and basic auth), a load error naming the image when
 //! it does not, LOADED at once for locations without an image.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 
 use common::*;

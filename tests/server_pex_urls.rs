@@ -2,7 +2,7 @@
 //! SHA-256 checks, idempotent and interrupted uploads, token access, and the load status of a
 //! Python-executable location.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 
 use base64::Engine as _;

@@ -2,7 +2,7 @@
 //! found through `DAGSTER_CLOUD_REFERENCE`; without it these tests fail in CI and are skipped
 //! (with a notice) elsewhere.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! The reference is found through `DAGSTER_CLOUD_REFERENCE`; without it this fails in CI and
 //! is skipped elsewhere.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,6 @@
 //! Tokens: missing, wrong, revoked, deployment-scoped and organisation-scoped.
 
-#[path = "server_common.rs"]
+#[path = "support/server.rs"]
 mod common;
 
 use common::*;

@@ -1,4 +1,5 @@
-//! Helpers shared by the `server_*` tests (included with `#[path]`; has no tests itself).
+//! Helpers shared by the tests that start an in-process server (included with `#[path]` so that
+//! it is compiled into each test binary, never as a test binary of its own).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
