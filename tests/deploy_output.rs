@@ -126,7 +126,7 @@ fn plan_says_what_each_location_was_compared_with() {
 }
 
 #[test]
-fn deployment_list_locations_reads_the_local_store() {
+fn deployment_list_and_pull_locations_read_the_local_store() {
     let m = Monorepo::example("localhost:1/dagster-deploy-output");
     let none = Run::of(&mut ours(&m, &["deployment", "list-locations"]));
     assert_eq!(none.code, 2, "{none}");
@@ -141,6 +141,22 @@ fn deployment_list_locations_reads_the_local_store() {
          analytics\tPackage: analytics\tImage: localhost:1/dagster-deploy-output:analytics-1\n\
          ingest\tPackage: ingest\tImage: localhost:1/dagster-deploy-output:ingest-1\n",
         "{run}"
+    );
+
+    // pull-locations too: the stored documents as a workspace YAML document.
+    let pulled = Run::of(&mut ours(&m, &["deployment", "pull-locations"]));
+    assert_eq!(pulled.code, 0, "{pulled}");
+    let doc: serde_json::Value = serde_yaml_ng::from_str(&pulled.stdout).unwrap();
+    let names: Vec<&str> = doc["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["location_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["analytics", "ingest"], "{pulled}");
+    assert_eq!(
+        doc["locations"][1]["image"],
+        "localhost:1/dagster-deploy-output:ingest-1"
     );
 }
 

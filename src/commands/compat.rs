@@ -49,8 +49,19 @@ pub async fn run_deployment(command: &DeploymentCommand) -> Result<u8, Error> {
             Ok(0)
         }
         DeploymentCommand::PullLocations(a) => {
-            let client = settings(&a.connection, None)?.deployment_client("pull-locations")?;
-            let doc = ops::locations_as_document(&client).await?;
+            let s = settings(&a.connection, None)?;
+            let doc = match s.has_remote() {
+                // The server's document as it is (its order, any other keys), as the
+                // reference prints it.
+                true => ops::locations_as_document(&s.deployment_client("pull-locations")?).await?,
+                // No settings: what the local store holds.
+                false => {
+                    let deployment =
+                        target::existing_or_explain(&s, &super::current_dir()?, "pull-locations")?;
+                    let docs = deployment.current_documents().await?;
+                    serde_json::json!({ "locations": docs.into_values().collect::<Vec<_>>() })
+                }
+            };
             output::result(&to_yaml(&doc)?);
             Ok(0)
         }
