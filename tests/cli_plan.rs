@@ -377,6 +377,25 @@ fn forced_locations_and_all() {
     );
     let plan = m.plan(&["--base", "HEAD", "--all"]);
     assert_eq!(plan["summary"]["build"], 3);
+    // The reason says which flag forced the build: --all names nobody.
+    let reason = |plan: &serde_json::Value, name: &str| {
+        plan["locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap()["reason"]["message"]
+            .clone()
+    };
+    assert_eq!(
+        reason(&plan, "a"),
+        "--all: every location is built whatever changed"
+    );
+    let plan = m.plan(&["--base", "HEAD", "--all", "--location", "c"]);
+    assert_eq!(
+        reason(&plan, "c"),
+        "named on the command line: built whatever changed"
+    );
 }
 
 #[test]

@@ -27,8 +27,18 @@ pub(super) enum BaseEntry<'a> {
     },
 }
 
+/// Whether the command line forces a build, and how (the reason says which).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Forced {
+    No,
+    /// Named with `--location` / `--location-name`.
+    Named,
+    /// `--all`.
+    All,
+}
+
 pub(super) struct Facts<'a> {
-    pub(super) forced: bool,
+    pub(super) forced: Forced,
     pub(super) base: BaseEntry<'a>,
     pub(super) location: &'a Location,
     pub(super) settings: &'a LocationSettings,
@@ -39,10 +49,14 @@ pub(super) struct Facts<'a> {
 /// The decision table, first match wins.
 pub(super) fn decide(f: &Facts) -> (Action, Reason) {
     let (action, code, message) = match &f.base {
-        _ if f.forced => (
+        _ if f.forced != Forced::No => (
             Action::Build,
             ReasonCode::Forced,
-            "named on the command line: built whatever changed".to_string(),
+            match f.forced {
+                Forced::All => "--all: every location is built whatever changed",
+                _ => "named on the command line: built whatever changed",
+            }
+            .to_string(),
         ),
         BaseEntry::NoBase(why) => (
             Action::Build,

@@ -331,7 +331,11 @@ pub fn plan_in(
             _ => loc_config.entry(&loc.name),
         };
         let (action, reason) = decide(&Facts {
-            forced: req.all || req.force.contains(&loc.name),
+            forced: match (req.force.contains(&loc.name), req.all) {
+                (true, _) => decide::Forced::Named,
+                (false, true) => decide::Forced::All,
+                (false, false) => decide::Forced::No,
+            },
             base: base_entry,
             location: loc,
             settings: &settings,
