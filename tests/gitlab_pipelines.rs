@@ -11,8 +11,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod support;
+
 use dagster_deploy::ci::fan_out::{GitlabChild, gitlab_child_pipeline};
 use serde_json::Value;
+use support::Monorepo;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,33 +41,19 @@ fn emulator() -> Option<PathBuf> {
 
 /// A git repository holding a `.gitlab-ci.yml` (and any other files), as the emulator wants.
 struct Project {
-    dir: tempfile::TempDir,
+    repo: Monorepo,
     emulator: PathBuf,
 }
 
 impl Project {
     fn new(emulator: &Path, files: &[(&str, &str)]) -> Project {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = Monorepo::new();
         for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).expect("write");
+            repo.write(name, text);
         }
-        let git = |args: &[&str]| {
-            let out = Command::new("git")
-                .args(args)
-                .current_dir(dir.path())
-                .env("GIT_AUTHOR_NAME", "Ada")
-                .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-                .env("GIT_COMMITTER_NAME", "Ada")
-                .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-                .output()
-                .expect("run git");
-            assert!(out.status.success(), "git {args:?}: {out:?}");
-        };
-        git(&["init", "-q", "-b", "main"]);
-        git(&["add", "."]);
-        git(&["commit", "-q", "-m", "pipeline"]);
+        repo.commit("pipeline");
         Project {
-            dir,
+            repo,
             emulator: emulator.to_path_buf(),
         }
     }
@@ -81,7 +70,7 @@ impl Project {
             .args(args)
             .arg("--json-schema-validation")
             .args(["--state-dir", ".gitlab-ci-local"])
-            .current_dir(self.dir.path())
+            .current_dir(self.repo.path())
             .env("NO_COLOR", "1")
             .output()
             .expect("run gitlab-ci-local");
