@@ -29,6 +29,7 @@ mod private_fs;
 mod registry;
 mod store;
 mod tokens;
+pub mod workspace;
 
 use std::fs::File;
 use std::future::Future;
