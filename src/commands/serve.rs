@@ -13,8 +13,8 @@ use crate::cli::serve::{
 use crate::error::Error;
 use crate::output;
 use crate::server::{
-    self, AgentOptions, ConnectionLimits, Deployments, RegistryAccess, RegistryCredentials, ServeOptions,
-    TokenInfo, TokenScope,
+    self, AgentOptions, ConnectionLimits, Deployments, RegistryAccess, RegistryCredentials,
+    ServeOptions, TokenInfo, TokenScope,
 };
 
 /// The registry password for `--registry-user` (never a flag: argv is visible to others).

@@ -750,7 +750,8 @@ impl Agent {
                 None => {
                     let range = &self.opts.ports;
                     s.phase = Phase::Failed(PythonTrace::message(format!(
-                        "location '{}': every code-server port of {}-{} is in use; stop other                          programs using them, or give serve a larger --code-server-ports range",
+                        "location '{}': every code-server port of {}-{} is in use; stop other \
+                     programs using them, or give serve a larger --code-server-ports range",
                         s.location,
                         range.start(),
                         range.end()
@@ -885,7 +886,8 @@ impl Agent {
         loop {
             if let Some(code) = self.exited(key, generation).await {
                 return Phase::Failed(PythonTrace::message(format!(
-                    "location '{location}': the code server exited with code {code} before                      serving{}",
+                    "location '{location}': the code server exited with code {code} before \
+                     serving{}",
                     self.log_tail(key)
                 )));
             }
@@ -896,7 +898,9 @@ impl Agent {
             }
             if Instant::now() >= deadline {
                 return Phase::Failed(PythonTrace::message(format!(
-                    "location '{location}': the code server did not answer its health check within                      {} s (last: {last}); raise --code-server-startup-timeout if its code takes                      longer to import{}",
+                    "location '{location}': the code server did not answer its health check within \
+                     {} s (last: {last}); raise --code-server-startup-timeout if its code takes \
+                     longer to import{}",
                     limit.as_secs(),
                     self.log_tail(key)
                 )));
