@@ -336,7 +336,7 @@ impl Agent {
         match self.engine.list().await {
             Ok(containers) => {
                 for c in containers {
-                    let exited = (!c.running).then_some(-1);
+                    let exited = c.exited;
                     let handle = Handle::Container(c.id);
                     found.push((
                         c.deployment,
@@ -629,7 +629,7 @@ impl Agent {
     fn watch_exits(
         &self,
         st: &mut State,
-        containers: Option<&HashMap<String, bool>>,
+        containers: Option<&HashMap<String, Option<i64>>>,
         now: Instant,
         starts: &mut Vec<(String, Start)>,
     ) {
@@ -644,8 +644,9 @@ impl Agent {
                         // Gone from the engine's list, or stopped (not known: the engine did
                         // not answer).
                         Handle::Container(id) => match containers.map(|c| c.get(id)) {
-                            Some(Some(true)) | None => None,
-                            Some(_) => Some(-1),
+                            Some(Some(exited)) => *exited,
+                            Some(None) => Some(-1),
+                            None => None,
                         },
                         Handle::None => None,
                     };
@@ -670,7 +671,7 @@ impl Agent {
 
     /// Running state of this server's containers by id; `None` when there are none, or the
     /// engine does not answer (then no container is taken as exited).
-    async fn container_states(&self) -> Option<HashMap<String, bool>> {
+    async fn container_states(&self) -> Option<HashMap<String, Option<i64>>> {
         let any = self
             .state()
             .servers
@@ -680,7 +681,7 @@ impl Agent {
             return None;
         }
         let list = self.engine.list().await.ok()?;
-        Some(list.into_iter().map(|c| (c.id, c.running)).collect())
+        Some(list.into_iter().map(|c| (c.id, c.exited)).collect())
     }
 
     // ---- starting and loading ------------------------------------------------------------
