@@ -266,8 +266,12 @@ async fn bad_input_fails_alone_and_a_closed_branch_deployment_stops_its_code_ser
         untrusted.contains("--registry registry.invalid:5000"),
         "{untrusted}"
     );
-    // Only the good one runs and is in the workspace.
-    assert_eq!(serve.containers(), [("good".to_string(), true)]);
+    // Only the good one runs (failed ones are removed) and is in the workspace.
+    serve
+        .until("only the good location to run", || {
+            serve.containers() == [("good".to_string(), true)]
+        })
+        .await;
     assert_eq!(
         serve
             .workspace(&branch)

@@ -860,7 +860,7 @@ impl Agent {
         if let Some((handle, port)) = stop {
             let this = Arc::clone(self);
             tokio::spawn(async move {
-                this.stop_handle(handle).await;
+                this.stop_handle_as(handle, false).await;
                 if let Some(port) = port {
                     this.ports().release(port);
                 }
@@ -959,10 +959,15 @@ impl Agent {
         }
     }
 
+    /// Stops a code server: gracefully when it may be serving, at once when it failed.
     async fn stop_handle(&self, handle: Handle) {
+        self.stop_handle_as(handle, true).await;
+    }
+
+    async fn stop_handle_as(&self, handle: Handle, graceful: bool) {
         match handle {
             Handle::None => {}
-            Handle::Container(id) => self.engine.remove(&id).await,
+            Handle::Container(id) => self.engine.remove(&id, graceful).await,
             Handle::Process(p) => {
                 let _ = tokio::task::spawn_blocking(move || p.stop()).await;
             }
