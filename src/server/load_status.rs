@@ -228,7 +228,7 @@ mod tests {
         // A new image is still checked once room is made.
         for _ in 0..100 {
             if let LoadStatus::Failed(why) = checker.status("prod", &loc) {
-                assert!(why.message.contains("does not check images in"), "{why}");
+                assert!(why.message.contains("does not check images in"), "{why:?}");
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
