@@ -105,17 +105,12 @@ async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes
     if let Some(cli) = common::reference_cli() {
         let home = tempfile::tempdir().unwrap();
         let url = format!("{}/prod", serve.url);
-        let out = std::process::Command::new(&cli)
-            .args(&bad)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("DAGSTER_CLOUD_URL", &url)
-            .env("DAGSTER_CLOUD_DEPLOYMENT", "prod")
-            .env("DAGSTER_CLOUD_API_TOKEN", &serve.token)
-            .env("DAGSTER_CLOUD_CLI_CONFIG", home.path().join("none"))
-            .output()
-            .unwrap();
+        let env = [
+            ("DAGSTER_CLOUD_URL", url.as_str()),
+            ("DAGSTER_CLOUD_DEPLOYMENT", "prod"),
+            ("DAGSTER_CLOUD_API_TOKEN", serve.token.as_str()),
+        ];
+        let out = common::run_clean(&cli, home.path(), &strs(&bad), &env).await;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -150,28 +145,17 @@ async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes
             serve.log().contains("restarting after exit code 137")
         })
         .await;
-    for _ in 0..600 {
-        if loaded(&serve.statuses("prod").await, "app")
-            && serve.containers() == [("app".to_string(), true)]
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let statuses = serve.settled("prod", &["app"]).await;
+    assert!(loaded(&statuses, "app"), "{statuses:?}");
     assert_eq!(serve.containers(), [("app".to_string(), true)]);
     assert_eq!(serve.container_ids(), ids);
-    assert!(loaded(&serve.statuses("prod").await, "app"));
 
     // serve restarted with --keep-code-servers in between: adopted, not restarted, no duplicate.
     serve.stop();
     assert_eq!(serve.container_ids(), ids, "a kept code server was stopped");
     serve.restart();
-    for _ in 0..600 {
-        if loaded(&serve.statuses("prod").await, "app") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let statuses = serve.settled("prod", &["app"]).await;
+    assert!(loaded(&statuses, "app"), "{statuses:?}");
     assert!(
         serve.log().contains("adopting a code server left running"),
         "{}",
@@ -234,14 +218,9 @@ async fn bad_input_fails_alone_and_a_closed_branch_deployment_stops_its_code_ser
         body["data"]["deployLocations"]["__typename"], "DeployLocationsSuccess",
         "{body}"
     );
-    let mut statuses = Vec::new();
-    for _ in 0..900 {
-        statuses = serve.statuses(&branch).await;
-        if statuses.iter().all(|(_, status, _)| status == "LOADED") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let statuses = serve
+        .settled(&branch, &["good", "nomodule", "nopull", "untrusted"])
+        .await;
     assert!(loaded(&statuses, "good"), "{statuses:?}\n{}", serve.log());
     let message = |location: &str| {
         load_error(&statuses, location)

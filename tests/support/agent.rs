@@ -354,6 +354,33 @@ impl AgentServe {
             .collect()
     }
 
+    /// Polls until every one of `locations` is LOADED (loaded or with its load error); returns
+    /// the deployment's entries then.
+    pub async fn settled(
+        &self,
+        deployment: &str,
+        locations: &[&str],
+    ) -> Vec<(String, String, Value)> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let statuses = self.statuses(deployment).await;
+            let done = locations.iter().all(|l| {
+                statuses
+                    .iter()
+                    .any(|(name, status, _)| name == l && status == "LOADED")
+            });
+            if done {
+                return statuses;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{locations:?} never finished loading: {statuses:?}; serve's log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Polls until `check` holds (with the server's log in the failure).
     pub async fn until<F: FnMut() -> bool>(&self, what: &str, mut check: F) {
         let deadline = Instant::now() + Duration::from_secs(180);
