@@ -14,6 +14,7 @@
 mod common;
 mod support;
 
+use dagster_deploy::server::{Actor, Deployments};
 use serde_json::{Value, json};
 use support::agent::AgentServe;
 use support::{Cleanup, services};
@@ -173,6 +174,30 @@ async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes
         })
         .await;
     assert!(serve.workspace("prod").is_empty());
+
+    // Deleted while serve was down (its code server kept): the next serve removes the orphan.
+    let mut other = good.clone();
+    other[2] = "other".into();
+    let run = serve.ours("prod", &strs(&other));
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(serve.containers(), [("other".to_string(), true)]);
+    serve.stop();
+    Deployments::open(&serve.data)
+        .unwrap()
+        .delete_location("prod", "other", &Actor::local("test"))
+        .unwrap();
+    assert_eq!(serve.containers(), [("other".to_string(), true)]);
+    serve.restart();
+    serve
+        .until("the orphaned code server to be removed", || {
+            serve.container_ids().is_empty()
+        })
+        .await;
+    serve
+        .until("its workspace entry to go", || {
+            serve.workspace("prod").is_empty()
+        })
+        .await;
 }
 
 const BRANCH: &str = "mutation($branchData: CreateOrUpdateBranchDeploymentInput!, $commit: DeploymentCommitInput!) {

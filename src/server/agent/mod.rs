@@ -173,6 +173,8 @@ pub(crate) struct Agent {
     wake: Notify,
     starts: Semaphore,
     stopping: AtomicBool,
+    /// Set by the first reconcile.
+    reconciled: AtomicBool,
     generation: AtomicU64,
 }
 
@@ -230,6 +232,7 @@ impl Agent {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
+            reconciled: AtomicBool::new(false),
             generation: AtomicU64::new(0),
         });
         tokio::spawn(Arc::clone(&agent).run());
@@ -546,18 +549,26 @@ impl Agent {
                         });
                 }
             }
+            // The first pass rewrites every deployment's file: what ran before may be gone.
+            if !self.reconciled.swap(true, Ordering::SeqCst) {
+                dirty.extend(active.iter().cloned());
+            }
             let names: HashSet<String> = st
                 .published
                 .keys()
                 .cloned()
                 .chain(by_deployment.keys().cloned())
-                .chain(dirty)
+                .chain(dirty.iter().cloned())
                 .collect();
             for deployment in names {
                 let mut entries = by_deployment.remove(&deployment).unwrap_or_default();
                 entries.sort_by(|a, b| a.location.cmp(&b.location));
                 let was = st.published.get(&deployment);
-                if was != Some(&entries) && (was.is_some() || !entries.is_empty()) {
+                let changed = match was {
+                    Some(was) => *was != entries,
+                    None => !entries.is_empty() || dirty.contains(&deployment),
+                };
+                if changed {
                     publish.push((deployment.clone(), entries.clone()));
                     if entries.is_empty() && !active.contains(&deployment) {
                         st.published.remove(&deployment);
