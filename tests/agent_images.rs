@@ -74,6 +74,32 @@ async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes
     assert_eq!(entries[0].0, "app");
     let port = entries[0].1;
     assert!((41000..=41049).contains(&port));
+    // No privileges, no host mounts, published on loopback only, none of serve's environment.
+    let ids = serve.container_ids();
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", &ids[0]])
+        .output()
+        .unwrap();
+    let inspect: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let c = &inspect[0];
+    assert_eq!(c["HostConfig"]["CapDrop"], json!(["ALL"]), "{c}");
+    assert_eq!(
+        c["HostConfig"]["SecurityOpt"],
+        json!(["no-new-privileges"]),
+        "{c}"
+    );
+    assert_eq!(c["Mounts"], json!([]), "{c}");
+    assert_eq!(
+        c["HostConfig"]["PortBindings"]["4000/tcp"][0]["HostIp"],
+        "127.0.0.1"
+    );
+    assert_eq!(c["Config"]["Labels"]["dagster-deploy.location"], "app");
+    let env = c["Config"]["Env"].to_string();
+    assert!(env.contains("DAGSTER_MODULE_NAME=good_loc"), "{env}");
+    assert!(
+        !env.contains(&s.password) && !env.contains("REGISTRY"),
+        "{env}"
+    );
 
     // A revision whose import raises: exit 1 with the user's frame and the cause chain.
     let bad = add("bad_loc");
