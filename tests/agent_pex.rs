@@ -99,6 +99,26 @@ async fn a_python_executable_location_runs_as_a_process_and_is_restarted() {
         "the registry password reached user code"
     );
 
+    // Under root, user code runs as nobody.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", processes[0].1)).unwrap();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let me = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    if me.trim() == "0" {
+        let nobody = Command::new("id")
+            .args(["-u", "nobody"])
+            .output()
+            .unwrap()
+            .stdout;
+        assert_eq!(uid, String::from_utf8(nobody).unwrap().trim());
+    } else {
+        assert_eq!(uid, me.trim());
+    }
+
     // Killed: restarted on the same port, LOADED again.
     let old_pid = processes[0].1;
     assert!(
