@@ -250,11 +250,13 @@ async fn bad_input_fails_alone_and_a_closed_branch_deployment_stops_its_code_ser
         .unwrap_or_else(|| panic!("{body}"))
         .to_string();
 
+    let python = support::agent::python_image(&s, &mut cleanup);
     let missing_image = format!("{}/dagster-deploy-test/agent-no-such-image:1", s.registry);
     let document = json!({"locations": [
         {"location_name": "good", "code_source": {"module_name": "good_loc"}, "working_directory": "/app", "image": image},
         {"location_name": "nomodule", "code_source": {"module_name": "no_such_module"}, "working_directory": "/app", "image": image},
         {"location_name": "nopull", "code_source": {"module_name": "good_loc"}, "image": missing_image},
+        {"location_name": "nodagster", "code_source": {"module_name": "good_loc"}, "image": python},
         {"location_name": "untrusted", "code_source": {"module_name": "good_loc"}, "image": "registry.invalid:5000/x:1"},
     ]});
     let deploy = "mutation($document: GenericScalar!) { deployLocations(document: $document) { __typename } }";
@@ -270,7 +272,10 @@ async fn bad_input_fails_alone_and_a_closed_branch_deployment_stops_its_code_ser
         "{body}"
     );
     let statuses = serve
-        .settled(&branch, &["good", "nomodule", "nopull", "untrusted"])
+        .settled(
+            &branch,
+            &["good", "nomodule", "nopull", "nodagster", "untrusted"],
+        )
         .await;
     assert!(loaded(&statuses, "good"), "{statuses:?}\n{}", serve.log());
     let message = |location: &str| {
@@ -291,6 +296,12 @@ async fn bad_input_fails_alone_and_a_closed_branch_deployment_stops_its_code_ser
         "{nopull}"
     );
     assert!(nopull.contains("cannot pull image"), "{nopull}");
+    let nodagster = message("nodagster");
+    assert!(
+        nodagster.contains("exited with code 127 before serving"),
+        "{nodagster}"
+    );
+    assert!(nodagster.contains("dagster"), "{nodagster}");
     let untrusted = message("untrusted");
     assert!(
         untrusted.contains("--registry registry.invalid:5000"),
