@@ -160,6 +160,26 @@ async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes
     // Back to the good code; then kill its code server: it is restarted, same container.
     let run = serve.ours("prod", &strs(&good));
     assert_eq!(run.code, 0, "{run}");
+    assert_eq!(serve.workspace("prod"), [("app".to_string(), port)]);
+
+    // A new good revision starts beside the serving one; the workspace file lists it by the
+    // time it is LOADED, and the old one goes after the grace period.
+    let mut newer = good.clone();
+    newer.extend(["--attribute".to_string(), "defs".to_string()]);
+    let run = serve.ours("prod", &strs(&newer));
+    assert_eq!(run.code, 0, "{run}");
+    let switched = serve.workspace("prod");
+    assert_eq!(switched.len(), 1, "{switched:?}");
+    assert_ne!(
+        switched[0].1, port,
+        "the workspace still lists the old code server"
+    );
+    let port = switched[0].1;
+    serve
+        .until("the replaced code server to go", || {
+            serve.container_ids().len() == 1
+        })
+        .await;
     let ids = serve.container_ids();
     assert_eq!(ids.len(), 1, "{:?}", serve.containers());
     let killed = std::process::Command::new("docker")

@@ -278,7 +278,9 @@ impl Agent {
         match &loc.want {
             Err(trace) => failed(trace, None),
             Ok(key) => match st.servers.get(key).map(|s| &s.phase) {
-                Some(Phase::Loaded) => LoadStatus::Loaded,
+                // LOADED once the workspace file lists it, not a moment before.
+                Some(Phase::Loaded) if loc.serving.as_ref() == Some(key) => LoadStatus::Loaded,
+                Some(Phase::Loaded) => LoadStatus::Loading,
                 Some(Phase::Failed(trace)) => failed(trace, Some(key)),
                 Some(Phase::Loading | Phase::Exited(_)) | None => LoadStatus::Loading,
             },
