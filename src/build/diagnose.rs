@@ -16,7 +16,10 @@ pub struct BuildFacts<'a> {
 /// The hint for a build that failed with `message`.
 pub fn build_hint(message: &str, facts: &BuildFacts<'_>) -> String {
     let lower = message.to_lowercase();
-    if let Some(id) = between(message, "secret ", " not found") {
+    // BuildKit 0.8 says "secret tok not found: not found", 0.13 "secret tok: not found".
+    if let Some(id) = between(message, "secret ", ": not found")
+        .or_else(|| between(message, "secret ", " not found"))
+    {
         return format!(
             "the Dockerfile mounts the build secret `{id}` and none was given: pass \
              --secret id={id},env=VAR (or src=FILE), or add it to `secrets` for this location \
@@ -156,8 +159,10 @@ mod tests {
 
     #[test]
     fn each_buildkit_failure_gets_its_fix() {
-        let h = hint("secret tok not found: not found", "", None);
-        assert!(h.contains("--secret id=tok,env=VAR"), "{h}");
+        for message in ["secret tok not found: not found", "secret tok: not found"] {
+            let h = hint(message, "", None);
+            assert!(h.contains("--secret id=tok,env=VAR"), "{message}: {h}");
+        }
         let h = hint(
             "failed to solve with frontend gateway.v0: failed to do request: Head \"https://registry-1.docker.io/v2/docker/dockerfile/manifests/1.7\"",
             "# syntax=docker/dockerfile:1.7\nFROM x\n",
