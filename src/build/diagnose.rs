@@ -87,7 +87,10 @@ pub fn build_hint(message: &str, facts: &BuildFacts<'_>) -> String {
                 make the image available to the engine (`docker load`, `docker import`)"
             .into();
     }
-    if let Some(line) = between(message, "dockerfile parse error line ", ":") {
+    // BuildKit 0.8 says "parse error line 3:", 0.13 "parse error on line 3:".
+    if let Some(line) = between(message, "dockerfile parse error line ", ":")
+        .or_else(|| between(message, "dockerfile parse error on line ", ":"))
+    {
         return format!("fix line {line} of the Dockerfile");
     }
     "fix the failing Dockerfile step shown in the log".into()
@@ -202,14 +205,15 @@ mod tests {
             None,
         );
         assert!(h.contains("FROM image cannot be pulled"), "{h}");
-        assert_eq!(
-            hint(
-                "dockerfile parse error line 2: unknown instruction: RN",
-                "FROM x\n",
-                None
-            ),
-            "fix line 2 of the Dockerfile"
-        );
+        for message in [
+            "dockerfile parse error line 2: unknown instruction: RN",
+            "dockerfile parse error on line 2: unknown instruction: RN (did you mean RUN?)",
+        ] {
+            assert_eq!(
+                hint(message, "FROM x\n", None),
+                "fix line 2 of the Dockerfile"
+            );
+        }
     }
 
     #[test]
