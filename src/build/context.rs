@@ -3,7 +3,8 @@
 //! [`BuildContext::prepare`] walks the build directory once (metadata only, nothing is read
 //! into memory), applies `.dockerignore` exactly like the Docker CLI, checks the size limit and
 //! settles the Dockerfile's name. Writing the tar ([`super::tar_stream`]) happens later and
-//! streams file contents one buffer at a time.
+//! streams file contents one buffer at a time. That tar is for the classic builder; BuildKit
+//! reads the same folder through its session ([`super::buildkit::SyncedDirs`]).
 
 use std::ffi::OsString;
 use std::io;
