@@ -264,6 +264,7 @@ impl BuildContext {
             context: self.root.clone(),
             dockerfile,
             mtime: self.mtime,
+            size_limit: self.size_limit,
         };
         (dirs, name)
     }

@@ -37,6 +37,17 @@ pub fn build_hint(message: &str, facts: &BuildFacts<'_>) -> String {
              built-in frontend"
         );
     }
+    // Refusals of our own session's file sync, relayed by the engine.
+    if lower.contains("is larger than the limit of") {
+        return "exclude files in .dockerignore, or raise --max-context-size \
+                (DAGSTER_DEPLOY_MAX_CONTEXT_SIZE)"
+            .into();
+    }
+    if lower.contains("changed while the build context was being sent") {
+        return "a file of the build context changed during the build: build again once \
+                nothing writes into the build directory"
+            .into();
+    }
     if let Some(platform) = facts.request.platform.as_deref()
         && facts
             .engine_platform
@@ -172,6 +183,12 @@ mod tests {
             None,
         );
         assert!(h.contains("`# syntax=docker/dockerfile:1.7`"), "{h}");
+        let h = hint(
+            "failed to solve: the build context in /x is larger than the limit of 1.0 MiB",
+            "",
+            None,
+        );
+        assert!(h.contains("--max-context-size"), "{h}");
         let h = hint("failed to do request", "FROM x\n", Some("linux/arm64"));
         assert!(h.contains("emulation"), "{h}");
         assert!(!hint("x", "FROM x\n", Some("linux/amd64/v2")).contains("emulation"));

@@ -23,6 +23,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::build::context::human_size;
 use crate::plan::dockerignore::{DockerIgnore, ParentMatches};
 
 /// The BuildKit session's name for the build context folder.
@@ -49,6 +50,8 @@ pub struct SyncedDirs {
     /// Modification time given to every entry (seconds since the epoch), so identical inputs
     /// make identical layers whatever the checkout's file times are.
     pub mtime: u64,
+    /// Largest sum of file sizes one folder may send (`--max-context-size`).
+    pub size_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +68,8 @@ pub(crate) struct FileSyncService(pub SyncedDirs);
 /// Where the content of one sent entry comes from.
 #[derive(Debug, Clone)]
 enum Source {
-    Disk(PathBuf),
+    /// A file, and the size its stat told the engine.
+    Disk(PathBuf, u64),
     Memory(Vec<u8>),
 }
 
@@ -87,7 +91,6 @@ impl FileSync for FileSyncService {
         &self,
         request: Request<Streaming<Packet>>,
     ) -> Result<Response<PacketStream>, Status> {
-        let filter = Filter::from_metadata(request.metadata())?;
         let dir = metadata_values(request.metadata(), "dir-name")
             .into_iter()
             .next()
@@ -104,10 +107,13 @@ impl FileSync for FileSyncService {
                     (DOCKERFILE, DockerfileDir::Disk(path)) => path.clone(),
                     _ => self.0.context.clone(),
                 };
-                tokio::task::spawn_blocking(move || walk(&root, &filter, mtime_ns))
+                let filter = Filter::from_metadata(request.metadata(), &root)?;
+                let entries = tokio::task::spawn_blocking(move || walk(&root, &filter, mtime_ns))
                     .await
                     .map_err(|e| Status::internal(e.to_string()))?
-                    .map_err(|e| Status::unavailable(e.to_string()))?
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                self.check_limit(&entries)?;
+                entries
             }
             (other, _) => {
                 return Err(Status::not_found(format!(
@@ -125,6 +131,31 @@ impl FileSync for FileSyncService {
         _: Request<Streaming<Packet>>,
     ) -> Result<Response<PacketStream>, Status> {
         Err(Status::unimplemented("tar_stream"))
+    }
+}
+
+impl FileSyncService {
+    /// `--max-context-size` holds for what is sent (the context was measured when prepared;
+    /// it may have grown since).
+    fn check_limit(&self, entries: &[Entry]) -> Result<(), Status> {
+        let Some(limit) = self.0.size_limit else {
+            return Ok(());
+        };
+        let size: u64 = entries
+            .iter()
+            .filter(|e| e.source.is_some())
+            .map(|e| u64::try_from(e.stat.size).unwrap_or(0))
+            .sum();
+        if size <= limit {
+            return Ok(());
+        }
+        Err(Status::resource_exhausted(format!(
+            "the build context in {} is larger than the limit of {} ({} after .dockerignore); \
+             exclude files in .dockerignore or raise the limit",
+            self.0.context.display(),
+            human_size(limit),
+            human_size(size)
+        )))
     }
 }
 
@@ -228,19 +259,36 @@ async fn send_file(
                 tx.send(Ok(data(chunk.to_vec()))).await.map_err(closed)?;
             }
         }
-        Source::Disk(path) => {
+        Source::Disk(path, size) => {
             let unreadable = |e: std::io::Error| {
                 Status::unavailable(format!("cannot read {}: {e}", path.display()))
             };
-            let mut file = tokio::fs::File::open(&path).await.map_err(unreadable)?;
+            // The engine was told the size: a file that changed since would make a layer that
+            // matches neither version (the tar path checks the same).
+            let changed = || {
+                Status::aborted(format!(
+                    "{} changed while the build context was being sent; build again",
+                    path.display()
+                ))
+            };
+            let file = tokio::fs::File::open(&path).await.map_err(unreadable)?;
+            let mut file = file.take(size.saturating_add(1));
+            let mut sent = 0u64;
             loop {
                 let mut buffer = vec![0u8; CHUNK];
                 let read = file.read(&mut buffer).await.map_err(unreadable)?;
                 if read == 0 {
                     break;
                 }
+                sent += read as u64;
+                if sent > size {
+                    return Err(changed());
+                }
                 buffer.truncate(read);
                 tx.send(Ok(data(buffer))).await.map_err(closed)?;
+            }
+            if sent != size {
+                return Err(changed());
             }
         }
     }
@@ -255,10 +303,16 @@ struct Filter {
 }
 
 impl Filter {
-    fn from_metadata(metadata: &tonic::metadata::MetadataMap) -> Result<Filter, Status> {
+    /// The filter for walking `root` (follow paths are resolved in it).
+    fn from_metadata(
+        metadata: &tonic::metadata::MetadataMap,
+        root: &Path,
+    ) -> Result<Filter, Status> {
         let mut includes = metadata_values(metadata, "include-patterns");
-        let follow = metadata_values(metadata, "followpaths");
-        includes.extend(follow);
+        includes.extend(follow_links(
+            root,
+            &metadata_values(metadata, "followpaths"),
+        ));
         let excludes = metadata_values(metadata, "exclude-patterns");
         let matcher = |patterns: Vec<String>| -> Result<Option<DockerIgnore>, Status> {
             if patterns.is_empty() {
@@ -277,6 +331,47 @@ impl Filter {
             exclude: matcher(excludes)?,
         })
     }
+}
+
+/// fsutil's `FollowLinks` for whole paths: each path and, when it is a symlink, what it points
+/// to inside `root` (an absolute target counts from `root`), link after link. So a
+/// `.dockerignore` that is a link is read through it, as by `docker buildx build`.
+fn follow_links(root: &Path, paths: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for path in paths {
+        let mut current = clean_relative(path);
+        // A loop of links ends when a path comes round again; 40 hops as the kernel allows.
+        for _ in 0..40 {
+            if current.is_empty() || out.contains(&current) {
+                break;
+            }
+            out.push(current.clone());
+            let Ok(target) = std::fs::read_link(root.join(&current)) else {
+                break;
+            };
+            let target = target.to_string_lossy();
+            current = match (target.starts_with('/'), current.rsplit_once('/')) {
+                (true, _) | (false, None) => clean_relative(&target),
+                (false, Some((dir, _))) => clean_relative(&format!("{dir}/{target}")),
+            };
+        }
+    }
+    out
+}
+
+/// `a/./b/../c` as `a/c`, relative to the root, never above it.
+fn clean_relative(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
 }
 
 /// The values of one metadata key, URL-decoded when the engine says it encoded them
@@ -440,7 +535,9 @@ fn walk_dir(
             walk_dir(&path, &rel, filter, mtime_ns, parents, out)?;
             parents.pop();
         } else if !skip {
-            let source = file_type.is_file().then(|| Source::Disk(path.clone()));
+            let source = file_type
+                .is_file()
+                .then(|| Source::Disk(path.clone(), meta.len()));
             out.push(Entry { stat, source });
         }
     }
@@ -574,6 +671,19 @@ mod tests {
         assert_eq!(l.mode & GO_SYMLINK, GO_SYMLINK);
         assert_eq!(l.linkname, "f");
         assert!(entries[1].source.is_none());
+    }
+
+    #[test]
+    fn follow_paths_take_link_targets_along() {
+        let dir = tree(&["real/ignore", "x"]);
+        std::os::unix::fs::symlink("real/ignore", dir.path().join(".dockerignore")).unwrap();
+        std::os::unix::fs::symlink("/x", dir.path().join("real/abs")).unwrap();
+        let follow = |p: &str| follow_links(dir.path(), &[p.to_string()]);
+        assert_eq!(follow(".dockerignore"), [".dockerignore", "real/ignore"]);
+        assert_eq!(follow("./real/../real/abs"), ["real/abs", "x"]);
+        assert_eq!(follow("missing"), ["missing"]);
+        let got = sent(dir.path(), &filter(&[".dockerignore", "real/ignore"], &[]));
+        assert_eq!(got, [".dockerignore", "real", "real/ignore"]);
     }
 
     #[test]
