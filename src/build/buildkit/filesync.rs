@@ -397,30 +397,9 @@ fn metadata_values(metadata: &tonic::metadata::MetadataMap, key: &str) -> Vec<St
 
 /// Go's `url.QueryUnescape`: `+` is a space, `%XX` a byte.
 fn url_unescape(text: &str) -> String {
-    let text = text.replace('+', " ");
-    let bytes: Vec<u8> = percent_decode(text.as_bytes());
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if input[i] == b'%'
-            && let (Some(hi), Some(lo)) = (
-                input.get(i + 1).copied().and_then(hex),
-                input.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(input[i]);
-        i += 1;
-    }
-    out
+    percent_encoding::percent_decode_str(&text.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn memory_file(name: &str, data: &[u8], mtime_ns: i64) -> Entry {
@@ -475,42 +454,15 @@ fn walk_dir(
         let meta = std::fs::symlink_metadata(&path)?;
         let file_type = meta.file_type();
         let is_dir = file_type.is_dir();
-        let (include, include_info) = match &filter.include {
-            Some(m) => {
-                let (hit, info) = m.matches(&rel, parents.last().map(|p| &p.include));
-                (hit, info)
-            }
-            None => (true, ParentMatches::default()),
-        };
-        let mut skip = false;
-        if !include {
-            if is_dir
-                && let Some(m) = &filter.include
-                && let Some(prefixes) = m.plain_prefixes(false)
-                && !prefixes
-                    .iter()
-                    .any(|p| format!("{p}/").starts_with(&format!("{rel}/")))
-            {
-                continue;
-            }
-            skip = true;
+        let parent = parents.last();
+        let include = parent.map(|p| &p.include);
+        let (include, include_info) = judge(filter.include.as_ref(), false, &rel, include, is_dir);
+        let exclude = parent.map(|p| &p.exclude);
+        let (exclude, exclude_info) = judge(filter.exclude.as_ref(), true, &rel, exclude, is_dir);
+        if include == Verdict::Prune || exclude == Verdict::Prune {
+            continue;
         }
-        let (excluded, exclude_info) = match &filter.exclude {
-            Some(m) => m.matches(&rel, parents.last().map(|p| &p.exclude)),
-            None => (false, ParentMatches::default()),
-        };
-        if excluded {
-            if is_dir
-                && let Some(m) = &filter.exclude
-                && let Some(prefixes) = m.plain_prefixes(true)
-                && !prefixes
-                    .iter()
-                    .any(|p| format!("{p}/").starts_with(&format!("{rel}/")))
-            {
-                continue;
-            }
-            skip = true;
-        }
+        let skip = include == Verdict::Skip || exclude == Verdict::Skip;
         let Some(stat) = stat_of(&path, &rel, &meta, mtime_ns)? else {
             continue;
         };
@@ -542,6 +494,51 @@ fn walk_dir(
         }
     }
     Ok(())
+}
+
+/// What one pattern list makes of an entry.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    /// Not sent itself; a directory is still walked (something below may pass).
+    Skip,
+    /// A directory left unwalked.
+    Prune,
+}
+
+/// fsutil's use of an include (`exclude` false) or exclude list on `rel`, given its parent's
+/// results; also the results for `rel`'s children.
+fn judge(
+    matcher: Option<&DockerIgnore>,
+    exclude: bool,
+    rel: &str,
+    parent: Option<&ParentMatches>,
+    is_dir: bool,
+) -> (Verdict, ParentMatches) {
+    let Some(matcher) = matcher else {
+        return (Verdict::Pass, ParentMatches::default());
+    };
+    let (hit, info) = matcher.matches(rel, parent);
+    let verdict = if hit != exclude {
+        Verdict::Pass
+    } else if is_dir && pruned(matcher, exclude, rel) {
+        Verdict::Prune
+    } else {
+        Verdict::Skip
+    };
+    (verdict, info)
+}
+
+/// Whether a directory that does not pass `matcher` can be left unwalked: fsutil's shortcut
+/// when the patterns that could bring something below it back (`exceptions`: the `!` ones of
+/// an exclude list, else an include list's own) are all plain paths and none lies below it.
+fn pruned(matcher: &DockerIgnore, exceptions: bool, dir: &str) -> bool {
+    let dir_slash = format!("{dir}/");
+    matcher.plain_prefixes(exceptions).is_some_and(|prefixes| {
+        !prefixes
+            .iter()
+            .any(|p| format!("{p}/").starts_with(&dir_slash))
+    })
 }
 
 /// fsutil's stat of one entry (owner root, as the Docker CLI maps it; the fixed mtime); `None`
