@@ -43,9 +43,8 @@ REGISTRY_LISTEN=127.0.0.1:5000
 REGISTRY_ADDR=localhost:5000
 REGISTRY_USER=dagster-test
 BASE_IMAGE=dagster-deploy-test/base:latest
-# Installed from bookworm (openssl: the token-registry test makes its signing key), and the
-# engine's dependencies (listed so that they are not taken from
-# trixie: see above).
+# Installed from bookworm (openssl: the token-registry test makes its signing key), with the
+# engine's dependencies listed so that they are not taken from trixie (see above).
 PACKAGES=(docker-registry apache2-utils busybox-static openssl containerd runc tini)
 ENGINE_PACKAGES=(docker.io docker-cli docker-buildx)
 ENGINE_RELEASE=trixie
