@@ -123,7 +123,7 @@ impl FileSync for FileSyncService {
         };
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(send(entries, request.into_inner(), tx));
-        Ok(Response::new(Box::pin(tokio_stream_from(rx))))
+        Ok(Response::new(Box::pin(receiver_stream(rx))))
     }
 
     async fn tar_stream(
@@ -160,7 +160,7 @@ impl FileSyncService {
 }
 
 /// The receiver of `rx` as a stream.
-fn tokio_stream_from(
+fn receiver_stream(
     rx: mpsc::Receiver<Result<Packet, Status>>,
 ) -> impl Stream<Item = Result<Packet, Status>> + Send {
     futures_util::stream::unfold(rx, |mut rx| async move {
@@ -439,9 +439,9 @@ fn walk_dir(
     parents: &mut Vec<Parent>,
     out: &mut Vec<Entry>,
 ) -> std::io::Result<()> {
-    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()?;
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+        .and_then(|it| it.map(|e| e.map(|e| e.file_name())).collect())
+        .map_err(|e| naming(dir, e))?;
     names.sort();
     for name in names {
         let path = dir.join(&name);
@@ -451,7 +451,7 @@ fn walk_dir(
         } else {
             format!("{rel_dir}/{name}")
         };
-        let meta = std::fs::symlink_metadata(&path)?;
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| naming(&path, e))?;
         let file_type = meta.file_type();
         let is_dir = file_type.is_dir();
         let parent = parents.last();
@@ -494,6 +494,11 @@ fn walk_dir(
         }
     }
     Ok(())
+}
+
+/// `e` with the path it is about, for the build's error message.
+fn naming(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
 }
 
 /// What one pattern list makes of an entry.
@@ -570,7 +575,7 @@ fn stat_of(
         mode |= GO_DIR;
     } else if file_type.is_symlink() {
         mode |= GO_SYMLINK;
-        let target = std::fs::read_link(path)?;
+        let target = std::fs::read_link(path).map_err(|e| naming(path, e))?;
         stat.linkname = target.to_string_lossy().into_owned();
         stat.size = stat.linkname.len() as i64;
     } else if file_type.is_fifo() {
