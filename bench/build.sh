@@ -86,6 +86,13 @@ make_repo() {
     git_q -C "$dir" commit -q -m bench
 }
 
+# A Dockerfile body that reads the whole context: BuildKit fetches a context only for the steps
+# that use it, and the bind mount needs all of it (without adding it to a layer).
+# shellcheck disable=SC2016 # $NONCE is the Dockerfile's
+reads_context='ARG NONCE
+RUN --mount=type=bind,target=/ctx cat /ctx/*.bin | wc -c > /bytes && echo $NONCE > /nonce
+'
+
 now() { date +%s.%N; }
 
 # median of the numbers on stdin
@@ -172,8 +179,7 @@ write_docker_config() {
 
 bench_upload() {
     local repo=$scratch/upload ours=() theirs=() i o d bytes
-    # BuildKit reads a context only for the steps that use it: the bind mount needs all of it.
-    make_repo "$repo" 1 $'ARG NONCE\nRUN --mount=type=bind,target=/ctx cat /ctx/*.bin | wc -c > /bytes && echo $NONCE > /nonce\n'
+    make_repo "$repo" 1 "$reads_context"
     say "writing a ${upload_mb} MB build directory"
     for i in $(seq 1 5); do
         head -c "$((upload_mb * 1024 * 1024 / 5))" /dev/urandom >"$repo/loc1/part$i.bin"
@@ -200,7 +206,7 @@ bench_upload() {
 
 bench_memory() {
     local repo=$scratch/memory i rss
-    make_repo "$repo" 8 $'ARG NONCE\nLABEL bench.nonce=$NONCE\n'
+    make_repo "$repo" 8 "$reads_context"
     say "writing 8 x ${memory_mb} MB build directories"
     for i in $(seq 1 8); do
         head -c "$((memory_mb * 1024 * 1024))" /dev/urandom >"$repo/loc$i/big.bin"
