@@ -14,11 +14,19 @@
 # quickstart and leaves it, and its data, alone; an engine that was already answering before
 # `start` (started by someone else) is used and never stopped.
 #
+# The engine is Docker 26.1 (API 1.45, BuildKit 0.13) with docker-cli and the docker-buildx 0.13
+# plugin, taken from Debian 13 (trixie) on Debian 12: bookworm's docker.io 20.10 has a BuildKit
+# whose Dockerfile frontend predates heredocs and `COPY --link`, and no buildx to compare
+# against. `start` adds a trixie apt source pinned at priority 100 (so nothing else ever comes
+# from trixie; idempotent) and installs exactly those three packages from it with `pkg/trixie`;
+# their dependencies (containerd, runc, tini) stay bookworm's. (`apt-get -t trixie` would not do:
+# on a clean machine it pulls libc6, dpkg and base-files from trixie too.) An existing 20.10
+# install is upgraded; an engine already running keeps its version until restarted (we warn).
+#
 # Seen on the project's Debian 12 machines (no systemd, so the packages' own services never
-# start): dockerd 20.10 (API 1.41) runs with its defaults — overlay2, cgroupfs on cgroup v1,
-# iptables and the docker0 bridge all work; no --storage-driver/--iptables options were needed.
-# There is no buildx plugin, so `docker build` uses the classic builder, as our Engine API builds
-# do. Tests run containers and builds with `--network none`: nothing leaves the machine.
+# start): dockerd runs with its defaults — overlay2, cgroupfs on cgroup v1, iptables and the
+# docker0 bridge all work; no --storage-driver/--iptables options were needed. Tests run
+# containers and builds with `--network none`: nothing leaves the machine.
 #
 # Settings (environment):
 #   DAGSTER_DEPLOY_SERVICES_DIR  state folder (pid files, logs, registry data)   default /tmp/dagster-deploy-services
@@ -35,7 +43,14 @@ REGISTRY_LISTEN=127.0.0.1:5000
 REGISTRY_ADDR=localhost:5000
 REGISTRY_USER=dagster-test
 BASE_IMAGE=dagster-deploy-test/base:latest
-PACKAGES=(docker.io docker-registry apache2-utils busybox-static)
+# Installed from bookworm (openssl: the token-registry test makes its signing key), with the
+# engine's dependencies listed so that they are not taken from trixie (see above).
+PACKAGES=(docker-registry apache2-utils busybox-static openssl containerd runc tini)
+ENGINE_PACKAGES=(docker.io docker-cli docker-buildx)
+ENGINE_RELEASE=trixie
+ENGINE_MIN_VERSION=26.1
+TRIXIE_SOURCES=/etc/apt/sources.list.d/dagster-deploy-trixie.sources
+TRIXIE_PIN=/etc/apt/preferences.d/dagster-deploy-trixie
 
 log() { echo "services.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -44,21 +59,46 @@ pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 docker_answers() { [ -S "$DOCKER_SOCK" ] && DOCKER_HOST="$DOCKER_HOST_VALUE" docker info >/dev/null 2>&1; }
 
+installed_version() { dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'; }
+
+# True when `pkg` is installed at `min` or later (`min` empty: any version).
+has_package() {
+    local version
+    version="$(installed_version "$1")"
+    [ -n "$version" ] && { [ -z "${2:-}" ] || dpkg --compare-versions "$version" ge "$2"; }
+}
+
+# The trixie source, signed by the Debian archive key bookworm already trusts, pinned low.
+# Rewriting the same two files is idempotent.
+add_engine_source() {
+    printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: $ENGINE_RELEASE" \
+        "Components: main" "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+        >"$TRIXIE_SOURCES"
+    printf '%s\n' "Package: *" "Pin: release n=$ENGINE_RELEASE" "Pin-Priority: 100" >"$TRIXIE_PIN"
+}
+
 install_missing() {
-    local missing=()
+    local missing=() engine=()
     for pkg in "${PACKAGES[@]}"; do
-        if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]; then
-            missing+=("$pkg")
-        fi
+        has_package "$pkg" || missing+=("$pkg")
     done
-    if [ "${#missing[@]}" -eq 0 ]; then
+    for pkg in "${ENGINE_PACKAGES[@]}"; do
+        # docker-buildx has its own version numbers; docker.io and docker-cli must be 26.1+.
+        local min="$ENGINE_MIN_VERSION"
+        [ "$pkg" = docker-buildx ] && min=""
+        has_package "$pkg" "$min" || engine+=("$pkg/$ENGINE_RELEASE")
+    done
+    if [ "${#missing[@]}" -eq 0 ] && [ "${#engine[@]}" -eq 0 ]; then
         return
     fi
-    [ "$(id -u)" -eq 0 ] || die "must run as root to install: ${missing[*]}"
-    log "installing ${missing[*]}"
+    [ "$(id -u)" -eq 0 ] || die "must run as root to install: ${missing[*]} ${engine[*]}"
+    add_engine_source
+    log "installing ${missing[*]} ${engine[*]}"
     apt-get update -qq >/dev/null
-    # needrestart (when present) would otherwise try to prompt.
-    DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
+    # All engine packages at once (docker-cli Breaks docker.io << 26.1.4, so an upgrade from
+    # 20.10 must move them together); needrestart (when present) would otherwise try to prompt.
+    DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y -qq \
+        "${PACKAGES[@]}" "${ENGINE_PACKAGES[@]/%//$ENGINE_RELEASE}" >/dev/null
 }
 
 start_dockerd() {
@@ -68,6 +108,7 @@ start_dockerd() {
         else
             log "docker engine already answering on $DOCKER_SOCK (not started here; stop leaves it)"
         fi
+        warn_old_engine
         return
     fi
     if pid_alive "$STATE_DIR/dockerd.pid"; then
@@ -94,6 +135,16 @@ start_dockerd() {
     done
     tail -n 30 "$STATE_DIR/dockerd.log" >&2 || true
     die "dockerd did not answer on $DOCKER_SOCK within 60 s (log above)"
+}
+
+# An engine started before an upgrade still runs the old version until someone restarts it.
+warn_old_engine() {
+    local running
+    running="$(DOCKER_HOST="$DOCKER_HOST_VALUE" docker version --format '{{.Server.Version}}' 2>/dev/null || true)"
+    if [ -n "$running" ] && ! dpkg --compare-versions "${running%%+*}" ge "$ENGINE_MIN_VERSION"; then
+        log "warning: the running engine is Docker $running; heredocs and COPY --link need" \
+            "$ENGINE_MIN_VERSION+ (installed: $(installed_version docker.io)): restart it"
+    fi
 }
 
 registry_answers() {

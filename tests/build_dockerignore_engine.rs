@@ -1,8 +1,10 @@
-//! `.dockerignore` checked against the real engine and the real Docker CLI: each fixture is
-//! built twice — once from our streamed context through the Engine API, once by
-//! `docker build` with its own context upload — with a Dockerfile that lists what `COPY .`
-//! put in the image. Both listings must be equal, must match the hand-written expectation,
-//! and must agree with the entries of our tar.
+//! `.dockerignore` checked against the real engine and the real Docker CLI, with a Dockerfile
+//! that lists what `COPY .` put in the image: our classic build (the tar we stream) against
+//! `docker build` without BuildKit, and our BuildKit build (the session's file sync) against
+//! `docker buildx build`. Each pair must be equal; the classic listing must match the
+//! hand-written expectation and agree with the entries of our tar. The two builders differ
+//! where Docker's do: BuildKit enters an excluded folder for a glob exception (`!**/*.py`) and
+//! never puts an ignored Dockerfile or `.dockerignore` (or their folder) in the context.
 //!
 //! Needs `scripts/services.sh start` (see tests/support).
 
@@ -37,13 +39,14 @@ fn path_of(line: &str) -> &str {
     line.split(' ').next().unwrap_or(line)
 }
 
-/// Builds `dir` both ways and checks the listings; `removed` are build files the engine
-/// drops after reading them (ignored Dockerfile / .dockerignore, generated names).
+/// Builds `dir` with both builders, ours and the CLI's, and checks the listings against
+/// `expected` (and `buildkit_expected` where BuildKit's differ).
 async fn compare_with_docker(
     s: &Services,
     dir: &Path,
     dockerfile: Option<PathBuf>,
     expected: &[&str],
+    buildkit_expected: Option<&[&str]>,
 ) {
     let mut cleanup = Cleanup::new(s);
     let ours_tag = cleanup.image(&format!("{}:ours", unique("dagster-deploy-test/ignore")));
@@ -53,7 +56,6 @@ async fn compare_with_docker(
     options.dockerfile = dockerfile.clone();
     let ctx = BuildContext::prepare(&options).unwrap();
     let entries = ctx.entries().to_vec();
-    let dockerfile_name = ctx.dockerfile().to_string();
     // The classic builder, as `docker build` without BuildKit: it drops ignored build files.
     let request = BuildRequest {
         builder: Builder::Classic,
@@ -66,8 +68,7 @@ async fn compare_with_docker(
         .unwrap_or_else(|e| panic!("our build failed: {e}"));
     let ours = sorted_lines(&s.read_from_image(&ours_tag, "/listing"));
 
-    // BuildKit over the Engine API gets the same tar and applies no ignore file to it: the
-    // image has the same files, plus the build files the classic engine drops.
+    // BuildKit reads the context through our session, filtered as for `docker buildx build`.
     let buildkit_tag = cleanup.image(&format!("{}:bk", unique("dagster-deploy-test/ignore")));
     let request = BuildRequest {
         builder: Builder::BuildKit,
@@ -79,30 +80,34 @@ async fn compare_with_docker(
         .await
         .unwrap_or_else(|e| panic!("our BuildKit build failed: {e}"));
     let buildkit = sorted_lines(&s.read_from_image(&buildkit_tag, "/listing"));
-    let build_file = |path: &str| {
-        let rel = path.trim_start_matches("./");
-        rel == ".dockerignore"
-            || rel == dockerfile_name
-            || dockerfile_name.starts_with(&format!("{rel}/"))
-    };
-    let extra: Vec<&String> = buildkit.iter().filter(|l| !ours.contains(l)).collect();
-    assert!(
-        extra.iter().all(|l| build_file(path_of(l))),
-        "BuildKit's image has more than the build files: {extra:#?}"
-    );
-    assert!(ours.iter().all(|l| buildkit.contains(l)), "{buildkit:#?}");
 
-    let mut args = vec!["build", "-q", "--network", "none", "-t", cli_tag.as_str()];
     let dockerfile_arg = dockerfile
         .as_ref()
         .map(|p| p.to_string_lossy().into_owned());
-    if let Some(path) = &dockerfile_arg {
-        args.extend(["-f", path.as_str()]);
-    }
     let dir_arg = dir.to_string_lossy().into_owned();
-    args.push(&dir_arg);
-    s.docker(&args);
-    let cli = sorted_lines(&s.read_from_image(&cli_tag, "/listing"));
+    let cli_build = |command: &[&str], tag: &str| {
+        let mut args = command.to_vec();
+        args.extend(["-q", "--network", "none", "-t", tag]);
+        if let Some(path) = &dockerfile_arg {
+            args.extend(["-f", path.as_str()]);
+        }
+        args.push(&dir_arg);
+        s.docker(&args);
+        sorted_lines(&s.read_from_image(tag, "/listing"))
+    };
+    let cli = cli_build(&["build"], &cli_tag);
+    let buildx_tag = cleanup.image(&format!("{}:buildx", unique("dagster-deploy-test/ignore")));
+    let buildx = cli_build(&["buildx", "build"], &buildx_tag);
+    let buildkit_paths: Vec<&str> = buildkit.iter().map(|l| path_of(l)).collect();
+    assert_eq!(
+        buildkit_paths,
+        buildkit_expected.unwrap_or(expected),
+        "image built by BuildKit from our session:\n{buildkit:#?}"
+    );
+    assert_eq!(
+        buildkit, buildx,
+        "our BuildKit session and `docker buildx build` put different files in the image"
+    );
 
     let paths: Vec<&str> = ours.iter().map(|l| path_of(l)).collect();
     assert_eq!(paths, expected, "image built from our context:\n{ours:#?}");
@@ -221,6 +226,7 @@ async fn patterns_exceptions_slashes_comments_modes_and_links() {
             "./sub/build/keep.bin",
             "./tempab",
         ],
+        None,
     )
     .await;
 }
@@ -234,9 +240,11 @@ async fn whitelist_and_ignored_build_files() {
         tmp.path(),
         &[
             Node::File("Dockerfile", &dockerfile),
-            // `*` also ignores Dockerfile and .dockerignore: they are sent anyway and the
-            // engine leaves them out of the image. `!**/*.py` does not reach into `vendor`
-            // (Docker only enters an excluded directory for exceptions that start with it).
+            // `*` also ignores Dockerfile and .dockerignore: the classic engine gets them and
+            // leaves them out of the image; BuildKit reads them and never puts them in the
+            // context. `!**/*.py` does not reach into `vendor` for the classic builder (it
+            // only enters an excluded directory for exceptions that start with it); BuildKit
+            // enters it for any glob exception.
             Node::File(".dockerignore", "*\n!src\n!**/*.py\nsrc/**/*.tmp\n"),
             Node::File("top.py", ""),
             Node::File("other.txt", ""),
@@ -259,6 +267,15 @@ async fn whitelist_and_ignored_build_files() {
             "./src/deep/d.txt",
             "./top.py",
         ],
+        Some(&[
+            "./src",
+            "./src/a.py",
+            "./src/deep",
+            "./src/deep/d.txt",
+            "./top.py",
+            "./vendor",
+            "./vendor/v.py",
+        ]),
     )
     .await;
 }
@@ -283,6 +300,8 @@ async fn dockerfile_in_an_ignored_subdirectory() {
         tmp.path(),
         Some(tmp.path().join("docker/Dockerfile")),
         &["./.dockerignore", "./app.py", "./docker"],
+        // BuildKit reads the Dockerfile from the ignored folder, which stays out.
+        Some(&["./.dockerignore", "./app.py"]),
     )
     .await;
 }
@@ -309,8 +328,16 @@ async fn dockerfile_outside_the_context() {
         &tmp.path().join("ctx"),
         Some(outside.clone()),
         &["./.dockerignore", "./app.py", "./sub", "./sub/y.txt"],
+        None,
     )
     .await;
     // Without a .dockerignore, the generated one drops itself and the Dockerfile.
-    compare_with_docker(&s, &tmp.path().join("bare"), Some(outside), &["./app.py"]).await;
+    compare_with_docker(
+        &s,
+        &tmp.path().join("bare"),
+        Some(outside),
+        &["./app.py"],
+        None,
+    )
+    .await;
 }

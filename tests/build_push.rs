@@ -7,8 +7,8 @@ mod support;
 use std::sync::Mutex;
 
 use dagster_deploy::build::{
-    BuildContext, BuildError, BuildRequest, ContextError, ContextOptions, Engine, EngineError,
-    ImageRef, ProgressEvent, RegistryCredentials, build_image,
+    BuildContext, BuildError, BuildRequest, Builder, ContextError, ContextOptions, Engine,
+    EngineError, ImageRef, ProgressEvent, RegistryCredentials, build_image,
 };
 use support::{Cleanup, Node, Services, registry_digest, services, unique, write_tree};
 
@@ -219,11 +219,13 @@ async fn context_error_during_upload_wins_over_the_engine_error() {
     std::fs::write(tmp.path().join("grows.bin"), vec![7u8; 2 * 1024 * 1024]).unwrap();
     let mut cleanup = Cleanup::new(&s);
     let tag = cleanup.image(&format!("{}:never", unique("dagster-deploy-test/growing")));
+    // The classic builder's tar stops at the limit and says so.
     let request = BuildRequest {
+        builder: Builder::Classic,
         tag: Some(tag.clone()),
         ..Default::default()
     };
-    let err = build_image(&s.engine, ctx, &request, &|_| {})
+    let err = build_image(&s.engine, ctx.clone(), &request, &|_| {})
         .await
         .unwrap_err();
     assert!(
@@ -231,5 +233,20 @@ async fn context_error_during_upload_wins_over_the_engine_error() {
         "{err:?}"
     );
     assert!(err.to_string().contains("location `growing`"), "{err}");
+    assert!(!s.engine.image_exists(&tag).await.unwrap());
+    // BuildKit's session refuses to send it, and the build fails naming the limit.
+    let request = BuildRequest {
+        builder: Builder::BuildKit,
+        ..request
+    };
+    let err = build_image(&s.engine, ctx, &request, &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("location `growing`: image build failed: ")
+            && err.contains("is larger than the limit of 1.0 MiB"),
+        "{err}"
+    );
     assert!(!s.engine.image_exists(&tag).await.unwrap());
 }

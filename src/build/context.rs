@@ -3,7 +3,8 @@
 //! [`BuildContext::prepare`] walks the build directory once (metadata only, nothing is read
 //! into memory), applies `.dockerignore` exactly like the Docker CLI, checks the size limit and
 //! settles the Dockerfile's name. Writing the tar ([`super::tar_stream`]) happens later and
-//! streams file contents one buffer at a time.
+//! streams file contents one buffer at a time. That tar is for the classic builder; BuildKit
+//! reads the same folder through its session ([`super::buildkit::SyncedDirs`]).
 
 use std::ffi::OsString;
 use std::io;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::buildkit::{DockerfileDir, SyncedDirs};
 use super::dockerignore::{
     DOCKERIGNORE, DockerIgnore, ParentMatches, PatternError, ignore_file_candidates,
 };
@@ -89,6 +91,8 @@ pub struct BuildContext {
     pub(crate) content_size: u64,
     pub(crate) size_limit: Option<u64>,
     pub(crate) mtime: u64,
+    /// Where BuildKit's session reads the Dockerfile from, and its name there.
+    session_dockerfile: (DockerfileDir, String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +184,7 @@ impl BuildContext {
             Some(text) => Dockerfile::Generated(text.clone().into_bytes()),
             None => locate_dockerfile(options)?,
         };
+        let session_dockerfile = dockerfile.session_source(&root);
         // Like the Docker CLI: the build files themselves are always sent, even when ignored
         // (the engine then leaves ignored ones out of the image).
         let mut build_files = Vec::new();
@@ -247,7 +252,21 @@ impl BuildContext {
             content_size,
             size_limit: options.size_limit,
             mtime: options.mtime,
+            session_dockerfile,
         })
+    }
+
+    /// What a BuildKit build reads through its session instead of the tar: the context folder
+    /// itself and the Dockerfile's folder; with the Dockerfile's name there.
+    pub fn synced_dirs(&self) -> (SyncedDirs, String) {
+        let (dockerfile, name) = self.session_dockerfile.clone();
+        let dirs = SyncedDirs {
+            context: self.root.clone(),
+            dockerfile,
+            mtime: self.mtime,
+            size_limit: self.size_limit,
+        };
+        (dirs, name)
     }
 
     /// The Dockerfile's path inside the context: the build's `dockerfile` parameter.
@@ -280,6 +299,35 @@ enum Dockerfile {
     Outside(PathBuf),
     /// Text made by [`super::dockerfile`].
     Generated(Vec<u8>),
+}
+
+impl Dockerfile {
+    /// The folder BuildKit reads the Dockerfile from and its name there (as the Docker CLI
+    /// splits `-f`): no hidden copy in the context is needed.
+    fn session_source(&self, root: &Path) -> (DockerfileDir, String) {
+        let split = |path: &Path| {
+            let name = path.file_name().map_or_else(
+                || DEFAULT_DOCKERFILE.to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            (DockerfileDir::Disk(dir.to_path_buf()), name)
+        };
+        match self {
+            Dockerfile::Inside(rel) => split(&root.join(rel)),
+            Dockerfile::Outside(path) => split(path),
+            Dockerfile::Generated(data) => (
+                DockerfileDir::Generated {
+                    name: DEFAULT_DOCKERFILE.to_string(),
+                    data: data.clone(),
+                },
+                DEFAULT_DOCKERFILE.to_string(),
+            ),
+        }
+    }
 }
 
 /// The first ignore file that exists among the candidates, with its text.

@@ -16,7 +16,10 @@ pub struct BuildFacts<'a> {
 /// The hint for a build that failed with `message`.
 pub fn build_hint(message: &str, facts: &BuildFacts<'_>) -> String {
     let lower = message.to_lowercase();
-    if let Some(id) = between(message, "secret ", " not found") {
+    // BuildKit 0.8 says "secret tok not found: not found", 0.13 "secret tok: not found".
+    if let Some(id) = between(message, "secret ", ": not found")
+        .or_else(|| between(message, "secret ", " not found"))
+    {
         return format!(
             "the Dockerfile mounts the build secret `{id}` and none was given: pass \
              --secret id={id},env=VAR (or src=FILE), or add it to `secrets` for this location \
@@ -33,6 +36,17 @@ pub fn build_hint(message: &str, facts: &BuildFacts<'_>) -> String {
              mirror it and point the line there), or remove the line to use the engine's \
              built-in frontend"
         );
+    }
+    // Refusals of our own session's file sync, relayed by the engine.
+    if lower.contains("is larger than the limit of") {
+        return "exclude files in .dockerignore, or raise --max-context-size \
+                (DAGSTER_DEPLOY_MAX_CONTEXT_SIZE)"
+            .into();
+    }
+    if lower.contains("changed while the build context was being sent") {
+        return "a file of the build context changed during the build: build again once \
+                nothing writes into the build directory"
+            .into();
     }
     if let Some(platform) = facts.request.platform.as_deref()
         && facts
@@ -84,7 +98,10 @@ pub fn build_hint(message: &str, facts: &BuildFacts<'_>) -> String {
                 make the image available to the engine (`docker load`, `docker import`)"
             .into();
     }
-    if let Some(line) = between(message, "dockerfile parse error line ", ":") {
+    // BuildKit 0.8 says "parse error line 3:", 0.13 "parse error on line 3:".
+    if let Some(line) = between(message, "dockerfile parse error line ", ":")
+        .or_else(|| between(message, "dockerfile parse error on line ", ":"))
+    {
         return format!("fix line {line} of the Dockerfile");
     }
     "fix the failing Dockerfile step shown in the log".into()
@@ -156,14 +173,22 @@ mod tests {
 
     #[test]
     fn each_buildkit_failure_gets_its_fix() {
-        let h = hint("secret tok not found: not found", "", None);
-        assert!(h.contains("--secret id=tok,env=VAR"), "{h}");
+        for message in ["secret tok not found: not found", "secret tok: not found"] {
+            let h = hint(message, "", None);
+            assert!(h.contains("--secret id=tok,env=VAR"), "{message}: {h}");
+        }
         let h = hint(
             "failed to solve with frontend gateway.v0: failed to do request: Head \"https://registry-1.docker.io/v2/docker/dockerfile/manifests/1.7\"",
             "# syntax=docker/dockerfile:1.7\nFROM x\n",
             None,
         );
         assert!(h.contains("`# syntax=docker/dockerfile:1.7`"), "{h}");
+        let h = hint(
+            "failed to solve: the build context in /x is larger than the limit of 1.0 MiB",
+            "",
+            None,
+        );
+        assert!(h.contains("--max-context-size"), "{h}");
         let h = hint("failed to do request", "FROM x\n", Some("linux/arm64"));
         assert!(h.contains("emulation"), "{h}");
         assert!(!hint("x", "FROM x\n", Some("linux/amd64/v2")).contains("emulation"));
@@ -197,14 +222,15 @@ mod tests {
             None,
         );
         assert!(h.contains("FROM image cannot be pulled"), "{h}");
-        assert_eq!(
-            hint(
-                "dockerfile parse error line 2: unknown instruction: RN",
-                "FROM x\n",
-                None
-            ),
-            "fix line 2 of the Dockerfile"
-        );
+        for message in [
+            "dockerfile parse error line 2: unknown instruction: RN",
+            "dockerfile parse error on line 2: unknown instruction: RN (did you mean RUN?)",
+        ] {
+            assert_eq!(
+                hint(message, "FROM x\n", None),
+                "fix line 2 of the Dockerfile"
+            );
+        }
     }
 
     #[test]

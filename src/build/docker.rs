@@ -211,7 +211,7 @@ impl Engine for DockerEngine {
         if let (Builder::BuildKit, Ok(endpoint)) = (self.builder(request.builder)?, &self.buildkit)
         {
             let secrets = request.secrets.clone();
-            return buildkit::build(endpoint, request, secrets, context, progress).await;
+            return buildkit::build(endpoint, request, secrets, progress).await;
         }
         if let Some(id) = request.secrets.keys().next() {
             return Err(EngineError::Build {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use super::buildkit::StepCounts;
+use super::buildkit::{StepCounts, SyncedDirs};
 use super::secrets::SecretValues;
 use super::tar_stream::ContextBody;
 use crate::registry::{ImageRef, RegistryCredentials, RegistryError};
@@ -62,7 +62,8 @@ impl Builder {
     }
 }
 
-/// Parameters of one image build (the context travels separately as a tar stream).
+/// Parameters of one image build (for the classic builder the context travels separately as a
+/// tar stream; BuildKit reads `synced` through its session).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BuildRequest {
     /// The builder asked for; the engine settles `Auto`.
@@ -89,6 +90,9 @@ pub struct BuildRequest {
     pub registry_credentials: Vec<RegistryCredentials>,
     /// Build secrets by id (BuildKit only: served through its session, never sent as data).
     pub secrets: SecretValues,
+    /// The folders BuildKit reads the context and the Dockerfile from (BuildKit only; set by
+    /// [`super::build_image`], which then sends no tar).
+    pub synced: Option<SyncedDirs>,
 }
 
 /// The result of a successful build.

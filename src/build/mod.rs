@@ -52,8 +52,9 @@ pub enum BuildError {
 }
 
 /// Builds `context` with `engine`; `request.dockerfile` is replaced by the context's own name
-/// for the Dockerfile. A context error (size limit, unreadable file) wins over the engine's
-/// error it caused.
+/// for the Dockerfile. The classic builder gets the context as a tar; BuildKit reads it through
+/// its session (as from `docker buildx build`, so `.dockerignore` applies exactly as there). A
+/// context error (size limit, unreadable file) wins over the engine's error it caused.
 pub async fn build_image<E: Engine>(
     engine: &E,
     context: BuildContext,
@@ -62,13 +63,27 @@ pub async fn build_image<E: Engine>(
 ) -> Result<BuiltImage, BuildError> {
     let location = context.location().to_string();
     let mut request = request.clone();
+    let engine_error = |source| BuildError::Engine {
+        location: location.clone(),
+        source,
+    };
+    if engine.builder(request.builder).map_err(engine_error)? == Builder::BuildKit {
+        let (dirs, dockerfile) = context.synced_dirs();
+        request.dockerfile = dockerfile;
+        request.synced = Some(dirs);
+        let no_tar: ContextBody = Box::pin(futures_util::stream::empty());
+        return engine
+            .build_image(&request, no_tar, progress)
+            .await
+            .map_err(engine_error);
+    }
     request.dockerfile = context.dockerfile().to_string();
     let (body, producer) = context.stream();
     let built = engine.build_image(&request, body, progress).await;
     let produced = producer.finish().await;
     match (built, produced) {
         (_, Err(e)) if !matches!(e, ContextError::Aborted { .. }) => Err(BuildError::Context(e)),
-        (Err(source), _) => Err(BuildError::Engine { location, source }),
+        (Err(source), _) => Err(engine_error(source)),
         (Ok(image), _) => Ok(image),
     }
 }

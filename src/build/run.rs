@@ -308,13 +308,19 @@ async fn build_one<E: Engine>(
             None,
         ),
     };
-    if let Some(sender) = leader {
-        sender.send_replace(Some(built.clone()));
-    }
+    // The others of a shared build get the image once it is pushed: pushing the same layers to
+    // one repository at once can fail in the registry (seen on Docker 26 under load); after
+    // the leader, their pushes find every layer there.
+    let hand_over = |leader: Option<watch::Sender<Option<BuiltImage>>>| {
+        if let Some(sender) = leader {
+            sender.send_replace(Some(built.clone()));
+        }
+    };
 
     let mut pushed_tags = Vec::new();
     let mut digest = None;
     if !target.push {
+        hand_over(leader);
         return Ok(Done {
             status: BuildStatus::Built,
             image: target.image.to_string(),
@@ -350,6 +356,7 @@ async fn build_one<E: Engine>(
         }
         pushed_tags.push(tag.to_string());
     }
+    hand_over(leader);
     Ok(Done {
         status: BuildStatus::Built,
         image: target.image.to_string(),

@@ -1,7 +1,7 @@
 //! Locations that share one build: same context, Dockerfile, settings and so the same content
-//! key (two code locations of one project, say). The first of them builds; the others wait for
-//! its image and only tag and push it under their own names, so the registry gets one image
-//! (one digest) under every location's tags.
+//! key (two code locations of one project, say). The first of them builds and pushes; the
+//! others wait for its image and only tag and push it under their own names, so the registry
+//! gets one image (one digest) under every location's tags.
 
 use tokio::sync::watch;
 
@@ -13,7 +13,8 @@ use super::target::{BuildTarget, LABEL_LOCATION};
 pub(crate) enum Role {
     /// Builds on its own.
     Alone,
-    /// Builds, then hands its image to the others of its group (`None` when dropped unbuilt).
+    /// Builds and pushes, then hands its image to the others of its group (dropped without
+    /// one when it fails: then they build on their own).
     Leader(watch::Sender<Option<BuiltImage>>),
     /// Waits for `leader`'s image.
     Follower {

@@ -123,6 +123,25 @@ impl DockerIgnore {
     }
 }
 
+impl DockerIgnore {
+    /// BuildKit's file sync (fsutil) skips a directory whose walk cannot matter when every
+    /// pattern of one kind (`exclusion`: exceptions, else plain patterns) is glob-free: their
+    /// texts without a trailing `/**` or `/*`. `None` when one has a glob character.
+    pub fn plain_prefixes(&self, exclusion: bool) -> Option<Vec<&str>> {
+        let mut out = Vec::new();
+        for pattern in self.patterns.iter().filter(|p| p.exclusion == exclusion) {
+            let text = pattern.text.as_str();
+            let text = text.strip_suffix("/**").unwrap_or(text);
+            let text = text.strip_suffix("/*").unwrap_or(text);
+            if text.contains(['*', '[', ']', '?', '^', '\\']) {
+                return None;
+            }
+            out.push(text);
+        }
+        Some(out)
+    }
+}
+
 /// One line of the file as Docker's `ignorefile.ReadAll` normalises it; `None` to skip it.
 fn normalize_line(line: &str) -> Option<String> {
     // Comments are recognised before trimming: ` # x` is a pattern.

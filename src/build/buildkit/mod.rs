@@ -1,25 +1,24 @@
 //! Builds through the engine's built-in BuildKit over the Engine API (`POST /build` with
-//! `version=2`): no docker CLI, no buildx. The context tar streams in the request body as for
-//! the classic builder; a session we serve at the same time gives the engine registry
-//! credentials (cache import, `FROM` pulls) and build secrets.
+//! `version=2`): no docker CLI, no buildx. A session we serve at the same time gives the engine
+//! the build context and the Dockerfile (file sync, as `docker buildx build` does: no tar),
+//! registry credentials (cache import, `FROM` pulls) and build secrets.
 //!
 //! bollard's own BuildKit build starts a session without a secrets service, so the request and
 //! the session are made here ([`wire`], [`session`]); bollard gives the protocol types.
 
+mod filesync;
 mod session;
 pub(crate) mod status;
 pub(crate) mod wire;
 
 use bollard::models::{BuildInfo, BuildInfoAux};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use http_body_util::BodyExt;
 
 use super::engine::{BuildRequest, Builder, BuiltImage, EngineError, Progress};
 use super::secrets::SecretValues;
 use super::stream_log::LogTail;
-use super::tar_stream::ContextBody;
+pub use filesync::{DockerfileDir, SyncedDirs};
 use status::StatusLog;
 pub use status::StepCounts;
 pub(crate) use wire::Endpoint;
@@ -28,34 +27,38 @@ pub(crate) use wire::Endpoint;
 /// a later build on any engine can import the cache from the pushed image.
 pub const INLINE_CACHE_ARG: &str = "BUILDKIT_INLINE_CACHE";
 
-/// Builds `context` with BuildKit; `secrets` are served to the engine, never sent with the
-/// request.
+/// Builds `request.synced` with BuildKit; the files and `secrets` are served to the engine
+/// through the session, never sent with the request.
 pub(crate) async fn build(
     endpoint: &Endpoint,
     request: &BuildRequest,
     secrets: SecretValues,
-    context: ContextBody,
     progress: &Progress<'_>,
 ) -> Result<BuiltImage, EngineError> {
     let failed = |message: String| EngineError::Build {
         message,
         log: Vec::new(),
     };
+    let files = request
+        .synced
+        .clone()
+        .ok_or_else(|| failed("a BuildKit build needs its context folders".into()))?;
     let session_id = session::new_id();
     let serve = session::open(
         endpoint,
         &session_id,
-        request.registry_credentials.clone(),
-        secrets,
+        session::Services {
+            credentials: request.registry_credentials.clone(),
+            secrets,
+            files,
+        },
     )
     .await
     .map_err(|e| failed(format!("cannot open a BuildKit session: {e}")))?;
     tokio::pin!(serve);
-    let body = StreamBody::new(context.map_ok(Frame::data));
     let http_request = endpoint
         .request("POST", &format!("/build?{}", query(request, &session_id)))
-        .header("Content-Type", "application/x-tar")
-        .body(body)
+        .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| failed(e.to_string()))?;
     let work = async {
         let (response, mut connection) =
@@ -85,6 +88,8 @@ fn query(request: &BuildRequest, session: &str) -> String {
         let mut q = url.query_pairs_mut();
         q.append_pair("version", "2");
         q.append_pair("session", session);
+        // The context comes from the session's file sync, not from the request body.
+        q.append_pair("remote", "client-session");
         q.append_pair("dockerfile", &request.dockerfile);
         q.append_pair("rm", "1");
         q.append_pair("forcerm", "1");
@@ -215,7 +220,7 @@ mod tests {
         };
         let q = query(&request, "s1");
         assert!(
-            q.starts_with("version=2&session=s1&dockerfile=Dockerfile"),
+            q.starts_with("version=2&session=s1&remote=client-session&dockerfile=Dockerfile"),
             "{q}"
         );
         assert!(q.contains("buildargs=%7B%22A%22%3A%221+2%22%7D"), "{q}");

@@ -1,7 +1,7 @@
 //! The BuildKit session of one build: the engine asks the client, over a connection the client
-//! opens (`POST /session`, upgraded to HTTP/2), for registry credentials (cache import, `FROM`
-//! pulls) and for build secrets. We serve those two services and the health check the engine
-//! polls; the session ends when the returned future is dropped.
+//! opens (`POST /session`, upgraded to HTTP/2), for the build's files, registry credentials
+//! (cache import, `FROM` pulls) and build secrets. We serve those three services and the health
+//! check the engine polls; the session ends when the returned future is dropped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,9 +23,11 @@ use futures_util::Stream;
 use hyper_util::rt::TokioExecutor;
 use tonic::{Request, Response, Status};
 
+use super::filesync::{FileSyncService, SyncedDirs};
 use super::wire::{self, Endpoint};
 use crate::build::secrets::SecretValues;
 use crate::registry::RegistryCredentials;
+use bollard::moby::filesync::packet::file_sync_server::FileSyncServer;
 
 /// The gRPC methods we serve; the engine only calls what the session announces.
 const METHODS: &[&str] = &[
@@ -35,7 +37,15 @@ const METHODS: &[&str] = &[
     "/moby.filesync.v1.Auth/GetTokenAuthority",
     "/moby.filesync.v1.Auth/VerifyTokenAuthority",
     "/moby.buildkit.secrets.v1.Secrets/GetSecret",
+    "/moby.filesync.v1.FileSync/DiffCopy",
 ];
+
+/// What one session gives the engine.
+pub(crate) struct Services {
+    pub credentials: Vec<RegistryCredentials>,
+    pub secrets: SecretValues,
+    pub files: SyncedDirs,
+}
 
 /// A random session id (BuildKit's are 25 lowercase alphanumerics).
 pub(crate) fn new_id() -> String {
@@ -54,8 +64,7 @@ pub(crate) fn new_id() -> String {
 pub(crate) async fn open(
     endpoint: &Endpoint,
     id: &str,
-    credentials: Vec<RegistryCredentials>,
-    secrets: SecretValues,
+    services: Services,
 ) -> Result<Pin<Box<dyn Future<Output = ()> + Send>>, String> {
     let mut request = endpoint
         .request("POST", "/session")
@@ -69,8 +78,9 @@ pub(crate) async fn open(
     }
     let upgraded = wire::upgrade(endpoint, request).await?;
     let routes = tonic::service::Routes::new(HealthServer::new(Healthy))
-        .add_service(AuthServer::new(Credentials(credentials)))
-        .add_service(SecretsServer::new(SecretStore(secrets)));
+        .add_service(AuthServer::new(Credentials(services.credentials)))
+        .add_service(SecretsServer::new(SecretStore(services.secrets)))
+        .add_service(FileSyncServer::new(FileSyncService(services.files)));
     let service = hyper_util::service::TowerToHyperService::new(routes);
     Ok(Box::pin(async move {
         // The engine ends the connection when it is done with the session; an error here
