@@ -133,7 +133,7 @@ async fn python_executable(
     mut states: Vec<LocationState>,
 ) -> Result<u8, Error> {
     let env = &super::super::process_env;
-    let entries = super::entries(&states)?;
+    let entries = crate::deploy::session_deploy::entries(&states, &super::super::process_env)?;
     let say = |m: &str| output::progress(m);
     let mut targets = Vec::new();
     for s in &states {
