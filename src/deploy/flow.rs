@@ -318,8 +318,16 @@ async fn python_executables(
         python_version: Some(b.python_version.clone()),
         ..Default::default()
     };
-    let (built, results) =
-        python::deploy(&remote, &targets, &opts, &flags, false, &options.wait, &say).await?;
+    let (built, results) = python::deploy(
+        &remote,
+        &targets,
+        &opts,
+        &flags,
+        false,
+        &options.wait,
+        reporter,
+    )
+    .await?;
     let locations = picked
         .iter()
         .zip(&built)

@@ -169,7 +169,8 @@ async fn python_executable(
     let remote = Remote {
         client: settings.client_for(Some(&first.url), &first.deployment_name, "ci build")?,
     };
-    let built = python::build(&remote, &targets, &opts, &say).await?;
+    let reporter = output::reporter(&crate::ci::context::CiContext::detect(env));
+    let built = python::build(&remote, &targets, &opts, &reporter).await?;
     for state in &mut states {
         let Some(b) = built.iter().find(|b| b.location == state.location_name) else {
             continue;
