@@ -35,10 +35,13 @@ if ! installed; then
     npm install --prefix "$DIR" --silent --no-audit --no-fund "gitlab-ci-local@$VERSION" >&2
     installed || { log "error: gitlab-ci-local@$VERSION did not install into $DIR"; exit 1; }
 fi
+# The wrapper must not point into this checkout: the cache outlives it (CI runs from a fresh
+# clone each time), so the polyfill is copied beside the install.
+cp "$POLYFILL" "$DIR/set-polyfill.mjs"
 WRAPPER="$DIR/gitlab-ci-local"
 cat >"$WRAPPER" <<WRAP
 #!/bin/sh
-exec node --import "$POLYFILL" "$ENTRY" "\$@"
+exec node --import "$DIR/set-polyfill.mjs" "$ENTRY" "\$@"
 WRAP
 chmod +x "$WRAPPER"
 echo "$WRAPPER"

@@ -14,6 +14,7 @@
 //! (`http`), the query's nesting, fields, aliases and cost and the answer's size (`limits`),
 //! stored documents (`document`), and which registries image checks may contact (`registry`).
 
+mod agent;
 pub mod blobs;
 mod conn;
 mod deployments;
@@ -27,6 +28,7 @@ mod load_status;
 mod presign;
 mod private_fs;
 mod registry;
+mod status;
 mod store;
 mod tokens;
 pub mod workspace;
@@ -43,6 +45,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use agent::{AgentOptions, DEFAULT_PORTS as DEFAULT_CODE_SERVER_PORTS};
 pub use deployments::{DATABASE_FILE, DEFAULT_DEPLOYMENT, Deployments, check_deployment_name};
 pub use document::{
     commit_hash as document_commit_hash, image as document_image, serialized_deployment_metadata,
@@ -128,6 +131,9 @@ pub struct ServeOptions {
     /// taken from a request's `Host`). `None`: `http://` and the address listened on.
     pub public_url: Option<String>,
     pub observer: Option<RequestObserver>,
+    /// Run every location as a Dagster code server (`serve`'s default). `None`, or no
+    /// `registry`: nothing runs, and the status comes from the image and file checks.
+    pub agent: Option<AgentOptions>,
 }
 
 impl ServeOptions {
@@ -143,6 +149,7 @@ impl ServeOptions {
             limits: ConnectionLimits::default(),
             public_url: None,
             observer: None,
+            agent: None,
         }
     }
 }
@@ -160,6 +167,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("limits", &self.limits)
             .field("public_url", &self.public_url)
             .field("observer", &self.observer.as_ref().map(|_| "<fn>"))
+            .field("agent", &self.agent)
             .finish()
     }
 }
@@ -271,6 +279,8 @@ struct Prepared {
     router: axum::Router,
     deployments: Deployments,
     limits: ConnectionLimits,
+    /// Stopped (with its code servers, unless told to keep them) after the last request.
+    agent: Option<Arc<agent::Agent>>,
     /// Held (locked) for as long as the server runs.
     _lock: File,
 }
@@ -295,13 +305,30 @@ fn prepare(opts: &ServeOptions, addr: SocketAddr) -> Result<Prepared, ServerErro
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!("http://{addr}"),
     };
+    let (status, agent) = match (&opts.agent, &opts.registry) {
+        (Some(agent_opts), Some(access)) => {
+            let agent = agent::Agent::start(
+                agent_opts.clone(),
+                &opts.data_dir,
+                deployments.clone(),
+                blobs.clone(),
+                access.clone(),
+                opts.trusted_registries.clone(),
+            )?;
+            (status::StatusSource::Agent(agent.clone()), Some(agent))
+        }
+        _ => (
+            status::StatusSource::Checks(load_status::LoadChecker::new(
+                opts.registry.clone(),
+                opts.trusted_registries.clone(),
+                Some(blobs.clone()),
+            )),
+            None,
+        ),
+    };
     let state = graphql::AppState {
         deployments: deployments.clone(),
-        checker: load_status::LoadChecker::new(
-            opts.registry.clone(),
-            opts.trusted_registries.clone(),
-            Some(blobs.clone()),
-        ),
+        status,
         default_deployment: opts.default_deployment.clone(),
         signer: signer.clone(),
         public_url,
@@ -323,6 +350,7 @@ fn prepare(opts: &ServeOptions, addr: SocketAddr) -> Result<Prepared, ServerErro
         router: http::router(Arc::new(http_state)),
         deployments,
         limits: opts.limits,
+        agent,
         _lock: lock,
     })
 }
@@ -391,10 +419,14 @@ async fn run(
     let Prepared {
         router,
         limits,
+        agent,
         _lock,
         ..
     } = prepared;
     conn::serve(listener, router, limits, shutdown).await;
+    if let Some(agent) = agent {
+        agent.shutdown().await;
+    }
     drop(_lock);
     Ok(())
 }

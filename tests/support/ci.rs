@@ -18,10 +18,18 @@ pub use super::serve::Serve;
 
 /// What the pipeline tests ask of a `serve` process.
 impl Serve {
-    /// `serve` checking images in the test registry, with an organization token.
+    /// `serve` checking images in the test registry, with an organization token. Images are
+    /// checked, not run (`--no-code-servers`): the pipeline tests build the example on a
+    /// stand-in Python image without Dagster.
     pub fn start(s: &Services) -> Serve {
         Serve::with_args(
-            &["--registry", &s.registry, "--registry-user", &s.user],
+            &[
+                "--registry",
+                &s.registry,
+                "--registry-user",
+                &s.user,
+                "--no-code-servers",
+            ],
             &[("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password)],
         )
     }

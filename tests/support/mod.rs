@@ -8,6 +8,7 @@
 //! CI they run and fail when the component is missing (see [`missing`]).
 #![allow(dead_code, unused_imports)]
 
+pub mod agent;
 pub mod ci;
 pub mod files;
 pub mod git;
