@@ -15,6 +15,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::build::{BuildReporter, LocationReporter, ProgressEvent, human_size};
 use crate::ci::context::{CiContext, CiProvider};
+use crate::pex::PexReporter;
 
 /// Lines of one location's log kept for its CI group (the oldest are dropped beyond this).
 const GROUP_LINES: usize = 5000;
@@ -118,6 +119,17 @@ impl Reporter {
         let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
         let _ = sink.write_all(text.as_bytes());
         let _ = sink.flush();
+    }
+}
+
+/// PEX progress is one line per step; warnings go out as every warning does.
+impl PexReporter for Reporter {
+    fn progress(&self, line: &str) {
+        self.message(line);
+    }
+
+    fn warn(&self, location: &str, text: &str) {
+        crate::printer::warn(&format!("{location}: {text}"));
     }
 }
 

@@ -10,9 +10,9 @@
 //!
 //! Code-server ports 41000-41199 (other agent tests use other parts of 41000-41999).
 
-#[path = "support/server.rs"]
-mod common;
 mod support;
+
+use support::server as common;
 
 use dagster_deploy::server::{Actor, Deployments};
 use serde_json::{Value, json};
@@ -39,6 +39,10 @@ fn loaded(statuses: &[(String, String, Value)], location: &str) -> bool {
     })
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker, the registry and the Python base image (scripts/test.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes() {
     let Some(s) = services().await else { return };
@@ -258,6 +262,10 @@ fn branch_vars(status: &str) -> Value {
     })
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker, the registry and the Python base image (scripts/test.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_fails_alone_and_a_closed_branch_deployment_stops_its_code_servers() {
     let Some(s) = services().await else { return };
@@ -362,6 +370,10 @@ async fn bad_input_fails_alone_and_a_closed_branch_deployment_stops_its_code_ser
         .await;
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker, the registry and the Python base image (scripts/test.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_engine_is_a_load_error_naming_the_location() {
     let Some(s) = services().await else { return };

@@ -35,6 +35,10 @@ fn deploy_ingest(serve: &AgentServe, repo: &Path) -> support::Run {
     run
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the services, python3.11, pex and uv (scripts/test.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_executable_location_runs_as_a_process_and_is_restarted() {
     // The services give the registry the agent is configured with (no image is used here).

@@ -2,13 +2,13 @@
 //! the client, the never-backwards rule, concurrent deploys of two commits, and (with the
 //! services from `scripts/services.sh`) LOADED through the real registry.
 
-#[path = "support/server.rs"]
-mod common;
 mod support;
+
+use support::git_in as git;
+use support::server as common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use dagster_deploy::api::{ApiToken, Client, ClientOptions};
 use dagster_deploy::build::{Engine, ImageRef};
@@ -35,20 +35,6 @@ locations:
       directory: b
       registry: localhost:5000/b
 ";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A repository with locations `a` and `b`; returns the first commit.
 fn repo(dir: &Path) -> String {
@@ -324,6 +310,10 @@ async fn concurrent_deploys_never_let_the_older_commit_win() {
     }
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loaded_through_the_real_registry() {
     let Some(s) = support::services().await else {

@@ -141,6 +141,10 @@ async fn compare_with_docker(
     }
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn patterns_exceptions_slashes_comments_modes_and_links() {
     let Some(s) = services().await else { return };
@@ -231,6 +235,10 @@ async fn patterns_exceptions_slashes_comments_modes_and_links() {
     .await;
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn whitelist_and_ignored_build_files() {
     let Some(s) = services().await else { return };
@@ -280,6 +288,10 @@ async fn whitelist_and_ignored_build_files() {
     .await;
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn dockerfile_in_an_ignored_subdirectory() {
     let Some(s) = services().await else { return };
@@ -306,6 +318,10 @@ async fn dockerfile_in_an_ignored_subdirectory() {
     .await;
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn dockerfile_outside_the_context() {
     let Some(s) = services().await else { return };

@@ -38,6 +38,10 @@ async fn build(
         .map(|b| b.id)
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn build_tag_inspect_and_push_with_credentials() {
     let Some(s) = services().await else { return };
@@ -120,6 +124,10 @@ async fn build_tag_inspect_and_push_with_credentials() {
     assert!(!s.engine.remove_image(&remote.to_string()).await.unwrap());
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn push_with_wrong_or_missing_credentials_fails_clearly() {
     let Some(s) = services().await else { return };
@@ -164,6 +172,10 @@ async fn push_with_wrong_or_missing_credentials_fails_clearly() {
     assert_eq!(registry_digest(&s, &path, "v1"), None, "nothing was pushed");
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn failing_step_reports_the_tail_of_the_build_log() {
     let Some(s) = services().await else { return };
@@ -199,6 +211,10 @@ async fn failing_step_reports_the_tail_of_the_build_log() {
     assert!(!s.engine.image_exists(&tag).await.unwrap());
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn context_error_during_upload_wins_over_the_engine_error() {
     let Some(s) = services().await else { return };

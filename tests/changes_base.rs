@@ -1,10 +1,10 @@
 //! Choosing the base revision: flag, CI event, merge-base, and the cases without a base.
 
-mod changes_support;
+mod support;
 
-use changes_support::{TestRepo, git_in, oid};
 use dagster_deploy::changes::EventBase;
 use dagster_deploy::changes::{Base, BaseSource, ChangesError, Repo, choose_base};
+use support::{TestRepo, git_in, oid};
 
 const ZERO: &str = "0000000000000000000000000000000000000000";
 

@@ -1,11 +1,11 @@
 //! Local path dependencies from pyproject.toml and requirements files, followed transitively.
 
-mod changes_support;
+mod support;
 
-use changes_support::{TestRepo, oid};
 use dagster_deploy::changes::{
     ChangesError, Dependencies, FileSource, Unresolvable, WorkTreeSource, local_dependencies,
 };
+use support::{TestRepo, oid};
 use tempfile::TempDir;
 
 struct Tree {

@@ -1,9 +1,9 @@
 //! Changed paths between commits and against the work tree.
 
-mod changes_support;
+mod support;
 
-use changes_support::{TestRepo, oid};
 use dagster_deploy::changes::Head;
+use support::{TestRepo, oid};
 
 fn changed(t: &TestRepo, base: &str, head: &Head) -> Vec<String> {
     t.open()
@@ -283,5 +283,40 @@ fn a_submodule_counts_as_its_recorded_commit() {
         wt.is_empty(),
         "{wt:?} {}",
         t.git(&["status", "--porcelain"])
+    );
+}
+
+#[test]
+fn a_prefetched_diff_is_the_diff() {
+    let t = TestRepo::new();
+    t.write("a/one.py", "1\n");
+    t.write("b/deep/two.py", "2\n");
+    let base = t.commit("one");
+    t.write("a/one.py", "1.1\n");
+    t.remove("b/deep/two.py");
+    t.write("c/three.py", "3\n");
+    let head = t.commit("two");
+    // Uncommitted changes are added to a prefetched commit diff as to any other.
+    t.write("d/dirty.py", "4\n");
+    for head_of in [commit_head(&head), Head::WorkTree(oid(&head))] {
+        let repo = t.open();
+        repo.prefetch_changes(oid(&base), oid(&head));
+        let prefetched = repo
+            .changed_paths(oid(&base), &head_of)
+            .expect("prefetched");
+        assert_eq!(prefetched, changed(&t, &base, &head_of));
+    }
+    let repo = t.open();
+    repo.prefetch_changes(oid(&base), oid(&head));
+    // A diff of another pair does not take the prefetched one.
+    assert_eq!(
+        repo.changed_paths(oid(&head), &commit_head(&head))
+            .expect("no change"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        repo.changed_paths(oid(&base), &commit_head(&head))
+            .expect("diff"),
+        vec!["a/one.py", "b/deep/two.py", "c/three.py"]
     );
 }

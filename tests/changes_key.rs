@@ -1,10 +1,10 @@
 //! Content keys: stable for the same inputs, sensitive to what is built, blind to ignored files.
 
-mod changes_support;
+mod support;
 
-use changes_support::{TestRepo, oid};
 use dagster_deploy::changes::{CONTENT_KEY_PREFIX, Head, content_key};
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use support::{TestRepo, oid};
 
 fn globs(patterns: &[&str]) -> GlobSet {
     let mut b = GlobSetBuilder::new();

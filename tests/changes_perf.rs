@@ -3,15 +3,15 @@
 //! `cargo test --release --test changes_perf -- --ignored --nocapture`.
 //! Timings are printed, not asserted; the results are checked against `git diff`.
 
-mod changes_support;
+mod support;
 
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Instant;
 
-use changes_support::{git_cmd, git_in};
 use dagster_deploy::changes::{Head, Repo, content_key};
 use globset::GlobSet;
+use support::{git_cmd, git_in};
 
 const LOCATIONS: usize = 200;
 const SUBDIRS: usize = 10;

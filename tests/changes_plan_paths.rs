@@ -2,10 +2,10 @@
 //! local dependencies) into repository paths: symlinks followed, absolute paths mapped into the
 //! work tree, paths that leave the repository refused with the location and its position.
 
-mod changes_support;
+mod support;
 
-use changes_support::{TestRepo, planned, run};
 use serde_json::json;
+use support::{TestRepo, planned, run};
 
 fn one_location(directory: &str) -> String {
     format!(

@@ -3,10 +3,9 @@
 //! at least what the reference registers (issue 13, point 3). The reference CLI comes from
 //! `DAGSTER_CLOUD_REFERENCE` (these tests fail without it in CI, skip elsewhere).
 
-#[path = "support/server.rs"]
-mod common;
-#[path = "support/mod.rs"]
 mod support;
+
+use support::server as common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -98,6 +97,10 @@ fn images(server: &TestServer) -> BTreeMap<String, String> {
 /// `ci init && ci set-build-output --image-tag t1 && ci deploy` against a deployment that
 /// holds nothing: the reference registers both locations, so must we, though git saw only
 /// `a` change.
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_holding_nothing_gets_every_location() {
     let Some(reference) = reference_cli() else {
@@ -128,6 +131,10 @@ async fn a_deployment_holding_nothing_gets_every_location() {
 /// A workflow's own path filter decides what changed: `ci set-build-output --location-name b`
 /// and `ci deploy --location-name b`, where `b` runs in the deployment at the previous commit
 /// and git sees no change to it. The reference registers `b`; so must we.
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_location_named_on_the_command_line_is_always_acted_on() {
     let Some(reference) = reference_cli() else {

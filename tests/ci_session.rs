@@ -2,10 +2,9 @@
 //! folder against our server, and `ci` bad-input handling. The reference CLI comes from
 //! `DAGSTER_CLOUD_REFERENCE` (these tests fail without it in CI, skip elsewhere).
 
-#[path = "support/server.rs"]
-mod common;
-#[path = "support/mod.rs"]
 mod support;
+
+use support::server as common;
 
 use std::path::Path;
 use std::process::Output;
@@ -98,6 +97,10 @@ fn state_text(statedir: &Path) -> String {
     all
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_init_then_ours_then_reference_deploy() {
     let Some(cli) = reference_cli() else { return };
@@ -195,6 +198,10 @@ async fn reference_init_then_ours_then_reference_deploy() {
     server.stop().await;
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ours_init_then_reference_then_ours_deploy() {
     let Some(cli) = reference_cli() else { return };
@@ -404,6 +411,10 @@ async fn bad_input_is_named_with_a_fix() {
 
 /// `ci build` builds and pushes only the session's selected location through our engine and
 /// records its image; `ci deploy` registers exactly that image.
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ci_build_builds_the_selected_locations_and_deploy_registers_them() {
     let Some(s) = support::services().await else {
@@ -489,6 +500,10 @@ async fn ci_build_builds_the_selected_locations_and_deploy_registers_them() {
 
 /// In a GitHub pull request, our `ci init` creates the branch deployment and targets it, the
 /// reference deploys into it from our files, and `ci branch-deployment --mark-closed` closes it.
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_requests_get_a_branch_deployment() {
     let Some(cli) = reference_cli() else { return };

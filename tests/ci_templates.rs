@@ -70,6 +70,10 @@ fn has_shellcheck() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs actionlint and shellcheck (scripts/actionlint.sh)"
+)]
 #[test]
 fn github_workflows_and_templates_pass_actionlint_and_shellcheck() {
     let Some(actionlint) = actionlint() else {
@@ -106,6 +110,10 @@ fn github_workflows_and_templates_pass_actionlint_and_shellcheck() {
 /// `uses: dagster-deploy/dagster-deploy@v0` pointed at this checkout's action.yml, every `with:`
 /// key must be an input of the action and every required input must be given. The action's
 /// own `run:` scripts go through shellcheck (actionlint does not read action metadata).
+#[cfg_attr(
+    not(ci),
+    ignore = "needs actionlint and shellcheck (scripts/actionlint.sh)"
+)]
 #[test]
 fn the_action_and_the_workflows_using_it_agree() {
     let Some(actionlint) = actionlint() else {
@@ -177,6 +185,10 @@ fn the_action_and_the_workflows_using_it_agree() {
     }
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs actionlint and shellcheck (scripts/actionlint.sh)"
+)]
 #[test]
 fn shell_scripts_pass_shellcheck() {
     if !has_shellcheck() {

@@ -4,8 +4,9 @@
 //! same results and leave the same state. The reference is found through
 //! `DAGSTER_CLOUD_REFERENCE`; without it this fails in CI and is skipped elsewhere.
 
-#[path = "support/server.rs"]
-mod common;
+mod support;
+
+use support::server as common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,6 +58,10 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_sends_what_the_reference_sends() {
     let Some(reference) = common::reference_cli() else {

@@ -1,8 +1,8 @@
 //! `dagster-deploy check` end to end: what it reports, how, and what it never prints.
 
-mod changes_support;
+mod support;
 
-use changes_support::{TestRepo, bin, run};
+use support::{TestRepo, bin, run};
 
 const TEMPLATED: &str = "\
 locations:
@@ -138,8 +138,8 @@ fn a_config_path_that_does_not_exist_is_unreadable_for_check_and_plan_alike() {
     t.commit("init");
     let check = run(t.path(), &["check", "--config", "nope/dagster_cloud.yaml"]);
     let plan = run(t.path(), &["plan", "--config", "nope/dagster_cloud.yaml"]);
-    assert_eq!(check.code, Some(2), "{}", check.stderr);
-    assert_eq!(plan.code, Some(2), "{}", plan.stderr);
+    assert_eq!(check.code, 2, "{}", check.stderr);
+    assert_eq!(plan.code, 2, "{}", plan.stderr);
     assert!(
         check
             .stderr

@@ -47,6 +47,10 @@ fn revisions(m: &Monorepo, s: &Services, server: &Serve, location: &str) -> Vec<
     run.json()["revisions"].as_array().unwrap().clone()
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn example_monorepo_deploys_to_serve_then_only_the_changed_location() {
     let Some(s) = services().await else { return };
@@ -157,6 +161,10 @@ async fn example_monorepo_deploys_to_serve_then_only_the_changed_location() {
     assert_eq!(nothing["registration"]["locations"], serde_json::json!([]));
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn with_no_settings_deploy_uses_the_local_store_and_a_missing_image_fails_to_load() {
     let Some(s) = services().await else { return };

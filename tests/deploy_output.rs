@@ -3,10 +3,9 @@
 //! store, the Python-executable path's CI feedback, and a missing deployment's error. None
 //! needs Docker: nothing here builds an image.
 
-#[path = "support/server.rs"]
-mod common;
-#[path = "support/mod.rs"]
 mod support;
+
+use support::server as common;
 
 use std::process::Command;
 

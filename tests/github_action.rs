@@ -182,12 +182,7 @@ impl Runner<'_> {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(self.workspace)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        support::git_in(self.workspace, args)
     }
 }
 
@@ -274,6 +269,10 @@ fn pull_request_event(action: &str, head_sha: &str, base_sha: &str, merged: bool
 }
 
 // Multi-threaded: the test blocks on child processes while its servers answer them.
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_action_deploys_pushes_and_pull_requests_and_closes_branch_deployments() {
     let Some(s) = services().await else { return };

@@ -7,9 +7,9 @@
 //! Needs pex and uv (`scripts/pex-tools.sh`, or installed on first use), python3.11 and PyPI.
 //! Without them these tests skip, except under `CI`, where they fail.
 
-#[path = "support/server.rs"]
-mod common;
 mod support;
+
+use support::server as common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -38,15 +38,8 @@ fn prerequisites() -> bool {
     if missing.is_empty() {
         return true;
     }
-    let why = format!(
-        "missing {}: run `scripts/pex-tools.sh` first",
-        missing.join(", ")
-    );
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("{why}; CI is set, so this test must not skip");
-    }
-    eprintln!("SKIPPED: {why}");
-    false
+    let why = format!("missing {}", missing.join(", "));
+    support::missing::<()>(&why, "run `scripts/pex-tools.sh` first").is_some()
 }
 
 /// A `dagster-deploy serve` process (no image checks: nothing here is a Docker image), and
@@ -196,6 +189,10 @@ fn validate(deps: &Path, source: &Path, code_source: &Value, pex_root: &Path) {
     );
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs python3.11, pex and uv (scripts/pex-tools.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_monorepo_deploys_and_its_artefacts_load_dagster() {
     if !prerequisites() {
@@ -309,6 +306,10 @@ async fn the_example_monorepo_deploys_and_its_artefacts_load_dagster() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh); needs python3.11, pex and uv (scripts/pex-tools.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_cli_deploys_a_python_executable_to_serve() {
     if !prerequisites() {
@@ -384,6 +385,10 @@ fn location(requirements: &str) -> tempfile::TempDir {
 
 const APP: [&str; 4] = ["--location-name", "app", "--module-name", "app"];
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs python3.11, pex and uv (scripts/pex-tools.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_fails_clearly_and_registers_nothing() {
     if !prerequisites() {
@@ -453,6 +458,10 @@ async fn bad_input_fails_clearly_and_registers_nothing() {
     assert!(server.documents().await.is_empty(), "nothing registered");
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs python3.11, pex and uv (scripts/pex-tools.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_files_are_ignored_by_gitignore_or_warned_about() {
     if !prerequisites() {
@@ -498,6 +507,10 @@ async fn large_files_are_ignored_by_gitignore_or_warned_about() {
     assert!(std::fs::metadata(&source).unwrap().len() < 10_000_000);
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs python3.11, pex and uv (scripts/pex-tools.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_upload_fails_the_deploy_and_registers_nothing() {
     if !prerequisites() {
@@ -538,6 +551,10 @@ fn run_ours(server: &Serve, dir: &Path, args: &[&str]) -> Output {
     out
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs python3.11, pex and uv (scripts/pex-tools.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_and_ci_build_take_the_python_executable_strategy() {
     if !prerequisites() {
@@ -673,6 +690,10 @@ async fn cutting_proxy() -> (String, std::sync::Arc<std::sync::OnceLock<String>>
     (format!("http://{addr}"), target_cell)
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs python3.11, pex and uv (scripts/pex-tools.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_upload_fails_the_deploy_and_registers_nothing() {
     if !prerequisites() {

@@ -1,7 +1,8 @@
 //! Every protocol operation through HTTP against the in-process server.
 
-#[path = "support/server.rs"]
-mod common;
+mod support;
+
+use support::server as common;
 
 use common::*;
 use dagster_deploy::server::HistoryPage;

@@ -2,129 +2,14 @@
 //! stuck client (4), `kill -9` mid-upload (8), `serve token list` / `revoke` (9) and the log
 //! lines (10).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-
-fn ours() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
-}
-
-/// A `serve` process; killed if a test fails before it ends.
-struct Serve {
-    child: Child,
-    url: String,
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
-impl Serve {
-    /// `serve` on a free port (its stderr not collected); returns it with its stderr after
-    /// the line with the URL.
-    fn spawn(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Serve, BufReader<ChildStderr>) {
-        let child = ours()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--no-image-checks",
-                "--data",
-            ])
-            .arg(data)
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Owned by `Serve` at once: its drop kills and reaps the process on any failure.
-        let mut serve = Serve {
-            child,
-            url: String::new(),
-            stderr: std::sync::mpsc::channel().1,
-        };
-        let mut stderr = BufReader::new(serve.child.stderr.take().unwrap());
-        let mut line = String::new();
-        while serve.url.is_empty() {
-            line.clear();
-            assert!(
-                stderr.read_line(&mut line).unwrap() > 0,
-                "serve printed no URL"
-            );
-            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-                serve.url = url.to_string();
-            }
-        }
-        (serve, stderr)
-    }
-
-    /// `serve`, its stderr lines collected.
-    fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
-        let (mut serve, stderr) = Serve::spawn(data, extra, env);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        serve.stderr = rx;
-        serve
-    }
-
-    fn addr(&self) -> String {
-        self.url.trim_start_matches("http://").to_string()
-    }
-
-    /// Every stderr line printed so far.
-    fn lines(&self) -> Vec<String> {
-        self.stderr.try_iter().collect()
-    }
-
-    fn signal(&self, signal: &str) {
-        let ok = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    /// Waits for the process to end (a hang detector, not a timing assertion).
-    fn wait(&mut self) -> std::process::ExitStatus {
-        for _ in 0..600 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("serve did not stop");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn token_create(data: &Path, label: &str, scope: &[&str]) -> String {
-    let out = ours()
-        .args(["serve", "token", "create", "--label", label])
-        .args(scope)
-        .arg("--data")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
+use support::serve::{Serve, ours, token_create};
 
 fn post(url: &str, token: &str, query: &str) -> (u16, Value) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -155,7 +40,7 @@ fn fresh() -> (tempfile::TempDir, std::path::PathBuf, String) {
 #[test]
 fn f4_sigterm_stops_serve_despite_a_stuck_client() {
     let (_dir, data, token) = fresh();
-    let mut serve = Serve::start(&data, &[], &[]);
+    let mut serve = Serve::start_in(&data, &["--no-image-checks"], &[]);
     let mut stuck = TcpStream::connect(serve.addr()).unwrap();
     write!(
         stuck,
@@ -173,7 +58,7 @@ fn f4_sigterm_stops_serve_despite_a_stuck_client() {
 #[test]
 fn f8_a_killed_upload_leaves_nothing_after_a_restart() {
     let (_dir, data, token) = fresh();
-    let mut serve = Serve::start(&data, &[], &[]);
+    let mut serve = Serve::start_in(&data, &["--no-image-checks"], &[]);
     let mut upload = TcpStream::connect(serve.addr()).unwrap();
     write!(
         upload,
@@ -196,7 +81,7 @@ fn f8_a_killed_upload_leaves_nothing_after_a_restart() {
         1,
         "the upload had begun"
     );
-    let mut again = Serve::start(&data, &[], &[]);
+    let mut again = Serve::start_in(&data, &["--no-image-checks"], &[]);
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
     assert_eq!(post(&again.url, &token, "{ __typename }").0, 200);
     again.signal("-TERM");
@@ -209,7 +94,7 @@ fn f9_tokens_are_listed_without_secrets_and_revoked_at_once() {
     let data = dir.path().join("data");
     let org = token_create(&data, "ops", &["--organization"]);
     let ci = token_create(&data, "ci-staging", &["--deployment", "staging"]);
-    let mut serve = Serve::start(&data, &[], &[]);
+    let mut serve = Serve::start_in(&data, &["--no-image-checks"], &[]);
     assert_eq!(post(&serve.url, &ci, "{ __typename }").0, 200);
 
     let list = |json: bool| {
@@ -267,7 +152,7 @@ fn f9_tokens_are_listed_without_secrets_and_revoked_at_once() {
 #[test]
 fn f10_one_json_log_line_per_request_and_never_a_token() {
     let (_dir, data, token) = fresh();
-    let mut serve = Serve::start(&data, &["--log-format", "json"], &[]);
+    let mut serve = Serve::start_in(&data, &["--no-image-checks", "--log-format", "json"], &[]);
     assert_eq!(
         post(
             &serve.url,
@@ -296,7 +181,7 @@ fn f10_one_json_log_line_per_request_and_never_a_token() {
     assert!(!all.contains(&token) && !all.contains("ddp_wrong"), "{all}");
 
     // RUST_LOG sets the level: warnings only, no request lines.
-    let mut quiet = Serve::start(&data, &[], &[("RUST_LOG", "warn")]);
+    let mut quiet = Serve::start_in(&data, &["--no-image-checks"], &[("RUST_LOG", "warn")]);
     assert_eq!(post(&quiet.url, &token, "{ __typename }").0, 200);
     quiet.signal("-TERM");
     quiet.wait();
@@ -342,7 +227,7 @@ fn f10_cli_warnings_reach_stderr() {
 fn f10_a_closed_stderr_does_not_break_serving() {
     let (_dir, data, token) = fresh();
     // Read the URL, then close the pipe as a script that stops listening would.
-    let (serve, stderr) = Serve::spawn(&data, &[], &[]);
+    let (serve, stderr) = Serve::spawn(&data, &["--no-image-checks"], &[]);
     drop(stderr);
     for _ in 0..3 {
         assert_eq!(post(&serve.url, &token, "{ __typename }").0, 200);

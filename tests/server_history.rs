@@ -1,8 +1,9 @@
 //! Every revision of every location document is kept: history and rollback, through the
 //! Rust API (the local store, no server) and through GraphQL.
 
-#[path = "support/server.rs"]
-mod common;
+mod support;
+
+use support::server as common;
 
 use common::*;
 use dagster_deploy::server::{

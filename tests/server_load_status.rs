@@ -2,8 +2,9 @@
 //! against a fake registry with bearer and basic auth), a load error naming the image when
 //! it does not, LOADED at once for locations without an image.
 
-#[path = "support/server.rs"]
-mod common;
+mod support;
+
+use support::server as common;
 
 use common::*;
 use serde_json::json;

@@ -2,8 +2,9 @@
 //! SHA-256 checks, idempotent and interrupted uploads, token access, and the load status of a
 //! Python-executable location.
 
-#[path = "support/server.rs"]
-mod common;
+mod support;
+
+use support::server as common;
 
 use base64::Engine as _;
 use common::{ADD_LOCATION, TestServer, WORKSPACE_OR_ERROR};

@@ -2,11 +2,13 @@
 //! found through `DAGSTER_CLOUD_REFERENCE`; without it these tests fail in CI and are skipped
 //! (with a notice) elsewhere.
 
-#[path = "support/server.rs"]
-mod common;
+mod support;
+
+use support::git_in as git;
+use support::server as common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::TestServer;
 use serde_json::{Value, json};
@@ -60,6 +62,10 @@ fn stored(server: &TestServer) -> Value {
         .unwrap()
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_commands_work_unchanged() {
     let Some(cli) = reference_cli() else { return };
@@ -245,6 +251,10 @@ fn deployed_documents(requests: &[dagster_deploy::server::ObservedRequest]) -> V
         .collect()
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ci_session_init_set_build_output_deploy() {
     let Some(cli) = reference_cli() else { return };
@@ -362,20 +372,10 @@ async fn ci_session_init_set_build_output_deploy() {
     server.stop().await;
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
-}
-
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn branch_deployments_create_deploy_delete() {
     let Some(cli) = reference_cli() else { return };
@@ -565,6 +565,10 @@ async fn branch_deployments_create_deploy_delete() {
     server.stop().await;
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_get_a_clear_message() {
     let Some(cli) = reference_cli() else { return };
@@ -592,6 +596,10 @@ async fn bad_tokens_get_a_clear_message() {
     server.stop().await;
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_is_reported_as_a_load_failure() {
     let Some(cli) = reference_cli() else { return };

@@ -3,29 +3,16 @@
 //! The reference is found through `DAGSTER_CLOUD_REFERENCE`; without it this fails in CI and
 //! is skipped elsewhere.
 
-#[path = "support/server.rs"]
-mod common;
+mod support;
 
-use std::io::{BufRead, BufReader};
+use support::server as common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 
 use dagster_deploy::server::Deployments;
 use serde_json::json;
-
-fn ours() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
-}
-
-/// The server process; killed if the test fails before stopping it.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::serve::{Serve, token_create};
 
 fn run(cli: &Path, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = common::clean_command(cli, home, args, env)
@@ -41,6 +28,10 @@ fn run(cli: &Path, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     out
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs the reference dagster-cloud CLI (scripts/reference-cli.sh)"
+)]
 #[test]
 fn the_reference_cli_works_against_a_serve_process() {
     let Some(cli) = common::reference_cli() else {
@@ -49,37 +40,10 @@ fn the_reference_cli_works_against_a_serve_process() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let data = h.join("data");
-    let out = ours()
-        .args(["serve", "token", "create", "--organization", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = token_create(&data, "test", &["--organization"]);
     assert!(token.starts_with("ddp_"));
-    assert!(!String::from_utf8_lossy(&out.stderr).contains(&token));
-
-    let mut child = ours()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-image-checks",
-            "--data",
-        ])
-        .arg(&data)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    let serve = Serve(child);
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {first:?}"))
-        .to_string();
+    let mut serve = Serve::start_in(&data, &["--no-image-checks"], &[]);
+    let url = serve.url.clone();
     let env = [
         ("DAGSTER_CLOUD_URL", url.as_str()),
         ("DAGSTER_CLOUD_DEPLOYMENT", "prod"),
@@ -203,18 +167,9 @@ fn the_reference_cli_works_against_a_serve_process() {
     assert!(store.deployment("feature-x").unwrap().branch.is_some());
 
     // SIGTERM: a clean stop with exit code 0.
-    let mut serve = serve;
-    let pid = serve.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = serve.0.wait().unwrap();
+    serve.signal("-TERM");
+    let status = serve.wait();
     assert!(status.success(), "{status:?}");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let rest = serve.lines().join("\n");
     assert!(rest.contains("shutting down"), "{rest}");
 }

@@ -1,7 +1,8 @@
 //! Tokens: missing, wrong, revoked, deployment-scoped and organisation-scoped.
 
-#[path = "support/server.rs"]
-mod common;
+mod support;
+
+use support::server as common;
 
 use common::*;
 use dagster_deploy::server::{self, TokenScope};

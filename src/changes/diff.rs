@@ -3,6 +3,10 @@
 //! Commit to commit is our own tree walk rather than libgit2's tree diff: libgit2 expands every
 //! subtree of both sides, while git (and this walk) skips a subtree whose id is the same on
 //! both sides, so the cost is proportional to what changed, not to the repository's size.
+//!
+//! That walk inflates every changed tree of both commits, about as much work as the rest of a
+//! plan; [`Repo::prefetch_changes`] starts it on a second thread (with its own libgit2
+//! handle) while the caller reads the configuration.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -25,16 +29,43 @@ impl Repo {
         let head_commit = match head {
             Head::Commit(oid) | Head::WorkTree(oid) => *oid,
         };
-        let old = self.repo.find_commit(base)?.tree()?;
-        let new = self.repo.find_commit(head_commit)?.tree()?;
-        let mut out = Vec::new();
-        diff_trees(&self.repo, Some(&old), Some(&new), "", &mut out)?;
+        let mut out = match self.take_prefetched(base, head_commit) {
+            Some(paths) => paths?,
+            None => commit_changes(&self.repo, base, head_commit)?,
+        };
         if let Head::WorkTree(commit) = head {
             out.extend(self.uncommitted(*commit)?.iter().cloned());
         }
         out.sort_unstable();
         out.dedup();
         Ok(out)
+    }
+
+    /// Starts listing the paths that differ between the commits `base` and `head` on another
+    /// thread; the next [`Repo::changed_paths`] for the same pair takes the result. Best
+    /// effort: when no thread or second handle is available, that call does the work itself.
+    pub fn prefetch_changes(&self, base: Oid, head: Oid) {
+        let git_dir = self.repo.path().to_path_buf();
+        let work = move || {
+            let repo = git2::Repository::open(git_dir)?;
+            commit_changes(&repo, base, head)
+        };
+        if let Ok(handle) = std::thread::Builder::new().name("diff".into()).spawn(work) {
+            *self.prefetched.borrow_mut() = Some(Prefetched { base, head, handle });
+        }
+    }
+
+    /// The prefetched diff of `base` and `head`, if one was started.
+    fn take_prefetched(&self, base: Oid, head: Oid) -> Option<Result<Vec<String>, git2::Error>> {
+        let mut slot = self.prefetched.borrow_mut();
+        if !slot
+            .as_ref()
+            .is_some_and(|p| p.base == base && p.head == head)
+        {
+            return None;
+        }
+        // A panicked thread gives no answer: the caller diffs again.
+        slot.take()?.handle.join().ok()
     }
 
     /// The paths (sorted) that differ between `commit` and the work tree, staged or not,
@@ -87,6 +118,26 @@ impl Repo {
     }
 }
 
+/// A diff running on another thread.
+pub(super) struct Prefetched {
+    base: Oid,
+    head: Oid,
+    handle: std::thread::JoinHandle<Result<Vec<String>, git2::Error>>,
+}
+
+/// The paths (unsorted) that differ between two commits.
+fn commit_changes(
+    repo: &git2::Repository,
+    base: Oid,
+    head: Oid,
+) -> Result<Vec<String>, git2::Error> {
+    let old = repo.find_commit(base)?.tree()?;
+    let new = repo.find_commit(head)?.tree()?;
+    let mut out = Vec::new();
+    diff_trees(repo, Some(&old), Some(&new), "", &mut out)?;
+    Ok(out)
+}
+
 /// Appends to `out` every path under `prefix` that differs between the two trees (`None` is an
 /// empty tree), skipping subtrees with equal ids.
 fn diff_trees(
@@ -95,7 +146,7 @@ fn diff_trees(
     new: Option<&Tree>,
     prefix: &str,
     out: &mut Vec<String>,
-) -> Result<(), ChangesError> {
+) -> Result<(), git2::Error> {
     let mut a = old.into_iter().flat_map(|t| t.iter()).peekable();
     let mut b = new.into_iter().flat_map(|t| t.iter()).peekable();
     loop {
@@ -141,7 +192,7 @@ fn one_side(
     entry: &TreeEntry,
     prefix: &str,
     out: &mut Vec<String>,
-) -> Result<(), ChangesError> {
+) -> Result<(), git2::Error> {
     let path = join(prefix, &from_bytes(entry.name_bytes()));
     if is_tree(entry) {
         let tree = repo.find_tree(entry.id())?;

@@ -1,6 +1,7 @@
 //! Following symlinks inside the repository, as the filesystem (and Docker's CLI, for a build
 //! context) would: a path names what its links lead to.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use super::FileSource;
@@ -34,13 +35,23 @@ pub(super) fn resolve(
     src: &(impl FileSource + ?Sized),
     path: &str,
 ) -> Result<Resolved, Unresolvable> {
-    let mut pending: Vec<String> = segments(path).rev().map(str::to_string).collect();
+    // Segments still to walk: those of link targets met (reversed, walked first), then the
+    // rest of `path` (borrowed: most paths pass no link, and then nothing is copied).
+    let mut pending: Vec<String> = Vec::new();
+    let mut rest = segments(path);
     // The path resolved so far, and where each of its components starts.
-    let mut done = String::new();
+    let mut done = String::with_capacity(path.len());
     let mut starts: Vec<usize> = Vec::new();
     let mut links = Vec::new();
-    while let Some(segment) = pending.pop() {
-        match segment.as_str() {
+    loop {
+        let segment: Cow<str> = match pending.pop() {
+            Some(s) => Cow::Owned(s),
+            None => match rest.next() {
+                Some(s) => Cow::Borrowed(s),
+                None => break,
+            },
+        };
+        match &*segment {
             "" | "." => continue,
             ".." => {
                 let start = starts.pop().ok_or(Unresolvable::Outside)?;

@@ -37,6 +37,8 @@ pub struct Repo {
     uncommitted: std::cell::RefCell<Option<(git2::Oid, std::sync::Arc<[String]>)>>,
     /// Folders of commits, remembered across runs by tree id (see `folders.rs`).
     folders: folders::FolderCache,
+    /// A commit-to-commit diff started on another thread (see [`Repo::prefetch_changes`]).
+    prefetched: std::cell::RefCell<Option<diff::Prefetched>>,
 }
 
 /// What the plan compares against.

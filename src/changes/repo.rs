@@ -34,6 +34,7 @@ impl Repo {
             workdir,
             uncommitted: Default::default(),
             folders,
+            prefetched: Default::default(),
         })
     }
 

@@ -64,8 +64,9 @@ async fn deploy_python_executable(a: &PexDeployArgs) -> Result<u8, Error> {
         ..super::compat::document_flags(&a.code, a.image.clone())
     };
     let policy = WaitPolicy::deployment_command(&s);
+    let reporter = output::reporter(&crate::ci::context::CiContext::detect(env));
     let (built, results) =
-        python::deploy(&remote, &targets, &opts, &flags, true, &policy, &say).await?;
+        python::deploy(&remote, &targets, &opts, &flags, true, &policy, &reporter).await?;
     failures_to_error(&results)?;
     if a.json {
         // With --json, stdout carries the result document only.

@@ -12,7 +12,7 @@ use super::dry_run::DryRun;
 use super::prepare::Prepared;
 use super::python::{self, PexOptions, PexTarget};
 use super::register::{self, LocationReport, RegisterOptions, RegisterReport, RegisterStatus};
-use super::route::{self, BranchMode, Route};
+use super::route::{self, BranchMode, Purpose, Route, RouteRequest};
 use super::select::{self, Against};
 use super::target::{self, Deployment, LocalStore, Remote};
 use super::wait::WaitPolicy;
@@ -98,19 +98,25 @@ pub async fn deploy(
     let ci = CiContext::detect(env);
 
     // 1. Where to: the named deployment, the pull request's branch deployment, or nowhere.
-    let route = route::for_deploy(
-        req.branch,
+    let route = route::route(
+        &RouteRequest {
+            mode: req.branch,
+            purpose: Purpose::Deploy {
+                create: !req.dry_run,
+            },
+            condition: None,
+            ci: &ci,
+            env,
+            workdir: &repo.workdir,
+        },
         &mut settings,
-        &ci,
-        env,
-        &repo.workdir,
-        !req.dry_run,
     )
     .await?;
     let (pull_request, new_branch) = match route {
         Route::Deploy {
             pull_request,
             new_branch,
+            ..
         } => (pull_request, new_branch),
         Route::Ended { message } => return Ok(Outcome::Ended { message }),
         Route::BuildOnly { reason } => {
@@ -312,8 +318,16 @@ async fn python_executables(
         python_version: Some(b.python_version.clone()),
         ..Default::default()
     };
-    let (built, results) =
-        python::deploy(&remote, &targets, &opts, &flags, false, &options.wait, &say).await?;
+    let (built, results) = python::deploy(
+        &remote,
+        &targets,
+        &opts,
+        &flags,
+        false,
+        &options.wait,
+        reporter,
+    )
+    .await?;
     let locations = picked
         .iter()
         .zip(&built)

@@ -1,6 +1,7 @@
 //! The deploy workflow every command shares: where a run deploys (`route`), what each
 //! location is compared with (`select`), planning and building (`prepare`), registering and
-//! waiting (`register`, `wait`), the Python-executable flow (`python`), what CI is told
+//! waiting (`register`, `wait`), a build session's deploy (`session_deploy`), the
+//! Python-executable flow (`python`), what CI is told
 //! (`feedback`) and `deploy` itself (`flow`), all over one [`Deployment`] trait implemented by
 //! the deployment API and by the local store. Commands map their arguments onto these and
 //! render the results (docs/architecture.md).
@@ -14,6 +15,7 @@ pub mod register;
 pub mod route;
 pub mod select;
 pub mod session;
+pub mod session_deploy;
 pub mod target;
 pub mod wait;
 

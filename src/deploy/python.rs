@@ -16,6 +16,7 @@ use crate::api::wait::LoadResult;
 use crate::config::{self, Env, Workspace};
 use crate::error::Error;
 use crate::pex::{self, BuildMethod, Built, PexError, PexLocation, requirements::PROJECT_FILES};
+use crate::progress::Reporter;
 
 /// One location to deploy: its project folder and its dagster_cloud.yaml entry, if any.
 #[derive(Debug, Clone)]
@@ -83,7 +84,7 @@ pub async fn build(
     remote: &Remote,
     targets: &[PexTarget],
     opts: &PexOptions,
-    say: Progress<'_>,
+    reporter: &Reporter,
 ) -> Result<Vec<Built>, Error> {
     for t in targets {
         check_dir(&t.dir, &t.name)?;
@@ -95,7 +96,7 @@ pub async fn build(
             dir: t.dir.clone(),
         })
         .collect();
-    Ok(pex::build_and_upload(&remote.client, &locations, &opts.pex(), &|m| say(m)).await?)
+    Ok(pex::build_and_upload(&remote.client, &locations, &opts.pex(), reporter).await?)
 }
 
 /// Builds, uploads, then registers every target (only once every upload succeeded) and
@@ -110,9 +111,10 @@ pub async fn deploy(
     flags: &dyn Fn(&Built) -> DocumentFlags,
     single_as_add: bool,
     policy: &WaitPolicy,
-    say: Progress<'_>,
+    reporter: &Reporter,
 ) -> Result<(Vec<Built>, Vec<(String, LoadResult)>), Error> {
-    let built = build(remote, targets, opts, say).await?;
+    let built = build(remote, targets, opts, reporter).await?;
+    let say = &|line: &str| reporter.message(line);
     let documents: Vec<(String, Value)> = targets
         .iter()
         .zip(&built)

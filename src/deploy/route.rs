@@ -1,23 +1,33 @@
 //! The routing policy: which deployment a run targets, decided before anything is built, for
-//! `deploy` (and the GitHub action, which runs it) and for `ci init`. A pull request's run
-//! targets its branch deployment (created or updated here, with the named deployment as its
-//! base); a run that builds none targets the named deployment. For `deploy` also: nowhere
-//! because the pull request ended (its branch deployment is marked closed or merged), or
-//! nowhere because a fork's pull request gets no secrets (plan and build only); in hosted CI
-//! a missing token is an error naming the input or variable to set, before any work.
+//! `deploy` (and the GitHub action, which runs it) and for `ci init`, by one function with one
+//! set of rules ([`route`]):
+//!
+//! 1. Branch facts: with [`BranchMode::Auto`] a GitHub or GitLab run that builds a pull
+//!    (merge) request targets its branch deployment, any other run the named deployment;
+//!    `Always` requires a pull request (on a laptop, the checked-out branch), `Never` uses none.
+//!    Facts the CI gives but that cannot be read fail the run: a pull request's run must never
+//!    fall through to the deployment its branch deployment is based on.
+//! 2. A branch deployment is created or updated with the named deployment as its base (and the
+//!    snapshot condition, when given); a dry run only looks it up.
+//! 3. A pull request that ended (closed, merged) has its branch deployment marked so; `deploy`
+//!    then stops, a session still records it (as the reference's `ci init` does).
+//! 4. Without a branch deployment the run targets the named deployment, else `prod`.
+//! 5. Only a run that registers now ([`Purpose::Deploy`]) needs a token: in hosted CI a missing
+//!    one is an error naming the input or variable to set, before any work, except for a
+//!    fork's pull request (CI gives forks no secrets), which is planned and built only. A
+//!    session (`ci init`) records where it deploys; `ci deploy` needs the token.
 
 use std::path::Path;
 
 use crate::api::ops::{self, BranchData, CommitData};
 use crate::api::{ApiError, Settings};
 use crate::ci::context::{CiContext, CiError, CiProvider};
-use crate::ci::pull_request::{self, BranchFacts, PullRequestError, Source};
+use crate::ci::pull_request::{self, BranchFacts, Source};
 use crate::config::Env;
 use crate::error::Error;
+use crate::protocol::DEFAULT_DEPLOYMENT;
 
-const WHAT: &str = "deploy";
-
-/// When `deploy` goes to a branch deployment.
+/// When a run goes to a branch deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BranchMode {
     /// When a GitHub or GitLab run builds a pull (merge) request.
@@ -35,34 +45,57 @@ pub enum SnapshotBase {
     OnUpdate,
 }
 
+/// What the run does with its route: the only input on which the rules differ (4 and 5 of
+/// the module's list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `deploy`: registers in this run. `create` false (a dry run) only looks the branch
+    /// deployment up.
+    Deploy { create: bool },
+    /// `ci init`: records where the session deploys; `ci deploy` registers later.
+    Session,
+}
+
+/// A run to route.
+pub struct RouteRequest<'a> {
+    pub mode: BranchMode,
+    pub purpose: Purpose,
+    /// The new branch deployment's snapshot condition (`ci init --snapshot-base-condition`).
+    pub condition: Option<SnapshotBase>,
+    pub ci: &'a CiContext,
+    pub env: Env<'a>,
+    /// The repository (or project) folder: where the laptop's branch is read.
+    pub workdir: &'a Path,
+}
+
 pub enum Route {
-    /// Deploy to `settings.deployment`; `pull_request` names the request when that is its
-    /// branch deployment (`new_branch`: it does not exist yet, which only a dry run sees).
+    /// Deploy to `settings.deployment` (set by [`route`]). `pull_request` names the request
+    /// when that is its branch deployment, `base` the deployment it is based on, and
+    /// `new_branch` says it does not exist yet (which only a dry run sees).
     Deploy {
         pull_request: Option<String>,
+        base: Option<String>,
         new_branch: bool,
     },
-    /// The pull request was closed or merged: its branch deployment is marked so.
+    /// The pull request was closed or merged: its branch deployment is marked so (`deploy`).
     Ended { message: String },
     /// A fork's pull request without secrets: plan and build, push and register nothing.
     BuildOnly { reason: String },
 }
 
-/// Decides `deploy`'s route; for a branch deployment, sets `settings.deployment` to its name.
-/// A dry run (`create` false) only looks the branch deployment up.
-pub async fn for_deploy(
-    mode: BranchMode,
-    settings: &mut Settings,
-    ci: &CiContext,
-    env: Env<'_>,
-    workdir: &Path,
-    create: bool,
-) -> Result<Route, Error> {
-    let hosted = ci.provider.filter(|p| *p != CiProvider::Generic);
-    if let Some(provider) = hosted
+/// Decides where the run deploys, by the rules of this module; sets `settings.deployment` to
+/// the deployment a [`Route::Deploy`] targets.
+pub async fn route(req: &RouteRequest<'_>, settings: &mut Settings) -> Result<Route, Error> {
+    let what = match req.purpose {
+        Purpose::Deploy { .. } => "deploy",
+        Purpose::Session => "ci init",
+    };
+    // Rule 5.
+    let hosted = req.ci.provider.filter(|p| *p != CiProvider::Generic);
+    if let (Purpose::Deploy { .. }, Some(provider)) = (req.purpose, hosted)
         && settings.token.is_none()
     {
-        if Source::of(Some(provider)).is_ok_and(|s| pull_request::is_fork(s, env)) {
+        if Source::of(Some(provider)).is_ok_and(|s| pull_request::is_fork(s, req.env)) {
             return Ok(Route::BuildOnly {
                 reason: "this pull request comes from a fork, and CI gives forks no secrets \
                          (no DAGSTER_CLOUD_API_TOKEN): planned and built only, nothing was \
@@ -73,46 +106,36 @@ pub async fn for_deploy(
         return Err(missing_token(provider, settings.has_remote()));
     }
 
-    let facts = match mode {
-        BranchMode::Never => None,
-        BranchMode::Auto => match hosted {
-            Some(p @ (CiProvider::Github | CiProvider::Gitlab)) => {
-                pull_request::branch_facts(Source::of(Some(p))?, env, workdir, false)?
-            }
-            _ => None,
-        },
-        BranchMode::Always => Some(
-            pull_request::branch_facts(Source::of(ci.provider)?, env, workdir, false)?.ok_or_else(
-                || CiError::NoPullRequest {
-                    reason: "this run builds no pull (merge) request".into(),
-                },
-            )?,
-        ),
-    };
-    let Some(facts) = facts else {
+    // Rules 1 and 4.
+    let named = settings.deployment.clone();
+    let Some(facts) = branch_facts(req)? else {
+        settings.deployment = Some(named.unwrap_or_else(|| DEFAULT_DEPLOYMENT.to_string()));
         return Ok(Route::Deploy {
             pull_request: None,
+            base: None,
             new_branch: false,
         });
     };
-    let label = match (&facts.branch.pull_request_number, ci.provider) {
+    let label = match (&facts.branch.pull_request_number, req.ci.provider) {
         (Some(n), Some(CiProvider::Gitlab)) => format!("!{n}"),
         (Some(n), _) => format!("#{n}"),
         (None, _) => format!("branch {}", facts.branch.branch_name),
     };
     let status = facts.branch.pull_request_status.clone().unwrap_or_default();
     let ended = matches!(status.as_str(), "CLOSED" | "MERGED");
-    if ended && !create {
-        return Ok(Route::Ended {
-            message: format!(
-                "pull request {label} is {}: its branch deployment would be marked {status}; \
-                 nothing to build or deploy",
-                status.to_lowercase()
-            ),
-        });
-    }
-    if !create {
-        let client = settings.organization_client(WHAT)?;
+
+    // Rules 2 and 3.
+    if req.purpose == (Purpose::Deploy { create: false }) {
+        if ended {
+            return Ok(Route::Ended {
+                message: format!(
+                    "pull request {label} is {}: its branch deployment would be marked \
+                     {status}; nothing to build or deploy",
+                    status.to_lowercase()
+                ),
+            });
+        }
+        let client = settings.organization_client(what)?;
         let name = ops::branch_deployment_name(
             &client,
             &facts.branch.repo_name,
@@ -123,12 +146,20 @@ pub async fn for_deploy(
         settings.deployment = name.or(settings.deployment.take());
         return Ok(Route::Deploy {
             pull_request: Some(label),
+            base: named,
             new_branch,
         });
     }
-    let name =
-        create_or_update_branch(settings, WHAT, &facts.branch, &facts.commit, None, None).await?;
-    if ended {
+    let name = create_or_update_branch(
+        settings,
+        what,
+        &facts.branch,
+        &facts.commit,
+        named.as_deref(),
+        req.condition,
+    )
+    .await?;
+    if ended && req.purpose != Purpose::Session {
         return Ok(Route::Ended {
             message: format!(
                 "pull request {label} is {}: branch deployment {name} marked {status}; \
@@ -140,65 +171,29 @@ pub async fn for_deploy(
     settings.deployment = Some(name);
     Ok(Route::Deploy {
         pull_request: Some(label),
+        base: named,
         new_branch: false,
     })
 }
 
-/// Where a `ci` build session deploys (`ci init`): the branch deployment of the pull request
-/// being built (created or updated, based on the named deployment), else the named
-/// deployment. Facts the CI cannot give fall back to the named deployment unless a branch
-/// deployment is `required`; API errors always fail. Returns the name, whether it is a branch
-/// deployment, and a line for people.
-pub async fn for_session(
-    settings: &Settings,
-    ci: &CiContext,
-    env: Env<'_>,
-    project_dir: &Path,
-    required: bool,
-    condition: Option<SnapshotBase>,
-) -> Result<(String, bool, String), Error> {
-    let facts = match Source::of(ci.provider) {
-        Ok(Source::Local) if !required => Ok(None),
-        Ok(source) => pull_request::branch_facts(source, env, project_dir, false),
-        Err(e) => Err(e.into()),
+/// Rule 1: the pull request the run builds, if it goes to a branch deployment.
+fn branch_facts(req: &RouteRequest) -> Result<Option<BranchFacts>, Error> {
+    let source = match req.mode {
+        BranchMode::Never => return Ok(None),
+        BranchMode::Auto => match req.ci.provider {
+            Some(p @ (CiProvider::Github | CiProvider::Gitlab)) => Source::of(Some(p))?,
+            _ => return Ok(None),
+        },
+        BranchMode::Always => Source::of(req.ci.provider)?,
     };
-    let facts: Result<BranchFacts, String> = match facts {
-        Ok(Some(facts)) => Ok(facts),
-        Ok(None) => Err("this run builds no pull request".to_string()),
-        Err(PullRequestError::Ci(e)) => Err(e.to_string()),
-        Err(other) => return Err(other.into()),
-    };
-    let base = settings.deployment.as_deref();
-    match (facts, base) {
-        (Ok(facts), base) => {
-            let what = "ci init";
-            let name = create_or_update_branch(
-                settings,
-                what,
-                &facts.branch,
-                &facts.commit,
-                base,
-                condition,
-            )
-            .await?;
-            let line = format!(
-                "Deploying to branch deployment {name}{}",
-                base.map(|b| format!(", using base deployment {b}"))
-                    .unwrap_or_default()
-            );
-            Ok((name, true, line))
+    let facts = pull_request::branch_facts(source, req.env, req.workdir, false)?;
+    if facts.is_none() && req.mode == BranchMode::Always {
+        return Err(CiError::NoPullRequest {
+            reason: "this run builds no pull (merge) request".into(),
         }
-        (Err(why), _) if required => Err(CiError::NoPullRequest { reason: why }.into()),
-        (Err(why), Some(deployment)) => Ok((
-            deployment.to_string(),
-            false,
-            format!("Deploying to {deployment}. No branch deployment ({why})."),
-        )),
-        (Err(why), None) => Err(Error::Usage {
-            message: format!("cannot determine the deployment to deploy to ({why})"),
-            hint: "pass --deployment NAME (or set DAGSTER_CLOUD_DEPLOYMENT)".into(),
-        }),
+        .into());
     }
+    Ok(facts)
 }
 
 /// `createOrUpdateBranchDeployment` at the organisation URL (no deployment header); returns
@@ -258,5 +253,88 @@ fn missing_token(provider: CiProvider, has_remote: bool) -> Error {
             provider.name()
         ),
         hint: hint.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApiToken;
+
+    /// Routes a run of `purpose` in GitHub Actions whose event payload is `event` (JSON text).
+    async fn github_run(
+        purpose: Purpose,
+        event: &str,
+        token: bool,
+    ) -> (Result<Route, Error>, Settings) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event.json");
+        std::fs::write(&path, event).unwrap();
+        let path = path.display().to_string();
+        let env = |name: &str| match name {
+            "GITHUB_ACTIONS" => Some("true".to_string()),
+            "GITHUB_EVENT_NAME" => Some("push".to_string()),
+            "GITHUB_EVENT_PATH" => Some(path.clone()),
+            _ => None,
+        };
+        let ci = CiContext::detect(&env);
+        let mut settings = Settings {
+            token: token.then(|| ApiToken::new("t0ken")).flatten(),
+            ..Default::default()
+        };
+        let req = RouteRequest {
+            mode: BranchMode::Auto,
+            purpose,
+            condition: None,
+            ci: &ci,
+            env: &env,
+            workdir: dir.path(),
+        };
+        let routed = route(&req, &mut settings).await;
+        (routed, settings)
+    }
+
+    const PUSH: &str = r#"{"after": "abc", "repository": {"full_name": "o/r"}}"#;
+
+    #[tokio::test]
+    async fn only_a_run_that_registers_now_needs_a_token() {
+        let (routed, _) = github_run(Purpose::Deploy { create: true }, PUSH, false).await;
+        let Err(Error::Usage { message, hint }) = routed else {
+            panic!("deploy without a token must be refused");
+        };
+        assert!(message.contains("DAGSTER_CLOUD_API_TOKEN"), "{message}");
+        assert!(hint.contains("api-token"), "{hint}");
+
+        // A session only records where it deploys: the named deployment, else `prod`.
+        let (routed, settings) = github_run(Purpose::Session, PUSH, false).await;
+        assert!(matches!(
+            routed,
+            Ok(Route::Deploy {
+                pull_request: None,
+                base: None,
+                new_branch: false
+            })
+        ));
+        assert_eq!(settings.deployment.as_deref(), Some(DEFAULT_DEPLOYMENT));
+    }
+
+    #[tokio::test]
+    async fn a_pull_request_that_cannot_be_read_fails_every_run() {
+        // A pull request without head.ref: never fall through to the base deployment.
+        let broken = r#"{"pull_request": {"number": 7}, "repository": {"full_name": "o/r"}}"#;
+        for purpose in [Purpose::Deploy { create: true }, Purpose::Session] {
+            let (routed, settings) = github_run(purpose, broken, true).await;
+            assert!(routed.is_err(), "{purpose:?} fell through to a deployment");
+            assert_eq!(settings.deployment, None, "{purpose:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fork_is_built_only_when_it_would_register_now() {
+        let fork = r#"{"pull_request": {"number": 7, "head": {"ref": "f",
+            "repo": {"full_name": "fork/r", "fork": true}},
+            "base": {"repo": {"full_name": "o/r"}}}, "repository": {"full_name": "o/r"}}"#;
+        let (routed, _) = github_run(Purpose::Deploy { create: true }, fork, false).await;
+        assert!(matches!(routed, Ok(Route::BuildOnly { .. })));
     }
 }

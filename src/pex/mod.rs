@@ -168,8 +168,14 @@ pub struct Built {
     pub deps_built: bool,
 }
 
-/// A message for people (stderr).
-pub type Say<'a> = &'a dyn Fn(&str);
+/// Where the PEX flow reports to people, as builds report through `build::BuildReporter`;
+/// `progress::Reporter` implements it.
+pub trait PexReporter: Sync {
+    /// A line of progress (`[deps] ...`, `[upload] ...`).
+    fn progress(&self, line: &str);
+    /// A warning about one location's files.
+    fn warn(&self, location: &str, text: &str);
+}
 
 /// `requirements-<key>[-<base64 tag>].txt`, the reference's deps cache record.
 fn cache_record_name(key: &str, tag: &str) -> String {
@@ -183,14 +189,14 @@ pub async fn build_and_upload(
     client: &Client,
     locations: &[PexLocation],
     opts: &Options,
-    say: Say<'_>,
+    reporter: &dyn PexReporter,
 ) -> Result<Vec<Built>, PexError> {
     platform::parse_version(&opts.python_version).map_err(|message| PexError::Input {
         message,
         hint: "pass --python-version X.Y (default 3.11)".into(),
     })?;
     if opts.build_method == BuildMethod::Docker {
-        say(
+        reporter.progress(
             "Note: --build-method docker builds here too: the archives target Linux x86_64 \
              wheels wherever they are built, so no container is needed.",
         );
@@ -222,7 +228,7 @@ pub async fn build_and_upload(
         let r = requirements::collect(&loc.dir, &mut find_python)
             .map_err(|e| in_location(&loc.name, e))?;
         let key = deps::key(&r, &opts.python_version);
-        say(&format!(
+        reporter.progress(&format!(
             "[resolve] {}: {} requirements, {} local packages, dependencies key {key}",
             loc.name,
             r.lines.len(),
@@ -262,11 +268,11 @@ pub async fn build_and_upload(
 
     // ---- build deps: only what the server lacks (and the local cache too) ---------------
     let mut tools_found: Option<tools::Tools> = None;
-    let mut get_tools = |say: Say<'_>| -> Result<tools::Tools, PexError> {
+    let mut get_tools = |reporter: &dyn PexReporter| -> Result<tools::Tools, PexError> {
         if let Some(t) = &tools_found {
             return Ok(t.clone());
         }
-        let t = tools::find_or_install(say)?;
+        let t = tools::find_or_install(reporter)?;
         tools_found = Some(t.clone());
         Ok(t)
     };
@@ -276,7 +282,7 @@ pub async fn build_and_upload(
     for (key, idx) in &by_key {
         let names: Vec<&str> = idx.iter().map(|&i| locations[i].name.as_str()).collect();
         if on_server[key] {
-            say(&format!(
+            reporter.progress(&format!(
                 "[deps] {} is on the server already (used by {}): not built, not uploaded",
                 deps_name[key],
                 names.join(", ")
@@ -285,7 +291,7 @@ pub async fn build_and_upload(
         }
         let built = match deps::cached(key) {
             Some(b) => {
-                say(&format!(
+                reporter.progress(&format!(
                     "[deps] {} found in the local cache {}",
                     deps_name[key],
                     deps::cache_dir().display()
@@ -294,13 +300,13 @@ pub async fn build_and_upload(
             }
             None => {
                 let t0 = Instant::now();
-                say(&format!(
+                reporter.progress(&format!(
                     "[deps] building {} for {} (Python {}, Linux x86_64): uv resolves, pex builds",
                     deps_name[key],
                     names.join(", "),
                     opts.python_version
                 ));
-                let tools = get_tools(say)?;
+                let tools = get_tools(reporter)?;
                 let b = deps::build(
                     &reqs[idx[0]].0,
                     &opts.python_version,
@@ -308,7 +314,7 @@ pub async fn build_and_upload(
                     &tools,
                     &names.join(", "),
                 )?;
-                say(&format!(
+                reporter.progress(&format!(
                     "[deps] built {} ({}, Dagster {}) in {:.1} s",
                     deps_name[key],
                     source::human_size(file_size(&b.path)),
@@ -331,22 +337,22 @@ pub async fn build_and_upload(
         .tempdir()
         .map_err(|e| PexError::io(&std::env::temp_dir(), e))?;
     let template = {
-        let tools = get_tools(say)?;
+        let tools = get_tools(reporter)?;
         source::template(&tools, &opts.python_version)?
     };
     let mut sources = Vec::new();
     for (loc, (r, _)) in locations.iter().zip(&reqs) {
         let t0 = Instant::now();
-        let warn = |m: &str| say(&format!("warning: {}: {m}", loc.name));
         let b = source::build(
             &template,
             &loc.dir,
             &r.local_packages,
             out_dir.path(),
-            &warn,
+            reporter,
+            &loc.name,
         )
         .map_err(|e| in_location(&loc.name, e))?;
-        say(&format!(
+        reporter.progress(&format!(
             "[source] {}: {} ({} files, {}) in {} ms",
             loc.name,
             b.name,
@@ -360,7 +366,7 @@ pub async fn build_and_upload(
     let source_get = upload::urls(client, &source_names, Method::Get).await?;
     for (s, url) in sources.iter().zip(&source_get) {
         if upload::exists(&http, url).await {
-            say(&format!("[upload] {} is on the server already", s.name));
+            reporter.progress(&format!("[upload] {} is on the server already", s.name));
         } else if !to_upload.iter().any(|(n, _)| n == &s.name) {
             to_upload.push((s.name.clone(), s.path.clone()));
         }
@@ -371,13 +377,13 @@ pub async fn build_and_upload(
     let put_urls = upload::urls(client, &upload_names, Method::Put).await?;
     for ((name, path), url) in to_upload.iter().zip(&put_urls) {
         let size = file_size(path);
-        say(&format!(
+        reporter.progress(&format!(
             "[upload] {name} ({})...",
             source::human_size(size)
         ));
         let took = upload::put(&http, url, path).await?;
         let secs = took.as_secs_f64().max(0.001);
-        say(&format!(
+        reporter.progress(&format!(
             "[upload] {name}: {} in {secs:.2} s ({}/s)",
             source::human_size(size),
             source::human_size((size as f64 / secs) as u64)
@@ -401,11 +407,11 @@ pub async fn build_and_upload(
         for ((name, body), url) in records.into_iter().zip(urls) {
             upload::put_bytes(&http, &url, &name, body).await?;
         }
-        say(&format!(
+        reporter.progress(&format!(
             "[upload] recorded the dependencies under cache tag {tag:?}"
         ));
     }
-    say(&format!(
+    reporter.progress(&format!(
         "[upload] done: {} file(s) sent, {:.1} s since start",
         to_upload.len(),
         started.elapsed().as_secs_f64()

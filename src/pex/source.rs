@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::tools::Tools;
 use super::zip::{Archive, Writer};
-use super::{PexError, platform};
+use super::{PexError, PexReporter, platform};
 use crate::protocol::hex;
 
 /// Skipped anywhere in the tree (as the reference's source build skips them).
@@ -114,13 +114,14 @@ pub fn template(tools: &Tools, python_version: &str) -> Result<PathBuf, PexError
 }
 
 /// Builds the source archive of the location in `dir` with its `local_packages` into
-/// `out_dir`; `warn` gets the large-file warnings.
+/// `out_dir`; large files are reported as warnings about `location`.
 pub fn build(
     template: &Path,
     dir: &Path,
     local_packages: &[PathBuf],
     out_dir: &Path,
-    warn: &dyn Fn(&str),
+    reporter: &dyn PexReporter,
+    location: &str,
 ) -> Result<Built, PexError> {
     // Absolute, so paths compare with the repository's work tree for its ignore rules.
     let dir = &dir.canonicalize().map_err(|e| PexError::io(dir, e))?;
@@ -183,12 +184,15 @@ pub fn build(
     for (name, path) in &files {
         let meta = std::fs::metadata(path).map_err(|e| PexError::io(path, e))?;
         if meta.len() >= large {
-            warn(&format!(
-                "{} ({}) goes into the source archive; if it is data, leave it out with \
+            reporter.warn(
+                location,
+                &format!(
+                    "{} ({}) goes into the source archive; if it is data, leave it out with \
                  .gitignore and load it at run time",
-                path.display(),
-                human_size(meta.len())
-            ));
+                    path.display(),
+                    human_size(meta.len())
+                ),
+            );
         }
         let data = std::fs::read(path).map_err(|e| PexError::io(path, e))?;
         code.update(name.as_bytes());

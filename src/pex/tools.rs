@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::PexError;
+use super::{PexError, PexReporter};
 
 /// The oldest pex that reads `--pylock` files the way the builds use them.
 const MIN_PEX: (u32, u32) = (2, 60);
@@ -112,9 +112,8 @@ fn version_of(exe: &Path) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
-/// Finds both tools, installing them into the tools folder when needed; `say` gets the
-/// messages for people.
-pub fn find_or_install(say: &dyn Fn(&str)) -> Result<Tools, PexError> {
+/// Finds both tools, installing them into the tools folder when needed (and saying so).
+pub fn find_or_install(reporter: &dyn PexReporter) -> Result<Tools, PexError> {
     let env = |n: &str| std::env::var_os(n).map(PathBuf::from);
     let venv_bin = tools_dir().join("venv/bin");
     let pex = env("DAGSTER_DEPLOY_PEX").or_else(|| {
@@ -127,17 +126,17 @@ pub fn find_or_install(say: &dyn Fn(&str)) -> Result<Tools, PexError> {
     if let (Some(pex), Some(uv)) = (pex.clone(), uv.clone()) {
         return Ok(Tools { pex, uv });
     }
-    install(say)?;
+    install(reporter)?;
     Ok(Tools {
         pex: pex.unwrap_or_else(|| venv_bin.join("pex")),
         uv: uv.unwrap_or_else(|| venv_bin.join("uv")),
     })
 }
 
-fn install(say: &dyn Fn(&str)) -> Result<(), PexError> {
+fn install(reporter: &dyn PexReporter) -> Result<(), PexError> {
     let dir = tools_dir();
     let venv = dir.join("venv");
-    say(&format!(
+    reporter.progress(&format!(
         "Installing {PEX_SPEC} and {UV_SPEC} from PyPI into {} (first use only; set \
          DAGSTER_DEPLOY_TOOLS_DIR to put them elsewhere, or put pex and uv on PATH)",
         dir.display()

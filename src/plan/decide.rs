@@ -7,6 +7,9 @@ use serde_json::{Map, Value};
 use super::{Action, Reason, ReasonCode};
 use crate::config::{self, Location, LocationSettings};
 
+/// The reason of a skipped location.
+const UNCHANGED: &str = "no changes in its build inputs or entry";
+
 /// How many changed paths a reason lists.
 const MAX_PATHS_SHOWN: usize = 3;
 
@@ -20,6 +23,8 @@ pub(super) enum BaseEntry<'a> {
     NotDeployed,
     /// The base's dagster_cloud.yaml does not load: entries cannot be compared.
     Unknown,
+    /// The config files are the same at the base: so are the entry and its settings.
+    Same,
     Known {
         location: &'a Location,
         /// Boxed: the settings are large next to the other variants.
@@ -87,6 +92,7 @@ pub(super) fn decide(f: &Facts) -> (Action, Reason) {
              cannot be compared; building"
                 .into(),
         ),
+        BaseEntry::Same => (Action::Skip, ReasonCode::Unchanged, UNCHANGED.into()),
         BaseEntry::Known { location, settings } => {
             let build_keys = build_setting_changes(location, settings, f.location, f.settings);
             let entry_keys = changed_keys(
@@ -109,11 +115,7 @@ pub(super) fn decide(f: &Facts) -> (Action, Reason) {
                     ),
                 )
             } else {
-                (
-                    Action::Skip,
-                    ReasonCode::Unchanged,
-                    "no changes in its build inputs or entry".into(),
-                )
+                (Action::Skip, ReasonCode::Unchanged, UNCHANGED.into())
             }
         }
     };

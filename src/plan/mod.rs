@@ -247,6 +247,12 @@ pub fn plan_in(
         None if include_dirty => Head::WorkTree(repo.head_commit()?),
         None => Head::Commit(repo.head_commit()?),
     };
+    // The base is chosen first so that the diff runs on another thread while the
+    // configuration is read; its errors are reported where they were, after the config's.
+    let base = changes::choose_base(repo, req.base.as_deref(), ci.event_base.as_ref());
+    if let (Ok(Base::Commit { oid, .. }), Head::Commit(h) | Head::WorkTree(h)) = (&base, &head) {
+        repo.prefetch_changes(*oid, *h);
+    }
     let head_source = HeadFiles::new(repo, &head)?;
     let head_files = head_source.files();
     let workspace = load_at(head_files, repo, &config_rel, env)?
@@ -261,7 +267,7 @@ pub fn plan_in(
         .into());
     }
 
-    let base = changes::choose_base(repo, req.base.as_deref(), ci.event_base.as_ref())?;
+    let base = base?;
     // The changed paths (dagster_cloud.yaml and dagster-deploy.toml are compared entry by
     // entry, not as files) and the config, at one base commit.
     let facts_at = |oid: git2::Oid| -> Result<(Vec<String>, BaseConfig), PlanError> {
@@ -271,7 +277,7 @@ pub fn plan_in(
             .any(|p| *p == config_rel || *p == settings_rel);
         // Unchanged files load as they did at head (same text, same environment).
         let config = if !config_changed {
-            BaseConfig::Loaded(Box::new(workspace.clone()))
+            BaseConfig::SameAsHead
         } else {
             match load_at(&repo.tree_source(oid)?, repo, &config_rel, env) {
                 Ok(Some(ws)) => BaseConfig::Loaded(Box::new(ws)),
@@ -421,6 +427,8 @@ enum BaseConfig {
     /// No dagster_cloud.yaml at that path: every location is new.
     Absent,
     Unreadable,
+    /// dagster_cloud.yaml and dagster-deploy.toml are unchanged: the base reads as head.
+    SameAsHead,
     Loaded(Box<Workspace>),
 }
 
@@ -430,6 +438,7 @@ impl BaseConfig {
             BaseConfig::NoBase(why) => BaseEntry::NoBase(why),
             BaseConfig::Absent => BaseEntry::Absent,
             BaseConfig::Unreadable => BaseEntry::Unknown,
+            BaseConfig::SameAsHead => BaseEntry::Same,
             BaseConfig::Loaded(ws) => match ws.locations.iter().find(|l| l.name == name) {
                 Some(location) => BaseEntry::Known {
                     location,

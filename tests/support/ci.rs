@@ -3,38 +3,24 @@
 //! downloads, and a recording stand-in for GitHub's or GitLab's comment API.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use dagster_deploy::server::Deployments;
 use serde_json::{Value, json};
 
 use super::Services;
 
-/// `dagster-deploy serve` with an organization token (branch deployments need one), checking
-/// images in the test registry; killed when the test ends.
-pub struct Serve {
-    child: Child,
-    pub url: String,
-    pub token: String,
-    pub data: tempfile::TempDir,
-}
+pub use super::serve::Serve;
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// What the pipeline tests ask of a `serve` process.
 impl Serve {
-    /// Images are checked, not run (`--no-code-servers`): the pipeline tests build the
-    /// example on a stand-in Python image without Dagster.
+    /// `serve` checking images in the test registry, with an organization token. Images are
+    /// checked, not run (`--no-code-servers`): the pipeline tests build the example on a
+    /// stand-in Python image without Dagster.
     pub fn start(s: &Services) -> Serve {
         Serve::with_args(
             &[
@@ -46,48 +32,6 @@ impl Serve {
             ],
             &[("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password)],
         )
-    }
-
-    /// `serve` with these extra arguments and environment (e.g. `--no-image-checks`, for
-    /// tests without the Docker services).
-    pub fn with_args(args: &[&str], env: &[(&str, &str)]) -> Serve {
-        let data = tempfile::tempdir().unwrap();
-        let ours = || Command::new(env!("CARGO_BIN_EXE_dagster-deploy"));
-        let out = ours()
-            .args(["serve", "token", "create", "--organization", "--data"])
-            .arg(data.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        let mut child = ours()
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .arg("--data")
-            .arg(data.path())
-            .envs(env.iter().copied())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {first:?}"))
-            .to_string();
-        Serve {
-            child,
-            url,
-            token,
-            data,
-        }
-    }
-
-    pub fn deployments(&self) -> Deployments {
-        Deployments::open(self.data.path()).unwrap()
     }
 
     /// Location → registered image.

@@ -397,3 +397,28 @@ pub async fn run_clean(
     );
     out
 }
+
+/// The server answers an ordinary query.
+pub async fn still_answers(s: &TestServer) {
+    let data = s.client().data("{ __typename }", json!({})).await;
+    assert_eq!(data["__typename"], "QueryRoot");
+}
+
+/// The first GraphQL error message of an answer.
+pub fn message(body: &Value) -> String {
+    body["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Opens a connection to the server and writes `bytes` on it.
+pub async fn send(s: &TestServer, bytes: &[u8]) -> tokio::net::TcpStream {
+    let mut conn = tokio::net::TcpStream::connect(s.server.addr())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut conn, bytes)
+        .await
+        .unwrap();
+    conn
+}

@@ -133,7 +133,7 @@ async fn python_executable(
     mut states: Vec<LocationState>,
 ) -> Result<u8, Error> {
     let env = &super::super::process_env;
-    let entries = super::entries(&states)?;
+    let entries = crate::deploy::session_deploy::entries(&states, &super::super::process_env)?;
     let say = |m: &str| output::progress(m);
     let mut targets = Vec::new();
     for s in &states {
@@ -169,7 +169,8 @@ async fn python_executable(
     let remote = Remote {
         client: settings.client_for(Some(&first.url), &first.deployment_name, "ci build")?,
     };
-    let built = python::build(&remote, &targets, &opts, &say).await?;
+    let reporter = output::reporter(&crate::ci::context::CiContext::detect(env));
+    let built = python::build(&remote, &targets, &opts, &reporter).await?;
     for state in &mut states {
         let Some(b) = built.iter().find(|b| b.location == state.location_name) else {
             continue;

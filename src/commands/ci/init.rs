@@ -13,7 +13,7 @@ use crate::ci::state::{LocationStatus, StateDir, StateError};
 use crate::cli::ci::InitArgs;
 use crate::config::{self, Workspace};
 use crate::deploy::Remote;
-use crate::deploy::route;
+use crate::deploy::route::{self, BranchMode, Purpose, Route, RouteRequest};
 use crate::deploy::select::{self, Against};
 use crate::deploy::session::{self, SessionDefaults};
 use crate::error::Error;
@@ -51,9 +51,45 @@ pub async fn run(args: &InitArgs) -> Result<u8, Error> {
     let ci = CiContext::detect(env);
     let required = args.require_branch_deployment && !args.no_require_branch_deployment;
     let condition = super::super::compat::snapshot_base(args.snapshot_base_condition);
-    let (deployment, is_branch, line) =
-        route::for_session(&settings, &ci, env, &project_dir, required, condition).await?;
-    output::result_line(&line);
+    let mut settings = settings;
+    let routed = route::route(
+        &RouteRequest {
+            mode: if required {
+                BranchMode::Always
+            } else {
+                BranchMode::Auto
+            },
+            purpose: Purpose::Session,
+            condition,
+            ci: &ci,
+            env,
+            workdir: &project_dir,
+        },
+        &mut settings,
+    )
+    .await?;
+    let deployment = settings.deployment.clone().unwrap_or_default();
+    let is_branch = match routed {
+        Route::Deploy {
+            pull_request: Some(_),
+            base,
+            ..
+        } => {
+            output::result_line(&format!(
+                "Deploying to branch deployment {deployment}{}",
+                base.map(|b| format!(", using base deployment {b}"))
+                    .unwrap_or_default()
+            ));
+            true
+        }
+        _ => {
+            output::result_line(&format!(
+                "Deploying to {deployment}. No branch deployment (this run builds no pull \
+                 request)."
+            ));
+            false
+        }
+    };
     let req = PlanRequest {
         config: yaml_path.clone(),
         base: args.base.clone(),

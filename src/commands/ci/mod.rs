@@ -9,12 +9,8 @@ mod init;
 mod notify;
 mod session;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use crate::ci::state::{LocationState, StateDir};
 use crate::cli::ci::{CiCommand, StatedirArgs};
-use crate::config::{self, Location};
 use crate::error::Error;
 
 pub async fn run(command: &CiCommand) -> Result<u8, Error> {
@@ -39,35 +35,6 @@ fn statedir(args: &StatedirArgs) -> Result<StateDir, Error> {
         args.statedir.as_deref(),
         &super::process_env,
     )?)
-}
-
-/// Each state's dagster_cloud.yaml entry (templates rendered, `defaults` merged, as every
-/// command reads it), loading each file once.
-fn entries<'a>(
-    states: impl IntoIterator<Item = &'a LocationState>,
-) -> Result<BTreeMap<String, Location>, Error> {
-    let mut files: BTreeMap<String, config::Workspace> = BTreeMap::new();
-    let mut found = BTreeMap::new();
-    for state in states {
-        if !files.contains_key(&state.location_file) {
-            let ws = config::load(Path::new(&state.location_file), &super::process_env)?;
-            files.insert(state.location_file.clone(), ws);
-        }
-        let location = files
-            .get(&state.location_file)
-            .and_then(|ws| ws.locations.iter().find(|l| l.name == state.location_name))
-            .ok_or_else(|| Error::Failed {
-                message: format!(
-                    "location `{}` is not in {} (the session's location_file)",
-                    state.location_name, state.location_file
-                ),
-                hint: "the file changed since `ci init`: run `ci init` again, or \
-                       `ci locations-deselect NAME` to leave the location out"
-                    .into(),
-            })?;
-        found.insert(state.location_name.clone(), location.clone());
-    }
-    Ok(found)
 }
 
 fn names(states: &[LocationState]) -> String {

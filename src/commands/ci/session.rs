@@ -64,7 +64,7 @@ pub fn set_build_output(args: &SetBuildOutputArgs) -> Result<u8, Error> {
     for s in &states {
         output::progress(&format!("- {}", s.location_name));
     }
-    let entries = super::entries(&states)?;
+    let entries = crate::deploy::session_deploy::entries(&states, &super::super::process_env)?;
     let mut images = Vec::new();
     for state in &states {
         let registry = entries
