@@ -62,6 +62,10 @@ fn run_in(s: &Services, image: &str, script: &str) -> String {
     ])
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn every_construct_builds_and_secrets_stay_out_of_image_and_output() {
     let Some(s) = services().await else { return };
@@ -195,6 +199,10 @@ async fn every_construct_builds_and_secrets_stay_out_of_image_and_output() {
 
 /// Heredocs and `COPY --link` need Docker 23's frontend (an older engine's failure and its
 /// hint are pinned by the unit tests of `build::diagnose`); the test engine has it.
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn heredocs_and_copy_link_build() {
     let Some(s) = services().await else { return };
@@ -234,6 +242,10 @@ async fn heredocs_and_copy_link_build() {
     );
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn bad_input_fails_only_its_location_naming_step_and_fix() {
     let Some(s) = services().await else { return };
@@ -380,6 +392,10 @@ async fn an_engine_without_buildkit_uses_the_classic_builder_unless_told_otherwi
     );
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn classic_builder_on_request_and_secrets_need_buildkit() {
     let Some(s) = services().await else { return };
@@ -421,6 +437,10 @@ async fn classic_builder_on_request_and_secrets_need_buildkit() {
     );
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn context_outside_build_directory_plans_builds_and_reuses() {
     let Some(s) = services().await else { return };
@@ -501,6 +521,10 @@ async fn context_outside_build_directory_plans_builds_and_reuses() {
     );
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn locations_sharing_one_build_build_once_and_push_one_digest() {
     let Some(s) = services().await else { return };

@@ -124,6 +124,10 @@ fn step_cached(stderr: &str, text: &str) -> bool {
         .any(|l| l.ends_with(&format!("] #{number} CACHED")))
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn realistic_location_loads_its_definitions_and_a_fresh_runner_rebuilds_only_the_code() {
     let Some(s) = python_services().await else {
@@ -222,6 +226,10 @@ async fn realistic_location_loads_its_definitions_and_a_fresh_runner_rebuilds_on
     assert_eq!(greeting, "hello again\n");
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test]
 async fn generated_dockerfile_installs_exactly_the_locked_versions() {
     let Some(s) = python_services().await else {

@@ -250,6 +250,10 @@ fn result<'a>(json: &'a Value, location: &str) -> &'a Value {
 }
 
 // Several threads: the token server answers while the test waits on the command.
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker and the registry (scripts/services.sh)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builds_check_import_cache_and_push_with_registry_tokens() {
     let Some(s) = services().await else { return };
