@@ -35,6 +35,21 @@ pub struct ServeRunArgs {
     /// Do not check that registered images exist: every location loads at once.
     #[arg(long)]
     pub no_image_checks: bool,
+    /// Also run the Dagster UI (dagster-webserver and dagster-daemon) of the
+    /// --default-deployment on ADDR [ADDR: 127.0.0.1:3001]. dagster and dagster-webserver are
+    /// taken from PATH, else installed from PyPI into ~/.cache/dagster-deploy on first use.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_DAGSTER_UI,
+        value_name = "ADDR",
+        conflicts_with = "no_image_checks"
+    )]
+    pub dagster_ui: Option<SocketAddr>,
+    /// A Dagster webserver you run on the --default-deployment's workspace file (`serve`
+    /// prints where it is) to tell to reload when locations are added or removed; repeatable.
+    #[arg(long, value_name = "URL")]
+    pub dagster_webserver: Vec<String>,
     /// The deployment of requests that name none.
     #[arg(long, default_value = "prod", value_name = "NAME")]
     pub default_deployment: String,
@@ -53,6 +68,9 @@ pub struct ServeRunArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
+
+/// Where `--dagster-ui` listens when given no address (the server itself has 3000).
+pub const DEFAULT_DAGSTER_UI: &str = "127.0.0.1:3001";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

@@ -9,11 +9,13 @@ use crate::cli::serve::{
     ServeArgs, ServeCommand, ServeRunArgs, TokenCommand, TokenCreateArgs, TokenListArgs,
     TokenRevokeArgs,
 };
+use crate::dagster::ui::{self, UiOptions};
 use crate::error::Error;
 use crate::output;
+use crate::server::workspace::Webserver;
 use crate::server::{
     self, ConnectionLimits, Deployments, RegistryAccess, RegistryCredentials, ServeOptions,
-    TokenInfo, TokenScope,
+    ServerError, TokenInfo, TokenScope,
 };
 
 /// The registry password for `--registry-user` (never a flag: argv is visible to others).
@@ -45,17 +47,90 @@ async fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
     } else {
         Some(registry_access(a)?)
     };
+    opts.dagster_webservers = dagster_webservers(a)?;
     let running = server::start(opts).await?;
     output::progress(&format!(
         "dagster-deploy serve: listening on {} (data: {}); Ctrl-C stops",
         running.url(),
         a.data.dir.display()
     ));
+    let deployment = &a.default_deployment;
+    let workspace =
+        running
+            .workspaces()
+            .ensure(deployment)
+            .map_err(|source| ServerError::DataDir {
+                path: running.workspaces().file(deployment),
+                source,
+            })?;
+    output::progress(&format!(
+        "Dagster workspace of deployment {deployment}: {} (`dagster-webserver -w` it)",
+        workspace.display()
+    ));
+    let (stop_ui, ui_stopped) = tokio::sync::watch::channel(false);
+    let ui_task = a.dagster_ui.map(|addr| {
+        let opts = UiOptions {
+            deployment: deployment.clone(),
+            addr,
+            workspace,
+            dir: running.workspaces().dir(deployment),
+        };
+        output::progress(&format!(
+            "Dagster UI of deployment {deployment}: {} (starting; logs in {})",
+            opts.url(),
+            opts.dir.join("logs").display()
+        ));
+        tokio::spawn(ui::run(opts, ui_stopped))
+    });
     shutdown_signal().await;
     // Not `eprintln!`: stderr may be closed by now, which must not fail the shutdown.
     let _ = writeln!(std::io::stderr(), "dagster-deploy serve: shutting down");
+    let _ = stop_ui.send(true);
+    if let Some(task) = ui_task {
+        let _ = task.await;
+    }
     running.shutdown().await?;
     Ok(0)
+}
+
+/// The webservers to reload when the default deployment's locations change: ours and the
+/// user's.
+fn dagster_webservers(a: &ServeRunArgs) -> Result<Vec<Webserver>, Error> {
+    if a.dagster_ui == Some(a.listen) {
+        return Err(Error::Usage {
+            message: format!(
+                "--dagster-ui {} is the server's own --listen address",
+                a.listen
+            ),
+            hint: format!(
+                "give the UI another port, e.g. --dagster-ui {}",
+                crate::cli::serve::DEFAULT_DAGSTER_UI
+            ),
+        });
+    }
+    let mut urls = Vec::new();
+    for url in &a.dagster_webserver {
+        let parsed = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"));
+        if parsed.is_none() {
+            return Err(Error::Usage {
+                message: format!("--dagster-webserver {url:?} is not an http(s) URL"),
+                hint:
+                    "give the webserver's base URL, e.g. --dagster-webserver http://127.0.0.1:3001"
+                        .into(),
+            });
+        }
+        urls.push(url.trim_end_matches('/').to_string());
+    }
+    urls.extend(a.dagster_ui.map(|addr| format!("http://{addr}")));
+    Ok(urls
+        .into_iter()
+        .map(|url| Webserver {
+            deployment: a.default_deployment.clone(),
+            url,
+        })
+        .collect())
 }
 
 fn registry_access(a: &ServeRunArgs) -> Result<RegistryAccess, Error> {

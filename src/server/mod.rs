@@ -128,6 +128,9 @@ pub struct ServeOptions {
     /// taken from a request's `Host`). `None`: `http://` and the address listened on.
     pub public_url: Option<String>,
     pub observer: Option<RequestObserver>,
+    /// Dagster webservers told to `reloadWorkspace` when their deployment's workspace entries
+    /// change (`serve --dagster-ui`, `--dagster-webserver`).
+    pub dagster_webservers: Vec<workspace::Webserver>,
 }
 
 impl ServeOptions {
@@ -143,6 +146,7 @@ impl ServeOptions {
             limits: ConnectionLimits::default(),
             public_url: None,
             observer: None,
+            dagster_webservers: Vec::new(),
         }
     }
 }
@@ -160,6 +164,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("limits", &self.limits)
             .field("public_url", &self.public_url)
             .field("observer", &self.observer.as_ref().map(|_| "<fn>"))
+            .field("dagster_webservers", &self.dagster_webservers)
             .finish()
     }
 }
@@ -204,12 +209,14 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServerError> {
     let prepared = prepare(&opts, addr)?;
     let (tx, rx) = oneshot::channel::<()>();
     let deployments = prepared.deployments.clone();
+    let workspaces = prepared.workspaces.clone();
     let handle = tokio::spawn(run(prepared, listener, async {
         let _ = rx.await;
     }));
     Ok(RunningServer {
         addr,
         deployments,
+        workspaces,
         shutdown: Some(tx),
         handle: Some(handle),
     })
@@ -226,6 +233,7 @@ fn local_addr(listener: &TcpListener, asked: SocketAddr) -> Result<SocketAddr, S
 pub struct RunningServer {
     addr: SocketAddr,
     deployments: Deployments,
+    workspaces: workspace::Workspaces,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), ServerError>>>,
 }
@@ -238,6 +246,11 @@ impl RunningServer {
     /// The store the server works on, for direct reads and changes.
     pub fn deployments(&self) -> &Deployments {
         &self.deployments
+    }
+
+    /// The deployments' Dagster workspace files (and the webservers reloaded on change).
+    pub fn workspaces(&self) -> &workspace::Workspaces {
+        &self.workspaces
     }
 
     /// `http://{addr}`: the base URL to give clients (`DAGSTER_CLOUD_URL`).
@@ -270,6 +283,7 @@ impl Drop for RunningServer {
 struct Prepared {
     router: axum::Router,
     deployments: Deployments,
+    workspaces: workspace::Workspaces,
     limits: ConnectionLimits,
     /// Held (locked) for as long as the server runs.
     _lock: File,
@@ -322,6 +336,8 @@ fn prepare(opts: &ServeOptions, addr: SocketAddr) -> Result<Prepared, ServerErro
     Ok(Prepared {
         router: http::router(Arc::new(http_state)),
         deployments,
+        workspaces: workspace::Workspaces::new(&opts.data_dir)
+            .with_webservers(opts.dagster_webservers.clone()),
         limits: opts.limits,
         _lock: lock,
     })
