@@ -46,6 +46,8 @@ pub struct Workspaces {
 
 impl Workspaces {
     pub fn new(data_dir: &Path) -> Self {
+        // Absolute: webservers run in folders of their own and print this path to users.
+        let data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
         Workspaces {
             root: data_dir.join("dagster"),
             webservers: Vec::new(),
@@ -77,7 +79,8 @@ impl Workspaces {
         if file.exists() {
             return Ok(file);
         }
-        self.publish(deployment, &[])
+        // Nothing reads it yet: no reload.
+        self.write(deployment, &[]).map(|(file, _)| file)
     }
 
     /// Replaces `deployment`'s workspace file with `entries` (sorted by location), atomically:
@@ -85,6 +88,15 @@ impl Workspaces {
     /// deployment's webservers are told to reload in the background (this never waits for
     /// them; failures are logged).
     pub fn publish(&self, deployment: &str, entries: &[WorkspaceEntry]) -> io::Result<PathBuf> {
+        let (file, changed) = self.write(deployment, entries)?;
+        if changed {
+            self.request_reloads(deployment);
+        }
+        Ok(file)
+    }
+
+    /// Writes the file; says whether its entries changed.
+    fn write(&self, deployment: &str, entries: &[WorkspaceEntry]) -> io::Result<(PathBuf, bool)> {
         let file = self.file(deployment);
         let dir = file.parent().unwrap_or(&self.root);
         private_fs::dir(dir)?;
@@ -104,10 +116,7 @@ impl Workspaces {
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &file)?;
-        if changed {
-            self.request_reloads(deployment);
-        }
-        Ok(file)
+        Ok((file, changed))
     }
 
     fn request_reloads(&self, deployment: &str) {

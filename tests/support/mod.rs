@@ -11,6 +11,7 @@
 mod changes_support;
 pub use changes_support::bin;
 pub mod ci;
+pub mod dagster;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
