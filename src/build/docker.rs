@@ -173,22 +173,6 @@ fn buildkit_endpoint(
         .ok_or_else(|| format!("{host} is not a unix:// or plain tcp:// address"))
 }
 
-fn credentials(c: &RegistryCredentials) -> DockerCredentials {
-    let secret = Some(c.password.expose().to_string());
-    let (username, password, identitytoken) = if c.is_identity_token() {
-        (None, None, secret)
-    } else {
-        (Some(c.username.clone()), secret, None)
-    };
-    DockerCredentials {
-        username,
-        password,
-        identitytoken,
-        serveraddress: Some(c.registry.clone()),
-        ..Default::default()
-    }
-}
-
 fn is_not_found(error: &BollardError) -> bool {
     matches!(
         error,
@@ -259,7 +243,7 @@ impl Engine for DockerEngine {
         let registry_config: HashMap<String, DockerCredentials> = request
             .registry_credentials
             .iter()
-            .map(|c| (c.registry.clone(), credentials(c)))
+            .map(|c| (c.registry.clone(), c.to_docker()))
             .collect();
         let registry_config = (!registry_config.is_empty()).then_some(registry_config);
         let body = bollard::body_try_stream(context);
@@ -301,7 +285,7 @@ impl Engine for DockerEngine {
         let stream = self.docker.push_image(
             &image.name,
             Some(options),
-            credentials_for_push.map(credentials),
+            credentials_for_push.map(RegistryCredentials::to_docker),
         );
         consume_push(stream, &image.to_string(), &image.registry, progress).await
     }
@@ -317,9 +301,11 @@ impl Engine for DockerEngine {
             tag: Some(image.reference().to_string()),
             ..Default::default()
         };
-        let stream =
-            self.docker
-                .create_image(Some(options), None, credentials_for_pull.map(credentials));
+        let stream = self.docker.create_image(
+            Some(options),
+            None,
+            credentials_for_pull.map(RegistryCredentials::to_docker),
+        );
         consume_pull(stream, &image.to_string(), progress).await
     }
 

@@ -32,7 +32,8 @@ pub struct ServeRunArgs {
     /// Registry spoken to over plain HTTP (besides localhost and 127.0.0.1); repeatable.
     #[arg(long, value_name = "HOST")]
     pub insecure_registry: Vec<String>,
-    /// Do not check that registered images exist: every location loads at once.
+    /// Do not check that registered images exist, and run nothing: every location loads at
+    /// once.
     #[arg(long)]
     pub no_image_checks: bool,
     /// Also run the Dagster UI (dagster-webserver and dagster-daemon) of the
@@ -50,6 +51,12 @@ pub struct ServeRunArgs {
     /// prints where it is) to tell to reload when locations are added or removed; repeatable.
     #[arg(long, value_name = "URL")]
     pub dagster_webserver: Vec<String>,
+    /// Check that registered images and Python-executable files exist, but run no code
+    /// servers: a location is LOADED once what it names exists.
+    #[arg(long, conflicts_with = "no_image_checks")]
+    pub no_code_servers: bool,
+    #[command(flatten)]
+    pub code_servers: CodeServerArgs,
     /// The deployment of requests that name none.
     #[arg(long, default_value = "prod", value_name = "NAME")]
     pub default_deployment: String,
@@ -71,6 +78,41 @@ pub struct ServeRunArgs {
 
 /// Where `--dagster-ui` listens when given no address (the server itself has 3000).
 pub const DEFAULT_DAGSTER_UI: &str = "127.0.0.1:3001";
+/// How the agent runs each location's Dagster code server.
+#[derive(Debug, Args, Clone)]
+pub struct CodeServerArgs {
+    /// Host ports given to code servers (on 127.0.0.1), as START-END.
+    #[arg(long, value_name = "START-END", default_value = "44000-44999", value_parser = parse_port_range)]
+    pub code_server_ports: std::ops::RangeInclusive<u16>,
+    /// How long a code server may take to answer and load its code, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    pub code_server_startup_timeout: u64,
+    /// How long a replaced code server keeps running once its successor is LOADED, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub code_server_grace: u64,
+    /// Leave code servers running when serve stops (a restarted serve adopts them).
+    #[arg(long)]
+    pub keep_code_servers: bool,
+    /// Run Python-executable code servers as this user [default when serve runs as root:
+    /// nobody; otherwise serve's own user].
+    #[arg(long, value_name = "USER")]
+    pub code_server_user: Option<String>,
+    /// Folder for Python-executable code servers' files [default: a folder in the system's
+    /// temporary folder named by this server's id].
+    #[arg(long, value_name = "DIR")]
+    pub code_server_dir: Option<PathBuf>,
+}
+
+fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("{text:?} is not a port range such as 44000-44999");
+    let (start, end) = text.split_once('-').ok_or_else(bad)?;
+    let start: u16 = start.trim().parse().map_err(|_| bad())?;
+    let end: u16 = end.trim().parse().map_err(|_| bad())?;
+    if start == 0 || start > end {
+        return Err(bad());
+    }
+    Ok(start..=end)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

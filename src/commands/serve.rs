@@ -2,6 +2,7 @@
 //! create | list | revoke`.
 
 use std::io::Write as _;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -14,8 +15,8 @@ use crate::error::Error;
 use crate::output;
 use crate::server::workspace::Webserver;
 use crate::server::{
-    self, ConnectionLimits, Deployments, RegistryAccess, RegistryCredentials, ServeOptions,
-    ServerError, TokenInfo, TokenScope,
+    self, AgentOptions, ConnectionLimits, Deployments, RegistryAccess, RegistryCredentials,
+    ServeOptions, ServerError, TokenInfo, TokenScope,
 };
 
 /// The registry password for `--registry-user` (never a flag: argv is visible to others).
@@ -48,6 +49,18 @@ async fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
         Some(registry_access(a)?)
     };
     opts.dagster_webservers = dagster_webservers(a)?;
+    if !a.no_image_checks && !a.no_code_servers {
+        let c = &a.code_servers;
+        opts.agent = Some(AgentOptions {
+            ports: c.code_server_ports.clone(),
+            startup_timeout: Duration::from_secs(c.code_server_startup_timeout.max(1)),
+            switch_grace: Duration::from_secs(c.code_server_grace),
+            keep_code_servers: c.keep_code_servers,
+            code_server_user: c.code_server_user.clone(),
+            run_dir: c.code_server_dir.clone(),
+            ..AgentOptions::default()
+        });
+    }
     let running = server::start(opts).await?;
     output::progress(&format!(
         "dagster-deploy serve: listening on {} (data: {}); Ctrl-C stops",

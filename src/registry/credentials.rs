@@ -71,6 +71,24 @@ impl RegistryCredentials {
         self.username == IDENTITY_TOKEN_USER
     }
 
+    /// As the Docker engine takes them for a pull or push (never put in an image or a
+    /// container: only in the Engine API request's auth header).
+    pub fn to_docker(&self) -> bollard::auth::DockerCredentials {
+        let secret = Some(self.password.expose().to_string());
+        let (username, password, identitytoken) = if self.is_identity_token() {
+            (None, None, secret)
+        } else {
+            (Some(self.username.clone()), secret, None)
+        };
+        bollard::auth::DockerCredentials {
+            username,
+            password,
+            identitytoken,
+            serveraddress: Some(self.registry.clone()),
+            ..Default::default()
+        }
+    }
+
     /// Whether these credentials are for `registry` (Docker Hub's aliases count as one).
     pub fn matches(&self, registry: &str) -> bool {
         normalize_host(&self.registry) == normalize_host(registry)

@@ -34,6 +34,9 @@ pub enum ServerError {
     },
     #[error("the HTTP server stopped with an error: {0}")]
     Serve(#[source] std::io::Error),
+    /// The agent cannot run code servers as configured (the message names the flag).
+    #[error("{0}")]
+    Agent(String),
     #[error(transparent)]
     Deploy(#[from] DeployError),
     #[error(transparent)]

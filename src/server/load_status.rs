@@ -36,7 +36,36 @@ pub enum LoadStatus {
     Loading,
     Loaded,
     /// Loaded with an error (the protocol's `loadStatus: LOADED` + `PythonError`).
-    Failed(String),
+    Failed(PythonTrace),
+}
+
+/// A load error as the protocol's `PythonError` carries it: Dagster's serialized Python error
+/// from a code server, or the agent's own message (then stack and chain are empty).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PythonTrace {
+    pub message: String,
+    /// Frames, each ending in a newline, as Python's `traceback` formats them.
+    pub stack: Vec<String>,
+    /// Earlier errors, innermost last.
+    pub chain: Vec<ChainLink>,
+}
+
+/// One earlier error of a `PythonTrace`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    /// `raise ... from` (the cause); `false`: raised while handling it (the context).
+    pub explicit: bool,
+    pub message: String,
+    pub stack: Vec<String>,
+}
+
+impl PythonTrace {
+    pub fn message(message: impl Into<String>) -> Self {
+        PythonTrace {
+            message: message.into(),
+            ..PythonTrace::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -82,7 +111,7 @@ impl LoadChecker {
         location: &StoredLocation,
     ) -> LoadStatus {
         if let Some(why) = &location.damaged {
-            return LoadStatus::Failed(why.clone());
+            return LoadStatus::Failed(PythonTrace::message(why.clone()));
         }
         let doc = &location.document;
         if let Some(failed) = self.missing_pex_files(deployment, doc) {
@@ -94,7 +123,9 @@ impl LoadChecker {
         let state = self.images().get(image).cloned();
         match state {
             Some(ImageState::Done(ImageCheck::Present)) => LoadStatus::Loaded,
-            Some(ImageState::Done(ImageCheck::Missing(why))) => LoadStatus::Failed(why),
+            Some(ImageState::Done(ImageCheck::Missing(why))) => {
+                LoadStatus::Failed(PythonTrace::message(why))
+            }
             Some(ImageState::Checking) => LoadStatus::Loading,
             None => {
                 self.start(image);
@@ -129,11 +160,11 @@ impl LoadChecker {
             .filter(|name| !matches!(blobs.lookup(deployment, name), Ok(Some(_))))
             .collect();
         (!missing.is_empty()).then(|| {
-            LoadStatus::Failed(format!(
+            LoadStatus::Failed(PythonTrace::message(format!(
                 "the Python executable files {} of pex_tag {tag:?} were never uploaded to this \
                  server; deploy again with `dagster-deploy serverless deploy-python-executable`",
                 missing.join(", ")
-            ))
+            )))
         })
     }
 
@@ -197,7 +228,7 @@ mod tests {
         // A new image is still checked once room is made.
         for _ in 0..100 {
             if let LoadStatus::Failed(why) = checker.status("prod", &loc) {
-                assert!(why.contains("does not check images in"), "{why}");
+                assert!(why.message.contains("does not check images in"), "{why:?}");
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

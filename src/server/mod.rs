@@ -14,6 +14,7 @@
 //! (`http`), the query's nesting, fields, aliases and cost and the answer's size (`limits`),
 //! stored documents (`document`), and which registries image checks may contact (`registry`).
 
+mod agent;
 pub mod blobs;
 mod conn;
 mod deployments;
@@ -27,6 +28,7 @@ mod load_status;
 mod presign;
 mod private_fs;
 mod registry;
+mod status;
 mod store;
 mod tokens;
 pub mod workspace;
@@ -43,6 +45,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use agent::{AgentOptions, DEFAULT_PORTS as DEFAULT_CODE_SERVER_PORTS};
 pub use deployments::{DATABASE_FILE, DEFAULT_DEPLOYMENT, Deployments, check_deployment_name};
 pub use document::{
     commit_hash as document_commit_hash, image as document_image, serialized_deployment_metadata,
@@ -131,6 +134,9 @@ pub struct ServeOptions {
     /// Dagster webservers told to `reloadWorkspace` when their deployment's workspace entries
     /// change (`serve --dagster-ui`, `--dagster-webserver`).
     pub dagster_webservers: Vec<workspace::Webserver>,
+    /// Run every location as a Dagster code server (`serve`'s default). `None`, or no
+    /// `registry`: nothing runs, and the status comes from the image and file checks.
+    pub agent: Option<AgentOptions>,
 }
 
 impl ServeOptions {
@@ -147,6 +153,7 @@ impl ServeOptions {
             public_url: None,
             observer: None,
             dagster_webservers: Vec::new(),
+            agent: None,
         }
     }
 }
@@ -165,6 +172,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("public_url", &self.public_url)
             .field("observer", &self.observer.as_ref().map(|_| "<fn>"))
             .field("dagster_webservers", &self.dagster_webservers)
+            .field("agent", &self.agent)
             .finish()
     }
 }
@@ -285,6 +293,8 @@ struct Prepared {
     deployments: Deployments,
     workspaces: workspace::Workspaces,
     limits: ConnectionLimits,
+    /// Stopped (with its code servers, unless told to keep them) after the last request.
+    agent: Option<Arc<agent::Agent>>,
     /// Held (locked) for as long as the server runs.
     _lock: File,
 }
@@ -309,13 +319,34 @@ fn prepare(opts: &ServeOptions, addr: SocketAddr) -> Result<Prepared, ServerErro
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!("http://{addr}"),
     };
+    // The agent publishes each deployment's workspace file; these webservers are reloaded.
+    let workspaces =
+        workspace::Workspaces::new(&opts.data_dir).with_webservers(opts.dagster_webservers.clone());
+    let (status, agent) = match (&opts.agent, &opts.registry) {
+        (Some(agent_opts), Some(access)) => {
+            let agent = agent::Agent::start(
+                agent_opts.clone(),
+                &opts.data_dir,
+                deployments.clone(),
+                blobs.clone(),
+                access.clone(),
+                opts.trusted_registries.clone(),
+                workspaces.clone(),
+            )?;
+            (status::StatusSource::Agent(agent.clone()), Some(agent))
+        }
+        _ => (
+            status::StatusSource::Checks(load_status::LoadChecker::new(
+                opts.registry.clone(),
+                opts.trusted_registries.clone(),
+                Some(blobs.clone()),
+            )),
+            None,
+        ),
+    };
     let state = graphql::AppState {
         deployments: deployments.clone(),
-        checker: load_status::LoadChecker::new(
-            opts.registry.clone(),
-            opts.trusted_registries.clone(),
-            Some(blobs.clone()),
-        ),
+        status,
         default_deployment: opts.default_deployment.clone(),
         signer: signer.clone(),
         public_url,
@@ -336,9 +367,9 @@ fn prepare(opts: &ServeOptions, addr: SocketAddr) -> Result<Prepared, ServerErro
     Ok(Prepared {
         router: http::router(Arc::new(http_state)),
         deployments,
-        workspaces: workspace::Workspaces::new(&opts.data_dir)
-            .with_webservers(opts.dagster_webservers.clone()),
+        workspaces,
         limits: opts.limits,
+        agent,
         _lock: lock,
     })
 }
@@ -407,10 +438,14 @@ async fn run(
     let Prepared {
         router,
         limits,
+        agent,
         _lock,
         ..
     } = prepared;
     conn::serve(listener, router, limits, shutdown).await;
+    if let Some(agent) = agent {
+        agent.shutdown().await;
+    }
     drop(_lock);
     Ok(())
 }

@@ -19,7 +19,7 @@ impl RegistryAccess {
         RegistryClient::new(self.insecure_registries.clone())
     }
 
-    fn credentials_for(&self, registry: &str) -> Option<&RegistryCredentials> {
+    pub(crate) fn credentials_for(&self, registry: &str) -> Option<&RegistryCredentials> {
         self.credentials.iter().find(|c| c.matches(registry))
     }
 

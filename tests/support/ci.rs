@@ -33,9 +33,17 @@ impl Drop for Serve {
 }
 
 impl Serve {
+    /// Images are checked, not run (`--no-code-servers`): the pipeline tests build the
+    /// example on a stand-in Python image without Dagster.
     pub fn start(s: &Services) -> Serve {
         Serve::with_args(
-            &["--registry", &s.registry, "--registry-user", &s.user],
+            &[
+                "--registry",
+                &s.registry,
+                "--registry-user",
+                &s.user,
+                "--no-code-servers",
+            ],
             &[("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password)],
         )
     }

@@ -6,8 +6,6 @@ mod mutation;
 mod query;
 mod types;
 
-use std::sync::Arc;
-
 use async_graphql::{
     Context, EmptySubscription, InputValueError, InputValueResult, Scalar, ScalarType, Schema,
 };
@@ -15,8 +13,8 @@ use async_graphql::{
 use super::deployments::Deployments;
 use super::error::DeployError;
 use super::limits;
-use super::load_status::LoadChecker;
 use super::presign::Signer;
+use super::status::StatusSource;
 use super::tokens::{Actor, TokenInfo, TokenScope};
 
 pub(crate) use mutation::MutationRoot;
@@ -27,7 +25,8 @@ pub(crate) type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 /// Shared by every request.
 pub(crate) struct AppState {
     pub deployments: Deployments,
-    pub checker: Arc<LoadChecker>,
+    /// Where each location's load status comes from (and who hears about changes).
+    pub status: StatusSource,
     /// The deployment of requests that name none (with an organisation token).
     pub default_deployment: String,
     pub signer: Signer,

@@ -23,13 +23,15 @@ use crate::server::{Actor, Deployments};
 
 pub(crate) struct MutationRoot;
 
-/// Starts image checks for what was registered and logs the change (never the token).
+/// Tells the status source what was registered (image checks start, the agent wakes) and logs
+/// the change (never the token).
 fn registered(ctx: &Context<'_>, deployment: &str, revisions: &[Revision]) {
-    let checker = &state(ctx).checker;
+    let status = &state(ctx).status;
+    status.changed();
     for r in revisions {
         match &r.document {
             Some(doc) => {
-                checker.registered(doc);
+                status.registered(doc);
                 tracing::info!(
                     deployment,
                     location = %r.location,
@@ -224,6 +226,8 @@ impl MutationRoot {
                 branch_data.into_branch(commit, base_deployment_name, snapshot_base_condition);
             let record =
                 blocking(ctx, move |d| d.create_or_update_branch_deployment(branch)).await?;
+            // A closed pull request stops the branch deployment's code servers.
+            state(ctx).status.changed();
             tracing::info!(deployment = %record.name, "created or updated branch deployment");
             Ok::<_, DeployError>(record)
         }
@@ -242,6 +246,7 @@ impl MutationRoot {
         let result = async {
             require_organization(ctx, "deleting a deployment")?;
             let record = blocking(ctx, move |d| d.delete_deployment(deployment_id)).await?;
+            state(ctx).status.changed();
             tracing::info!(deployment = %record.name, "deleted deployment");
             Ok::<_, DeployError>(record)
         }

@@ -28,7 +28,7 @@ async fn workspace(ctx: &Context<'_>) -> Result<Workspace, DeployError> {
     Ok(Workspace {
         deployment,
         locations,
-        checker: state(ctx).checker.clone(),
+        status: state(ctx).status.clone(),
     })
 }
 

@@ -1,13 +1,12 @@
 //! GraphQL object, enum and union types, named as the reference client's fragments expect.
 
-use std::sync::Arc;
-
 use async_graphql::{Enum, InputObject, Object, SimpleObject, Union};
 
 use super::GenericScalar;
 use crate::server::document;
 use crate::server::error::DeployError;
-use crate::server::load_status::{LoadChecker, LoadStatus};
+use crate::server::load_status::{LoadStatus, PythonTrace};
+use crate::server::status::StatusSource;
 use crate::server::store::{
     BranchDeployment, CommitInfo, DeploymentKind, DeploymentRecord, Revision, RevisionAction,
     StoredLocation,
@@ -35,6 +34,30 @@ impl PythonError {
             message: message.into(),
             stack: Vec::new(),
             error_chain: Vec::new(),
+            class_name: None,
+        }
+    }
+}
+
+impl From<PythonTrace> for PythonError {
+    /// A load error with its real stack and chain (Dagster's `errorChain` is flat).
+    fn from(t: PythonTrace) -> Self {
+        PythonError {
+            message: t.message,
+            stack: t.stack,
+            error_chain: t
+                .chain
+                .into_iter()
+                .map(|link| ErrorChainLink {
+                    is_explicit_link: link.explicit,
+                    error: PythonError {
+                        message: link.message,
+                        stack: link.stack,
+                        error_chain: Vec::new(),
+                        class_name: None,
+                    },
+                })
+                .collect(),
             class_name: None,
         }
     }
@@ -239,7 +262,7 @@ pub struct WorkspaceLocationEntry {
 pub struct Workspace {
     pub deployment: String,
     pub locations: Vec<StoredLocation>,
-    pub checker: Arc<LoadChecker>,
+    pub status: StatusSource,
 }
 
 #[Object]
@@ -253,7 +276,7 @@ impl Workspace {
             .iter()
             .map(|l| {
                 let (load_status, location_or_load_error) =
-                    match self.checker.status(&self.deployment, l) {
+                    match self.status.status(&self.deployment, l) {
                         LoadStatus::Loading => (LoadStatusValue::Loading, None),
                         LoadStatus::Loaded => (
                             LoadStatusValue::Loaded,
@@ -264,11 +287,9 @@ impl Workspace {
                                 },
                             )),
                         ),
-                        LoadStatus::Failed(why) => (
+                        LoadStatus::Failed(trace) => (
                             LoadStatusValue::Loaded,
-                            Some(RepositoryLocationOrLoadError::PythonError(
-                                PythonError::new(why),
-                            )),
+                            Some(RepositoryLocationOrLoadError::PythonError(trace.into())),
                         ),
                     };
                 WorkspaceLocationEntry {

@@ -1,0 +1,408 @@
+//! Python-executable locations as processes: `python3.X source.pex` with `PEX_PATH=deps.pex`,
+//! started in about the time Python takes to import the code (no image, no engine: the point
+//! of these deploys), in their own process group with SIGINT/SIGTERM reset to their defaults
+//! (a server inheriting an ignored SIGINT ignores SIGTERM too: research §8.2), an environment
+//! of only PATH, the PEX variables, `DAGSTER_*` and the document's variables, and, when `serve`
+//! runs as root, as an unprivileged user (`--code-server-user`).
+//!
+//! Files live under the run folder (`--code-server-dir`), away from the data folder's tokens
+//! and signing key: `files/` (the deps and source files, copied once by name, which carries
+//! their hash), `pex-root/` (PEX_ROOT, shared so that deps unpack once), one folder per code
+//! server (its home and log) and `state/` (one pid file per code server, with the process's
+//! start time so a restarted `serve` adopts exactly its own processes; user code cannot write it).
+
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::Spec;
+
+/// Imports the location folder the source archive carries (`working_directory/root`) as
+/// Dagster's working directory, then runs the `dagster` command line with the arguments.
+const BOOTSTRAP: &str = "\
+import os, sys
+try:
+    import working_directory
+    root = os.path.join(os.path.dirname(working_directory.__file__), 'root')
+    if os.path.isdir(root):
+        os.environ['DAGSTER_WORKING_DIRECTORY'] = root
+except ImportError:
+    pass
+from dagster._cli import main
+sys.argv = ['dagster'] + sys.argv[1:]
+main()
+";
+/// How long a stopped code server has to exit before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Lines of a code server's log quoted when it exits before serving.
+const LOG_TAIL_LINES: usize = 30;
+
+/// A running code-server process.
+#[derive(Debug)]
+pub(crate) struct Proc {
+    pub pid: i32,
+    /// `None` for an adopted process (another `serve` started it).
+    child: Option<Child>,
+    start_time: u64,
+    dir: PathBuf,
+    state_file: PathBuf,
+}
+
+/// What a pid file records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub pid: i32,
+    pub start_time: u64,
+    pub port: u16,
+    pub deployment: String,
+    pub location: String,
+    pub revision: i64,
+    pub key: String,
+}
+
+pub(crate) struct Runner {
+    root: PathBuf,
+    /// `(uid, gid)` to run code servers as.
+    user: Option<(u32, u32)>,
+}
+
+impl Runner {
+    /// Prepares the run folder; `user` is looked up now (a missing user is a start-up error).
+    pub(crate) fn new(root: PathBuf, user: Option<&str>) -> Result<Self, String> {
+        let user = user.map(lookup_user).transpose()?;
+        private_owned_dir(&root, 0o755).map_err(|e| {
+            format!(
+                "cannot prepare the code-server folder {}: {e}",
+                root.display()
+            )
+        })?;
+        for (sub, mode) in [("files", 0o755), ("state", 0o700)] {
+            private_owned_dir(&root.join(sub), mode)
+                .map_err(|e| format!("cannot prepare {}: {e}", root.join(sub).display()))?;
+        }
+        let pex_root = root.join("pex-root");
+        private_owned_dir(&pex_root, 0o700)
+            .and_then(|()| give(&pex_root, user))
+            .map_err(|e| format!("cannot prepare {}: {e}", pex_root.display()))?;
+        Ok(Runner { root, user })
+    }
+
+    /// Starts the code server of `spec` on 127.0.0.1:`port`. The error is the load error.
+    pub(crate) fn start(
+        &self,
+        spec: &Spec,
+        python_version: &str,
+        deps: &Path,
+        source: &Path,
+        port: u16,
+    ) -> Result<Proc, String> {
+        let location = &spec.location;
+        let python_name = format!("python{python_version}");
+        let python = find_on_path(&python_name).ok_or_else(|| {
+            format!(
+                "location '{location}' needs Python {python_version}, and `{python_name}` is not \
+                 on the PATH of `dagster-deploy serve`; install it on the server's host (e.g. \
+                 `apt-get install {python_name}`, or uv/pyenv) and restart serve, or deploy with \
+                 the --python-version the server has"
+            )
+        })?;
+        let io_error = |what: &str, e: io::Error| format!("location '{location}': {what}: {e}");
+        let deps = self
+            .shared_file(deps)
+            .map_err(|e| io_error("cannot copy the deps file", e))?;
+        let source = self
+            .shared_file(source)
+            .map_err(|e| io_error("cannot copy the source file", e))?;
+        let name = &spec.key[..16];
+        let dir = self.root.join(name);
+        let _ = fs::remove_dir_all(&dir);
+        private_owned_dir(&dir, 0o700)
+            .and_then(|()| give(&dir, self.user))
+            .map_err(|e| io_error("cannot create its folder", e))?;
+        let log = fs::File::create(dir.join("server.log"))
+            .map_err(|e| io_error("cannot create its log", e))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| io_error("cannot open its log", e))?;
+        let python_dir = python.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut cmd = Command::new(&python);
+        cmd.arg(&source)
+            .args(["-c", BOOTSTRAP, "api", "grpc", "--lazy-load-user-code"])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["--fixed-server-id", &spec.server_id()])
+            .env_clear()
+            .env(
+                "PATH",
+                format!("{}:/usr/local/bin:/usr/bin:/bin", python_dir.display()),
+            )
+            .env("HOME", &dir)
+            .env("LANG", "C.UTF-8")
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env("PEX_PATH", &deps)
+            .env("PEX_ROOT", self.root.join("pex-root"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0);
+        if let Some((uid, gid)) = self.user {
+            cmd.uid(uid).gid(gid);
+        }
+        // SAFETY: only async-signal-safe calls (signal(2)) between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT, libc::SIGPIPE] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| io_error(&format!("cannot start {}", python.display()), e))?;
+        let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+        let start_time = start_time(pid).unwrap_or(0);
+        let state_file = self.root.join("state").join(format!("{name}.json"));
+        let record = Record {
+            pid,
+            start_time,
+            port,
+            deployment: spec.deployment.clone(),
+            location: spec.location.clone(),
+            revision: spec.revision,
+            key: spec.key.clone(),
+        };
+        if let Err(e) = serde_json::to_vec(&record)
+            .map_err(io::Error::other)
+            .and_then(|bytes| fs::write(&state_file, bytes))
+        {
+            tracing::warn!(location = %location, "cannot write {}: {e}", state_file.display());
+        }
+        Ok(Proc {
+            pid,
+            child: Some(child),
+            start_time,
+            dir,
+            state_file,
+        })
+    }
+
+    /// A copy of a stored file under `files/`, readable by the code-server user (the data
+    /// folder is not); named as stored, so each content is copied once.
+    fn shared_file(&self, stored: &Path) -> io::Result<PathBuf> {
+        let name = stored
+            .file_name()
+            .ok_or_else(|| io::Error::other("no file name"))?;
+        let target = self.root.join("files").join(name);
+        if target.exists() {
+            return Ok(target);
+        }
+        let tmp = self
+            .root
+            .join("files")
+            .join(format!(".tmp-{}", std::process::id()));
+        fs::copy(stored, &tmp)?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+        fs::rename(&tmp, &target)?;
+        Ok(target)
+    }
+
+    /// Processes a previous `serve` left running (their pid files match a live process);
+    /// stale pid files are removed.
+    pub(crate) fn adopt(&self) -> Vec<(Record, Proc)> {
+        let state = self.root.join("state");
+        let Ok(entries) = fs::read_dir(&state) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let record: Option<Record> = fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            match record {
+                Some(r) if r.pid > 1 && start_time(r.pid) == Some(r.start_time) => {
+                    let proc = Proc {
+                        pid: r.pid,
+                        child: None,
+                        start_time: r.start_time,
+                        dir: self.root.join(&r.key[..16.min(r.key.len())]),
+                        state_file: path,
+                    };
+                    found.push((r, proc));
+                }
+                _ => {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Proc {
+    /// `None` while running; the exit code once it ended (`-1` when unknown: killed by a
+    /// signal, or an adopted process that is gone).
+    pub(crate) fn exited(&mut self) -> Option<i64> {
+        match &mut self.child {
+            Some(child) => match child.try_wait() {
+                Ok(None) => None,
+                Ok(Some(status)) => Some(status.code().map_or(-1, i64::from)),
+                Err(_) => Some(-1),
+            },
+            None => (start_time(self.pid) != Some(self.start_time)).then_some(-1),
+        }
+    }
+
+    /// The end of its log, for a load error when it exits before serving.
+    pub(crate) fn log_tail(&self) -> String {
+        tail(&self.dir.join("server.log"), LOG_TAIL_LINES)
+    }
+
+    /// SIGTERM to its process group, a grace period, then SIGKILL; removes its files.
+    pub(crate) fn stop(mut self) {
+        if self.exited().is_none() {
+            signal_group(self.pid, libc::SIGTERM);
+            let deadline = Instant::now() + STOP_GRACE;
+            while self.exited().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        // The group may hold children of the server even when the server itself is gone.
+        signal_group(self.pid, libc::SIGKILL);
+        if let Some(child) = &mut self.child {
+            let _ = child.wait();
+        }
+        let _ = fs::remove_file(&self.state_file);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn signal_group(pid: i32, sig: libc::c_int) {
+    if pid > 1 {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+        unsafe {
+            libc::kill(-pid, sig);
+        }
+    }
+}
+
+/// The process's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22): with
+/// the pid, it names one process across pid reuse.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // A zombie has exited: not running.
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            fs::metadata(p)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+/// `name`'s uid and gid from the password database.
+fn lookup_user(name: &str) -> Result<(u32, u32), String> {
+    let c_name = std::ffi::CString::new(name)
+        .map_err(|_| format!("--code-server-user {name:?} is not a user name"))?;
+    // SAFETY: getpwnam returns a pointer to static storage or null; read at once, before any
+    // other call could overwrite it (start-up, one thread does this).
+    let entry = unsafe { libc::getpwnam(c_name.as_ptr()) };
+    if entry.is_null() {
+        return Err(format!(
+            "--code-server-user {name}: no such user on this host; create it or name another"
+        ));
+    }
+    // SAFETY: checked non-null above.
+    let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
+    if uid == 0 {
+        return Err(format!(
+            "--code-server-user {name} is root; code servers run user code and must not"
+        ));
+    }
+    Ok((uid, gid))
+}
+
+/// Creates `dir` (mode `mode`) or checks that the existing one is a directory of ours, not a
+/// link someone else planted (the run folder may be under /tmp).
+fn private_owned_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let meta = fs::symlink_metadata(dir)?;
+            // SAFETY: geteuid has no failure mode.
+            let me = unsafe { libc::geteuid() };
+            if !meta.is_dir() || meta.uid() != me && meta.uid() != 0 {
+                return Err(io::Error::other(format!(
+                    "{} exists and is not a folder of this user",
+                    dir.display()
+                )));
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+}
+
+/// Hands `path` to the code-server user (when there is one).
+fn give(path: &Path, user: Option<(u32, u32)>) -> io::Result<()> {
+    match user {
+        Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
+        None => Ok(()),
+    }
+}
+
+/// The last `lines` lines of a file (reading at most its last 64 KiB).
+fn tail(path: &Path, lines: usize) -> String {
+    let Ok(mut f) = fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut text = String::new();
+    let _ = f.take(64 * 1024).read_to_string(&mut text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_known_by_pid_and_start_time() {
+        let me = i32::try_from(std::process::id()).expect("pid");
+        let t = start_time(me).expect("own start time");
+        assert_eq!(start_time(me), Some(t));
+        assert_eq!(start_time(i32::MAX), None);
+    }
+
+    #[test]
+    fn the_log_tail_is_the_last_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("log");
+        fs::write(
+            &f,
+            (1..=50).map(|i| format!("line {i}\n")).collect::<String>(),
+        )
+        .expect("write");
+        let t = tail(&f, 3);
+        assert_eq!(t, "line 48\nline 49\nline 50");
+    }
+}
