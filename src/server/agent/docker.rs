@@ -55,7 +55,8 @@ pub(crate) struct Found {
     pub revision: i64,
     pub key: String,
     pub port: u16,
-    pub running: bool,
+    /// `None` while running; the exit code once it stopped (`-1` when unknown).
+    pub exited: Option<i64>,
 }
 
 /// The engine, connected on first use (and again after a failure: it may come up later).
@@ -407,13 +408,27 @@ impl Engine {
                     revision: get(LABEL_REVISION)?.parse().ok()?,
                     key: get(LABEL_KEY)?,
                     port: get(LABEL_PORT)?.parse().ok()?,
-                    running: c
+                    exited: if c
                         .state
-                        .is_some_and(|s| s.to_string().eq_ignore_ascii_case("running")),
+                        .is_some_and(|s| s.to_string().eq_ignore_ascii_case("running"))
+                    {
+                        None
+                    } else {
+                        Some(exit_code(c.status.as_deref().unwrap_or_default()))
+                    },
                 })
             })
             .collect())
     }
+}
+
+/// The code in a container status such as `Exited (137) 2 seconds ago`.
+fn exit_code(status: &str) -> i64 {
+    status
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(code, _)| code.parse().ok())
+        .unwrap_or(-1)
 }
 
 fn is_not_found(e: &BollardError) -> bool {
@@ -431,5 +446,14 @@ fn reason(e: &BollardError) -> String {
     match e {
         BollardError::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exit_codes_come_from_the_status() {
+        assert_eq!(super::exit_code("Exited (137) 2 seconds ago"), 137);
+        assert_eq!(super::exit_code("Created"), -1);
     }
 }

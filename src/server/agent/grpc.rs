@@ -71,7 +71,10 @@ impl CodeServer {
 
     async fn channel(&self) -> Result<tonic::client::Grpc<Channel>, String> {
         let channel = self.endpoint.connect().await.map_err(|e| e.to_string())?;
-        Ok(tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_REPLY_BYTES))
+        // Dagster's code servers compress their replies with gzip.
+        Ok(tonic::client::Grpc::new(channel)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .max_decoding_message_size(MAX_REPLY_BYTES))
     }
 
     /// `true` once the server says SERVING; `Err` says why not yet.

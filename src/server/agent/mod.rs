@@ -337,7 +337,7 @@ impl Agent {
         match self.engine.list().await {
             Ok(containers) => {
                 for c in containers {
-                    let exited = (!c.running).then_some(-1);
+                    let exited = c.exited;
                     let handle = Handle::Container(c.id);
                     found.push((
                         c.deployment,
@@ -630,7 +630,7 @@ impl Agent {
     fn watch_exits(
         &self,
         st: &mut State,
-        containers: Option<&HashMap<String, bool>>,
+        containers: Option<&HashMap<String, Option<i64>>>,
         now: Instant,
         starts: &mut Vec<(String, Start)>,
     ) {
@@ -645,8 +645,9 @@ impl Agent {
                         // Gone from the engine's list, or stopped (not known: the engine did
                         // not answer).
                         Handle::Container(id) => match containers.map(|c| c.get(id)) {
-                            Some(Some(true)) | None => None,
-                            Some(_) => Some(-1),
+                            Some(Some(exited)) => *exited,
+                            Some(None) => Some(-1),
+                            None => None,
                         },
                         Handle::None => None,
                     };
@@ -671,7 +672,7 @@ impl Agent {
 
     /// Running state of this server's containers by id; `None` when there are none, or the
     /// engine does not answer (then no container is taken as exited).
-    async fn container_states(&self) -> Option<HashMap<String, bool>> {
+    async fn container_states(&self) -> Option<HashMap<String, Option<i64>>> {
         let any = self
             .state()
             .servers
@@ -681,7 +682,7 @@ impl Agent {
             return None;
         }
         let list = self.engine.list().await.ok()?;
-        Some(list.into_iter().map(|c| (c.id, c.running)).collect())
+        Some(list.into_iter().map(|c| (c.id, c.exited)).collect())
     }
 
     // ---- starting and loading ------------------------------------------------------------
@@ -751,7 +752,8 @@ impl Agent {
                 None => {
                     let range = &self.opts.ports;
                     s.phase = Phase::Failed(PythonTrace::message(format!(
-                        "location '{}': every code-server port of {}-{} is in use; stop other                          programs using them, or give serve a larger --code-server-ports range",
+                        "location '{}': every code-server port of {}-{} is in use; stop other \
+                     programs using them, or give serve a larger --code-server-ports range",
                         s.location,
                         range.start(),
                         range.end()
@@ -886,7 +888,8 @@ impl Agent {
         loop {
             if let Some(code) = self.exited(key, generation).await {
                 return Phase::Failed(PythonTrace::message(format!(
-                    "location '{location}': the code server exited with code {code} before                      serving{}",
+                    "location '{location}': the code server exited with code {code} before \
+                     serving{}",
                     self.log_tail(key)
                 )));
             }
@@ -897,7 +900,9 @@ impl Agent {
             }
             if Instant::now() >= deadline {
                 return Phase::Failed(PythonTrace::message(format!(
-                    "location '{location}': the code server did not answer its health check within                      {} s (last: {last}); raise --code-server-startup-timeout if its code takes                      longer to import{}",
+                    "location '{location}': the code server did not answer its health check within \
+                     {} s (last: {last}); raise --code-server-startup-timeout if its code takes \
+                     longer to import{}",
                     limit.as_secs(),
                     self.log_tail(key)
                 )));

@@ -76,18 +76,18 @@ impl Runner {
     /// Prepares the run folder; `user` is looked up now (a missing user is a start-up error).
     pub(crate) fn new(root: PathBuf, user: Option<&str>) -> Result<Self, String> {
         let user = user.map(lookup_user).transpose()?;
-        private_owned_dir(&root, 0o755).map_err(|e| {
+        private_owned_dir(&root, 0o755, None).map_err(|e| {
             format!(
                 "cannot prepare the code-server folder {}: {e}",
                 root.display()
             )
         })?;
         for (sub, mode) in [("files", 0o755), ("state", 0o700)] {
-            private_owned_dir(&root.join(sub), mode)
+            private_owned_dir(&root.join(sub), mode, None)
                 .map_err(|e| format!("cannot prepare {}: {e}", root.join(sub).display()))?;
         }
         let pex_root = root.join("pex-root");
-        private_owned_dir(&pex_root, 0o700)
+        private_owned_dir(&pex_root, 0o700, user)
             .and_then(|()| give(&pex_root, user))
             .map_err(|e| format!("cannot prepare {}: {e}", pex_root.display()))?;
         Ok(Runner { root, user })
@@ -104,10 +104,14 @@ impl Runner {
     ) -> Result<Proc, String> {
         let location = &spec.location;
         let python_name = format!("python{python_version}");
-        let python = find_on_path(&python_name).ok_or_else(|| {
+        let python = find_on_path(&python_name, self.user).ok_or_else(|| {
+            let whose = match self.user {
+                Some((uid, _)) => format!(" that code-server user {uid} may run (not under a private home folder)"),
+                None => String::new(),
+            };
             format!(
-                "location '{location}' needs Python {python_version}, and `{python_name}` is not \
-                 on the PATH of `dagster-deploy serve`; install it on the server's host (e.g. \
+                "location '{location}' needs Python {python_version}, and no `{python_name}`{whose} \
+                 is on the PATH of `dagster-deploy serve`; install it on the server's host (e.g. \
                  `apt-get install {python_name}`, or uv/pyenv) and restart serve, or deploy with \
                  the --python-version the server has"
             )
@@ -122,7 +126,7 @@ impl Runner {
         let name = &spec.key[..16];
         let dir = self.root.join(name);
         let _ = fs::remove_dir_all(&dir);
-        private_owned_dir(&dir, 0o700)
+        private_owned_dir(&dir, 0o700, self.user)
             .and_then(|()| give(&dir, self.user))
             .map_err(|e| io_error("cannot create its folder", e))?;
         let log = fs::File::create(dir.join("server.log"))
@@ -306,15 +310,31 @@ fn start_time(pid: i32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
+/// The first `name` on serve's PATH that `user` (serve's own user when `None`) may run.
+fn find_on_path(name: &str, user: Option<(u32, u32)>) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|p| {
-            fs::metadata(p)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
+            fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                && user.is_none_or(|u| runnable_by(p, u))
         })
+}
+
+/// Whether `user` may run `file`: execute permission on it and on every folder above it (a
+/// Python under root's 0700 home is no use to `nobody`).
+fn runnable_by(file: &Path, (uid, gid): (u32, u32)) -> bool {
+    let Ok(real) = fs::canonicalize(file) else {
+        return false;
+    };
+    real.ancestors().all(|p| {
+        fs::metadata(p).is_ok_and(|m| {
+            let mode = m.mode();
+            (m.uid() == uid && mode & 0o100 != 0)
+                || (m.gid() == gid && mode & 0o010 != 0)
+                || mode & 0o001 != 0
+        })
+    })
 }
 
 /// `name`'s uid and gid from the password database.
@@ -341,14 +361,15 @@ fn lookup_user(name: &str) -> Result<(u32, u32), String> {
 
 /// Creates `dir` (mode `mode`) or checks that the existing one is a directory of ours, not a
 /// link someone else planted (the run folder may be under /tmp).
-fn private_owned_dir(dir: &Path, mode: u32) -> io::Result<()> {
+fn private_owned_dir(dir: &Path, mode: u32, user: Option<(u32, u32)>) -> io::Result<()> {
     match fs::DirBuilder::new().mode(mode).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let meta = fs::symlink_metadata(dir)?;
             // SAFETY: geteuid has no failure mode.
             let me = unsafe { libc::geteuid() };
-            if !meta.is_dir() || meta.uid() != me && meta.uid() != 0 {
+            let ours = [Some(me), Some(0), user.map(|u| u.0)].contains(&Some(meta.uid()));
+            if !meta.is_dir() || !ours {
                 return Err(io::Error::other(format!(
                     "{} exists and is not a folder of this user",
                     dir.display()
@@ -378,7 +399,25 @@ fn tail(path: &Path, lines: usize) -> String {
     let mut text = String::new();
     let _ = f.take(64 * 1024).read_to_string(&mut text);
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    strip_colours(&all[all.len().saturating_sub(lines)..].join("\n"))
+}
+
+/// Without terminal colour sequences (`ESC [ ... m`), which Dagster's log lines carry.
+fn strip_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -404,5 +443,9 @@ mod tests {
         .expect("write");
         let t = tail(&f, 3);
         assert_eq!(t, "line 48\nline 49\nline 50");
+        assert_eq!(
+            strip_colours("\u{1b}[32m2026\u{1b}[0m - INFO"),
+            "2026 - INFO"
+        );
     }
 }
