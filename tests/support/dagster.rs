@@ -188,3 +188,136 @@ pub fn want(pairs: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
         .map(|(n, a)| (n.to_string(), a.iter().map(|s| s.to_string()).collect()))
         .collect()
 }
+
+/// A `dagster-deploy serve` process with its agent and `--dagster-ui`, checking images in the
+/// test registry; stopped with SIGTERM (so it stops its code servers and UI) when dropped.
+pub struct ServeWithUi {
+    child: Child,
+    /// The deployment API (`DAGSTER_CLOUD_URL`).
+    pub url: String,
+    /// The Dagster webserver.
+    pub ui: String,
+    pub token: String,
+    pub data: tempfile::TempDir,
+}
+
+impl ServeWithUi {
+    /// `ports` is the code servers' port range (`START-END`), distinct per test.
+    pub fn start(s: &super::Services, ports: &str) -> ServeWithUi {
+        let data = tempfile::tempdir().expect("tempdir");
+        let ours = || Command::new(env!("CARGO_BIN_EXE_dagster-deploy"));
+        let out = ours()
+            .args(["serve", "token", "create", "--organization", "--data"])
+            .arg(data.path())
+            .output()
+            .expect("token create");
+        assert!(out.status.success(), "{out:?}");
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let ui = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(data.path().join("serve.log")).expect("log");
+        let child = ours()
+            .args(["serve", "--listen", "127.0.0.1:0", "--dagster-ui", &ui])
+            .args(["--registry", &s.registry, "--registry-user", &s.user])
+            .args(["--code-server-ports", ports, "--data"])
+            .arg(data.path())
+            .env("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password)
+            .env("DOCKER_HOST", &s.docker_host)
+            .stderr(log)
+            .spawn()
+            .expect("start serve");
+        let mut serve = ServeWithUi {
+            child,
+            url: String::new(),
+            ui: format!("http://{ui}"),
+            token,
+            data,
+        };
+        let began = Instant::now();
+        while serve.url.is_empty() {
+            let first = serve.log().lines().next().unwrap_or_default().to_string();
+            match first.split_whitespace().find(|w| w.starts_with("http://")) {
+                Some(url) => serve.url = url.to_string(),
+                None => {
+                    assert!(
+                        began.elapsed() < Duration::from_secs(30),
+                        "serve: {}",
+                        serve.log()
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        serve
+    }
+
+    /// Everything serve has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// The id the agent labels its containers with.
+    pub fn server_id(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("agent-id"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// `dagster-deploy ARGS` registering with this server.
+    pub fn against(&self, cmd: &mut Command) -> super::Run {
+        super::Run::of(
+            cmd.env("DAGSTER_CLOUD_URL", &self.url)
+                .env("DAGSTER_CLOUD_API_TOKEN", &self.token),
+        )
+    }
+
+    /// SIGTERM, then waits (SIGKILL after a minute).
+    pub fn stop(&mut self) {
+        // SAFETY: a plain kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let began = Instant::now();
+        while began.elapsed() < Duration::from_secs(60) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeWithUi {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The code-server containers (running or not) a server labelled, as `location` names.
+pub fn containers_of(s: &super::Services, server_id: &str) -> Vec<String> {
+    let out = s.docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=dagster-deploy.server={server_id}"),
+        "--format",
+        "{{.Label \"dagster-deploy.location\"}}",
+    ]);
+    let mut names: Vec<String> = out.lines().map(str::to_string).collect();
+    names.sort();
+    names
+}
+
+/// `python:3.11-slim` as scripts/python-base-image.sh makes it: the example's Dockerfiles
+/// build on it. Missing is a failure under CI (scripts/test.sh makes it).
+pub fn require_python_base(s: &super::Services) {
+    let out = Command::new("docker")
+        .args(["image", "inspect", "python:3.11-slim"])
+        .env("DOCKER_HOST", &s.docker_host)
+        .output()
+        .expect("docker");
+    assert!(
+        out.status.success(),
+        "python:3.11-slim is missing: run scripts/python-base-image.sh"
+    );
+}
