@@ -204,6 +204,24 @@ pub struct ServeWithUi {
 impl ServeWithUi {
     /// `ports` is the code servers' port range (`START-END`), distinct per test.
     pub fn start(s: &super::Services, ports: &str) -> ServeWithUi {
+        ServeWithUi::with_args(
+            &[
+                "--registry",
+                &s.registry,
+                "--registry-user",
+                &s.user,
+                "--code-server-ports",
+                ports,
+            ],
+            &[
+                ("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password),
+                ("DOCKER_HOST", &s.docker_host),
+            ],
+        )
+    }
+
+    /// `serve --dagster-ui` on a free port with these extra arguments and environment.
+    pub fn with_args(args: &[&str], env: &[(&str, &str)]) -> ServeWithUi {
         let data = tempfile::tempdir().expect("tempdir");
         let ours = || Command::new(env!("CARGO_BIN_EXE_dagster-deploy"));
         let out = ours()
@@ -217,11 +235,10 @@ impl ServeWithUi {
         let log = std::fs::File::create(data.path().join("serve.log")).expect("log");
         let child = ours()
             .args(["serve", "--listen", "127.0.0.1:0", "--dagster-ui", &ui])
-            .args(["--registry", &s.registry, "--registry-user", &s.user])
-            .args(["--code-server-ports", ports, "--data"])
+            .args(args)
+            .arg("--data")
             .arg(data.path())
-            .env("DAGSTER_DEPLOY_REGISTRY_PASSWORD", &s.password)
-            .env("DOCKER_HOST", &s.docker_host)
+            .envs(env.iter().copied())
             .stderr(log)
             .spawn()
             .expect("start serve");
