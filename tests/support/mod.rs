@@ -10,6 +10,7 @@
 #[path = "../changes_support/mod.rs"]
 mod changes_support;
 pub use changes_support::bin;
+pub mod agent;
 pub mod ci;
 pub mod dagster;
 

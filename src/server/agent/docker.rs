@@ -342,20 +342,23 @@ impl Engine {
         }
     }
 
-    /// Stops and removes the container (gone already is fine).
-    pub(crate) async fn remove(&self, id: &str) {
+    /// Stops (gracefully: SIGTERM and a grace period) and removes the container; gone
+    /// already is fine.
+    pub(crate) async fn remove(&self, id: &str, graceful: bool) {
         let Ok(docker) = self.docker().await else {
             return;
         };
-        let _ = docker
-            .stop_container(
-                id,
-                Some(StopContainerOptions {
-                    t: Some(STOP_SECONDS),
-                    signal: None,
-                }),
-            )
-            .await;
+        if graceful {
+            let _ = docker
+                .stop_container(
+                    id,
+                    Some(StopContainerOptions {
+                        t: Some(STOP_SECONDS),
+                        signal: None,
+                    }),
+                )
+                .await;
+        }
         if let Err(e) = docker
             .remove_container(
                 id,
