@@ -136,8 +136,10 @@ fn spawn(spec: &Spec) -> std::io::Result<Child> {
     // SAFETY: between fork and exec only async-signal-safe calls are allowed; signal(2) is one.
     unsafe {
         cmd.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            // SIGPIPE too: Rust ignores it in serve, and an ignored signal stays ignored.
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT, libc::SIGPIPE] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
             Ok(())
         });
     }
