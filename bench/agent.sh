@@ -89,6 +89,10 @@ ORIG="$(cat "$DEFS")"
 change() {
     printf '%s\n\n\n@dg.asset\ndef %s() -> int:\n    return 1\n\n\ndefs = dg.Definitions(assets=[raw_events, event_counts, %s])\n' \
         "$(echo "$ORIG" | grep -v '^defs = ')" "$1" "$1" >"$DEFS"
+    # Committed: in CI (CI=true) deploy leaves uncommitted changes out.
+    if [ -d "$(dirname "$DEFS")/../../.git" ]; then
+        git -C "$REPO" -c user.name=b -c user.email=b@b commit -qam "$1"
+    fi
 }
 log "warming up: the first deploy of the example (builds its images)"
 (cd "$REPO" && run_ok "$BIN" deploy)
