@@ -4,7 +4,8 @@
 # engine and registry (scripts/services.sh), python:3.11-slim (scripts/python-base-image.sh).
 #
 #  code   a code-only change of the example's `ingest` (a new asset), from the start of
-#         `dagster-deploy deploy` until the webserver lists the new asset; vs the reference
+#         `dagster-deploy deploy` until the webserver lists the new asset (polled every 0.1 s
+#         beside the command, which still has to succeed); vs the reference
 #         flow on the same server: `docker build` + `docker push` + `dagster-cloud deployment
 #         add-location` (which waits for the load), until the webserver lists the new asset
 #         of its own location. Both with warm layer caches (one untimed deploy each first).
@@ -109,12 +110,18 @@ ours_code=() ref_code=()
 for i in $(seq "$RUNS"); do
     asset="ours_${i}_$RANDOM"
     change "$asset"
-    start=$(now); (cd "$REPO" && run_ok "$BIN" deploy); wait_asset ingest "$asset"
+    start=$(now)
+    (cd "$REPO" && run_ok "$BIN" deploy) &
+    wait_asset ingest "$asset"
     ours_code+=("$(echo "$(now) - $start" | bc)")
+    wait $! || exit 1
     asset="ref_${i}_$RANDOM"
     change "$asset"
-    start=$(now); ref_flow "r$i-$RANDOM"; wait_asset ingest_ref "$asset"
+    start=$(now)
+    ref_flow "r$i-$RANDOM" &
+    wait_asset ingest_ref "$asset"
     ref_code+=("$(echo "$(now) - $start" | bc)")
+    wait $! || exit 1
     log "code run $i: ours ${ours_code[-1]} s, reference ${ref_code[-1]} s"
 done
 OURS_CODE="$(printf '%s\n' "${ours_code[@]}" | median)"
@@ -135,13 +142,17 @@ pex_times=()
 for i in $(seq "$RUNS"); do
     asset="pex_${i}_$RANDOM"
     change "$asset"
-    start=$(now); pex_deploy; wait_asset ingest_pex "$asset"
+    start=$(now)
+    pex_deploy &
+    wait_asset ingest_pex "$asset"
     pex_times+=("$(echo "$(now) - $start" | bc)")
+    wait $! || exit 1
     log "pex run $i: ${pex_times[-1]} s"
 done
 OURS_PEX="$(printf '%s\n' "${pex_times[@]}" | median)"
 
-# ---- fifty: many locations at once -------------------------------------------------------
+# ---- fifty: many locations at once (BENCH_FIFTY=0 skips it) ------------------------------
+if [ "$FIFTY" -gt 0 ]; then
 TINY="$WORK/tiny"
 mkdir -p "$TINY"
 printf 'import dagster as dg\n\n@dg.asset\ndef tiny() -> int:\n    return 1\n\ndefs = dg.Definitions(assets=[tiny])\n' >"$TINY/tiny.py"
@@ -160,7 +171,7 @@ done
 for p in "${hand_ports[@]}"; do
     until python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1',$p),1); s.settimeout(1); s.send(b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'); sys.exit(0 if s.recv(1) else 1)" 2>/dev/null; do sleep 0.2; done
 done
-HAND="$(echo "$(now) - $start" | bc)"
+HAND="$(echo "$(now) - $start" | bc | xargs printf '%.2f')"
 docker ps -q --filter label=dagster-deploy-bench=by-hand | xargs -r docker stop -t 2 >/dev/null
 log "by hand: $FIFTY code servers answering in $HAND s"
 {
@@ -174,9 +185,10 @@ run_ok "$BIN" deployment sync-locations -w "$WORK/fifty.yaml" --url "$URL/prod" 
 for _ in $(seq 6000); do
     [ "$(loaded | grep -c '^tiny_.. tiny$')" -ge "$FIFTY" ] && break; sleep 0.2
 done
-OURS_FIFTY="$(echo "$(now) - $start" | bc)"
+OURS_FIFTY="$(echo "$(now) - $start" | bc | xargs printf '%.2f')"
 RSS_MB="$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$SERVE_PID/status")"
 log "serve: $FIFTY locations loaded in the webserver in $OURS_FIFTY s; serve's RSS $RSS_MB MB"
+fi
 
 # ---- report --------------------------------------------------------------------------------
 {
@@ -185,6 +197,8 @@ log "serve: $FIFTY locations loaded in the webserver in $OURS_FIFTY s; serve's R
     echo "|---|---|---|---|---|"
     echo "| code: image code-only change to LOADED in the webserver | $OURS_CODE s | $REF_CODE s | $(ratio "$OURS_CODE" "$REF_CODE") | <= 0.33 |"
     echo "| pex: Python-executable code-only change to LOADED | $OURS_PEX s | - | - | < 5 s |"
-    echo "| fifty: $FIFTY locations registered at once to LOADED | $OURS_FIFTY s | $HAND s by hand | $(ratio "$OURS_FIFTY" "$HAND") | <= 2 |"
-    echo "| fifty: serve's RSS with $FIFTY code servers | $RSS_MB MB | - | - | < 100 MB |"
+    if [ "$FIFTY" -gt 0 ]; then
+        echo "| fifty: $FIFTY locations registered at once to LOADED | $OURS_FIFTY s | $HAND s by hand | $(ratio "$OURS_FIFTY" "$HAND") | <= 2 |"
+        echo "| fifty: serve's RSS with $FIFTY code servers | $RSS_MB MB | - | - | < 100 MB |"
+    fi
 } | tee "$RESULTS/agent.txt"
