@@ -149,14 +149,23 @@ impl Workspaces {
     }
 }
 
-/// Delays between attempts to reach a webserver: about a minute in all, long enough for one
-/// that is still starting (a first start takes 5 to 20 s).
-const RETRY_DELAYS: [Duration; 8] = [
+/// Delays between attempts to reach a webserver: about three minutes in all, long enough for
+/// one that is still starting (a first start installs dagster, about a minute, then takes 5 to
+/// 20 s).
+const RETRY_DELAYS: [Duration; 16] = [
     Duration::from_millis(500),
     Duration::from_secs(1),
     Duration::from_secs(2),
     Duration::from_secs(4),
     Duration::from_secs(8),
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+    Duration::from_secs(15),
     Duration::from_secs(15),
     Duration::from_secs(15),
     Duration::from_secs(15),
