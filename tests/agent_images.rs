@@ -14,6 +14,7 @@
 mod common;
 mod support;
 
+use dagster_deploy::server::{Actor, Deployments};
 use serde_json::{Value, json};
 use support::agent::AgentServe;
 use support::{Cleanup, services};
@@ -73,6 +74,32 @@ async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes
     assert_eq!(entries[0].0, "app");
     let port = entries[0].1;
     assert!((41000..=41049).contains(&port));
+    // No privileges, no host mounts, published on loopback only, none of serve's environment.
+    let ids = serve.container_ids();
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", &ids[0]])
+        .output()
+        .unwrap();
+    let inspect: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let c = &inspect[0];
+    assert_eq!(c["HostConfig"]["CapDrop"], json!(["ALL"]), "{c}");
+    assert_eq!(
+        c["HostConfig"]["SecurityOpt"],
+        json!(["no-new-privileges"]),
+        "{c}"
+    );
+    assert_eq!(c["Mounts"], json!([]), "{c}");
+    assert_eq!(
+        c["HostConfig"]["PortBindings"]["4000/tcp"][0]["HostIp"],
+        "127.0.0.1"
+    );
+    assert_eq!(c["Config"]["Labels"]["dagster-deploy.location"], "app");
+    let env = c["Config"]["Env"].to_string();
+    assert!(env.contains("DAGSTER_MODULE_NAME=good_loc"), "{env}");
+    assert!(
+        !env.contains(&s.password) && !env.contains("REGISTRY"),
+        "{env}"
+    );
 
     // A revision whose import raises: exit 1 with the user's frame and the cause chain.
     let bad = add("bad_loc");
@@ -105,17 +132,12 @@ async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes
     if let Some(cli) = common::reference_cli() {
         let home = tempfile::tempdir().unwrap();
         let url = format!("{}/prod", serve.url);
-        let out = std::process::Command::new(&cli)
-            .args(&bad)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("DAGSTER_CLOUD_URL", &url)
-            .env("DAGSTER_CLOUD_DEPLOYMENT", "prod")
-            .env("DAGSTER_CLOUD_API_TOKEN", &serve.token)
-            .env("DAGSTER_CLOUD_CLI_CONFIG", home.path().join("none"))
-            .output()
-            .unwrap();
+        let env = [
+            ("DAGSTER_CLOUD_URL", url.as_str()),
+            ("DAGSTER_CLOUD_DEPLOYMENT", "prod"),
+            ("DAGSTER_CLOUD_API_TOKEN", serve.token.as_str()),
+        ];
+        let out = common::run_clean(&cli, home.path(), &strs(&bad), &env).await;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -138,6 +160,26 @@ async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes
     // Back to the good code; then kill its code server: it is restarted, same container.
     let run = serve.ours("prod", &strs(&good));
     assert_eq!(run.code, 0, "{run}");
+    assert_eq!(serve.workspace("prod"), [("app".to_string(), port)]);
+
+    // A new good revision starts beside the serving one; the workspace file lists it by the
+    // time it is LOADED, and the old one goes after the grace period.
+    let mut newer = good.clone();
+    newer.extend(["--attribute".to_string(), "defs".to_string()]);
+    let run = serve.ours("prod", &strs(&newer));
+    assert_eq!(run.code, 0, "{run}");
+    let switched = serve.workspace("prod");
+    assert_eq!(switched.len(), 1, "{switched:?}");
+    assert_ne!(
+        switched[0].1, port,
+        "the workspace still lists the old code server"
+    );
+    let port = switched[0].1;
+    serve
+        .until("the replaced code server to go", || {
+            serve.container_ids().len() == 1
+        })
+        .await;
     let ids = serve.container_ids();
     assert_eq!(ids.len(), 1, "{:?}", serve.containers());
     let killed = std::process::Command::new("docker")
@@ -150,28 +192,17 @@ async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes
             serve.log().contains("restarting after exit code 137")
         })
         .await;
-    for _ in 0..600 {
-        if loaded(&serve.statuses("prod").await, "app")
-            && serve.containers() == [("app".to_string(), true)]
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let statuses = serve.settled("prod", &["app"]).await;
+    assert!(loaded(&statuses, "app"), "{statuses:?}");
     assert_eq!(serve.containers(), [("app".to_string(), true)]);
     assert_eq!(serve.container_ids(), ids);
-    assert!(loaded(&serve.statuses("prod").await, "app"));
 
     // serve restarted with --keep-code-servers in between: adopted, not restarted, no duplicate.
     serve.stop();
     assert_eq!(serve.container_ids(), ids, "a kept code server was stopped");
     serve.restart();
-    for _ in 0..600 {
-        if loaded(&serve.statuses("prod").await, "app") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let statuses = serve.settled("prod", &["app"]).await;
+    assert!(loaded(&statuses, "app"), "{statuses:?}");
     assert!(
         serve.log().contains("adopting a code server left running"),
         "{}",
@@ -189,6 +220,30 @@ async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes
         })
         .await;
     assert!(serve.workspace("prod").is_empty());
+
+    // Deleted while serve was down (its code server kept): the next serve removes the orphan.
+    let mut other = good.clone();
+    other[2] = "other".into();
+    let run = serve.ours("prod", &strs(&other));
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(serve.containers(), [("other".to_string(), true)]);
+    serve.stop();
+    Deployments::open(&serve.data)
+        .unwrap()
+        .delete_location("prod", "other", &Actor::local("test"))
+        .unwrap();
+    assert_eq!(serve.containers(), [("other".to_string(), true)]);
+    serve.restart();
+    serve
+        .until("the orphaned code server to be removed", || {
+            serve.container_ids().is_empty()
+        })
+        .await;
+    serve
+        .until("its workspace entry to go", || {
+            serve.workspace("prod").is_empty()
+        })
+        .await;
 }
 
 const BRANCH: &str = "mutation($branchData: CreateOrUpdateBranchDeploymentInput!, $commit: DeploymentCommitInput!) {
@@ -215,11 +270,13 @@ async fn bad_input_fails_alone_and_a_closed_branch_deployment_stops_its_code_ser
         .unwrap_or_else(|| panic!("{body}"))
         .to_string();
 
+    let python = support::agent::python_image(&s, &mut cleanup);
     let missing_image = format!("{}/dagster-deploy-test/agent-no-such-image:1", s.registry);
     let document = json!({"locations": [
         {"location_name": "good", "code_source": {"module_name": "good_loc"}, "working_directory": "/app", "image": image},
         {"location_name": "nomodule", "code_source": {"module_name": "no_such_module"}, "working_directory": "/app", "image": image},
         {"location_name": "nopull", "code_source": {"module_name": "good_loc"}, "image": missing_image},
+        {"location_name": "nodagster", "code_source": {"module_name": "good_loc"}, "image": python},
         {"location_name": "untrusted", "code_source": {"module_name": "good_loc"}, "image": "registry.invalid:5000/x:1"},
     ]});
     let deploy = "mutation($document: GenericScalar!) { deployLocations(document: $document) { __typename } }";
@@ -234,14 +291,12 @@ async fn bad_input_fails_alone_and_a_closed_branch_deployment_stops_its_code_ser
         body["data"]["deployLocations"]["__typename"], "DeployLocationsSuccess",
         "{body}"
     );
-    let mut statuses = Vec::new();
-    for _ in 0..900 {
-        statuses = serve.statuses(&branch).await;
-        if statuses.iter().all(|(_, status, _)| status == "LOADED") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let statuses = serve
+        .settled(
+            &branch,
+            &["good", "nomodule", "nopull", "nodagster", "untrusted"],
+        )
+        .await;
     assert!(loaded(&statuses, "good"), "{statuses:?}\n{}", serve.log());
     let message = |location: &str| {
         load_error(&statuses, location)
@@ -261,6 +316,12 @@ async fn bad_input_fails_alone_and_a_closed_branch_deployment_stops_its_code_ser
         "{nopull}"
     );
     assert!(nopull.contains("cannot pull image"), "{nopull}");
+    let nodagster = message("nodagster");
+    assert!(
+        nodagster.contains("exited with code 127 before serving"),
+        "{nodagster}"
+    );
+    assert!(nodagster.contains("dagster"), "{nodagster}");
     let untrusted = message("untrusted");
     assert!(
         untrusted.contains("--registry registry.invalid:5000"),

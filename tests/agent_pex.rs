@@ -99,6 +99,26 @@ async fn a_python_executable_location_runs_as_a_process_and_is_restarted() {
         "the registry password reached user code"
     );
 
+    // Under root, user code runs as nobody.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", processes[0].1)).unwrap();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let me = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    if me.trim() == "0" {
+        let nobody = Command::new("id")
+            .args(["-u", "nobody"])
+            .output()
+            .unwrap()
+            .stdout;
+        assert_eq!(uid, String::from_utf8(nobody).unwrap().trim());
+    } else {
+        assert_eq!(uid, me.trim());
+    }
+
     // Killed: restarted on the same port, LOADED again.
     let old_pid = processes[0].1;
     assert!(
@@ -117,16 +137,7 @@ async fn a_python_executable_location_runs_as_a_process_and_is_restarted() {
                     .any(|(l, pid)| l == "ingest" && *pid != old_pid)
         })
         .await;
-    let mut statuses = Vec::new();
-    for _ in 0..600 {
-        statuses = serve.statuses("prod").await;
-        if statuses.iter().any(|(n, st, e)| {
-            n == "ingest" && st == "LOADED" && e["__typename"] == "RepositoryLocation"
-        }) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let statuses = serve.settled("prod", &["ingest"]).await;
     assert!(
         statuses
             .iter()
@@ -155,18 +166,9 @@ async fn a_python_executable_location_runs_as_a_process_and_is_restarted() {
         body["data"]["addOrUpdateLocationFromDocument"]["__typename"], "WorkspaceEntry",
         "{body}"
     );
-    let mut message = String::new();
-    for _ in 0..300 {
-        let statuses = serve.statuses("prod").await;
-        if let Some((_, _, e)) = statuses
-            .iter()
-            .find(|(n, st, _)| n == "future" && st == "LOADED")
-        {
-            message = e["message"].as_str().unwrap_or_default().to_string();
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let statuses = serve.settled("prod", &["future"]).await;
+    let (_, _, error) = statuses.iter().find(|(n, _, _)| n == "future").unwrap();
+    let message = error["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("location 'future' needs Python 3.99"),
         "{message}"

@@ -67,6 +67,30 @@ pub fn location_image(s: &Services, cleanup: &mut super::Cleanup) -> String {
         super::unique("dagster-deploy-test/agent")
     ));
     s.docker(&["build", "-q", "-t", &image, &dir.path().to_string_lossy()]);
+    push(s, &image);
+    image
+}
+
+/// `python:3.11-slim` (no Dagster) in the test registry.
+pub fn python_image(s: &Services, cleanup: &mut super::Cleanup) -> String {
+    let image = cleanup.image(&format!(
+        "{}/{}:1",
+        s.registry,
+        super::unique("dagster-deploy-test/agent-python")
+    ));
+    // An image of its own (a label makes a new id): removing it never touches the shared base.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM python:3.11-slim\nLABEL dagster-deploy-test=agent\n",
+    )
+    .unwrap();
+    s.docker(&["build", "-q", "-t", &image, &dir.path().to_string_lossy()]);
+    push(s, &image);
+    image
+}
+
+fn push(s: &Services, image: &str) {
     let config = tempfile::tempdir().unwrap();
     let login = Command::new("docker")
         .args(["login", "-u", &s.user, "--password-stdin", &s.registry])
@@ -84,13 +108,12 @@ pub fn location_image(s: &Services, cleanup: &mut super::Cleanup) -> String {
         .unwrap();
     assert!(login.success(), "docker login failed");
     let push = Command::new("docker")
-        .args(["push", "-q", &image])
+        .args(["push", "-q", image])
         .env("DOCKER_HOST", &s.docker_host)
         .env("DOCKER_CONFIG", config.path())
         .output()
         .unwrap();
     assert!(push.status.success(), "{push:?}");
-    image
 }
 
 /// `dagster-deploy serve` with its agent, on ports `ports` for code servers.
@@ -352,6 +375,33 @@ impl AgentServe {
                 )
             })
             .collect()
+    }
+
+    /// Polls until every one of `locations` is LOADED (loaded or with its load error); returns
+    /// the deployment's entries then.
+    pub async fn settled(
+        &self,
+        deployment: &str,
+        locations: &[&str],
+    ) -> Vec<(String, String, Value)> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let statuses = self.statuses(deployment).await;
+            let done = locations.iter().all(|l| {
+                statuses
+                    .iter()
+                    .any(|(name, status, _)| name == l && status == "LOADED")
+            });
+            if done {
+                return statuses;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{locations:?} never finished loading: {statuses:?}; serve's log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Polls until `check` holds (with the server's log in the failure).

@@ -16,7 +16,7 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -308,6 +308,28 @@ impl Engine {
                 reason(&e)
             )),
         }
+    }
+
+    /// The last `lines` lines of the container's output (empty when unavailable).
+    pub(crate) async fn log_tail(&self, id: &str, lines: usize) -> String {
+        let Ok(docker) = self.docker().await else {
+            return String::new();
+        };
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let mut stream = docker.logs(id, Some(options));
+        let mut text = String::new();
+        while let Some(Ok(item)) = stream.next().await {
+            text.push_str(&item.to_string());
+            if text.len() > 64 * 1024 {
+                break;
+            }
+        }
+        text
     }
 
     /// Starts a stopped container again (a crashed code server).

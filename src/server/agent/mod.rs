@@ -173,6 +173,8 @@ pub(crate) struct Agent {
     wake: Notify,
     starts: Semaphore,
     stopping: AtomicBool,
+    /// Set by the first reconcile.
+    reconciled: AtomicBool,
     generation: AtomicU64,
 }
 
@@ -231,6 +233,7 @@ impl Agent {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
+            reconciled: AtomicBool::new(false),
             generation: AtomicU64::new(0),
         });
         tokio::spawn(Arc::clone(&agent).run());
@@ -276,7 +279,9 @@ impl Agent {
         match &loc.want {
             Err(trace) => failed(trace, None),
             Ok(key) => match st.servers.get(key).map(|s| &s.phase) {
-                Some(Phase::Loaded) => LoadStatus::Loaded,
+                // LOADED once the workspace file lists it, not a moment before.
+                Some(Phase::Loaded) if loc.serving.as_ref() == Some(key) => LoadStatus::Loaded,
+                Some(Phase::Loaded) => LoadStatus::Loading,
                 Some(Phase::Failed(trace)) => failed(trace, Some(key)),
                 Some(Phase::Loading | Phase::Exited(_)) | None => LoadStatus::Loading,
             },
@@ -547,18 +552,26 @@ impl Agent {
                         });
                 }
             }
+            // The first pass rewrites every deployment's file: what ran before may be gone.
+            if !self.reconciled.swap(true, Ordering::SeqCst) {
+                dirty.extend(active.iter().cloned());
+            }
             let names: HashSet<String> = st
                 .published
                 .keys()
                 .cloned()
                 .chain(by_deployment.keys().cloned())
-                .chain(dirty)
+                .chain(dirty.iter().cloned())
                 .collect();
             for deployment in names {
                 let mut entries = by_deployment.remove(&deployment).unwrap_or_default();
                 entries.sort_by(|a, b| a.location.cmp(&b.location));
                 let was = st.published.get(&deployment);
-                if was != Some(&entries) && (was.is_some() || !entries.is_empty()) {
+                let changed = match was {
+                    Some(was) => *was != entries,
+                    None => !entries.is_empty() || dirty.contains(&deployment),
+                };
+                if changed {
                     publish.push((deployment.clone(), entries.clone()));
                     if entries.is_empty() && !active.contains(&deployment) {
                         st.published.remove(&deployment);

@@ -41,7 +41,7 @@ main()
 /// How long a stopped code server has to exit before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Lines of a code server's log quoted when it exits before serving.
-const LOG_TAIL_LINES: usize = 30;
+pub(super) const LOG_TAIL_LINES: usize = 30;
 
 /// A running code-server process.
 #[derive(Debug)]
@@ -399,11 +399,11 @@ fn tail(path: &Path, lines: usize) -> String {
     let mut text = String::new();
     let _ = f.take(64 * 1024).read_to_string(&mut text);
     let all: Vec<&str> = text.lines().collect();
-    strip_colours(&all[all.len().saturating_sub(lines)..].join("\n"))
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Without terminal colour sequences (`ESC [ ... m`), which Dagster's log lines carry.
-fn strip_colours(text: &str) -> String {
+pub(super) fn strip_colours(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::grpc::{CodeServer, Loaded};
+use super::process::{LOG_TAIL_LINES, strip_colours};
 use super::spec::{Runtime, Spec};
 use super::{Agent, HEALTH_POLL, HEALTH_TIMEOUT, Handle, Phase, Start};
 use crate::server::load_status::PythonTrace;
@@ -215,7 +216,7 @@ impl Agent {
                 return Phase::Failed(PythonTrace::message(format!(
                     "location '{location}': the code server exited with code {code} before \
                      serving{}",
-                    self.log_tail(key)
+                    self.log_tail(key).await
                 )));
             }
             match health.serving().await {
@@ -229,7 +230,7 @@ impl Agent {
                      {} s (last: {last}); raise --code-server-startup-timeout if its code takes \
                      longer to import{}",
                     limit.as_secs(),
-                    self.log_tail(key)
+                    self.log_tail(key).await
                 )));
             }
             tokio::time::sleep(HEALTH_POLL).await;
@@ -245,7 +246,8 @@ impl Agent {
             Ok(Loaded::Ok(_)) => Phase::Loaded,
             Ok(Loaded::Error(trace)) => Phase::Failed(trace),
             Err(e) => Phase::Failed(PythonTrace::message(format!(
-                "location '{location}': the code server answered its health check but not                  ListRepositories: {e}"
+                "location '{location}': the code server answered its health check but not \
+                 ListRepositories: {e}"
             ))),
         }
     }
@@ -270,18 +272,25 @@ impl Agent {
         self.engine.exited(&container).await.ok().flatten()
     }
 
-    fn log_tail(&self, key: &str) -> String {
-        let st = self.state();
-        match st.servers.get(key).map(|s| &s.handle) {
-            Some(Handle::Process(p)) => {
-                let tail = p.log_tail();
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!("; its log ends with:\n{tail}")
-                }
+    /// The end of the code server's output, for a load error when it exits or hangs.
+    async fn log_tail(&self, key: &str) -> String {
+        let container = {
+            let st = self.state();
+            match st.servers.get(key).map(|s| &s.handle) {
+                Some(Handle::Process(p)) => Err(p.log_tail()),
+                Some(Handle::Container(id)) => Ok(id.clone()),
+                _ => Err(String::new()),
             }
-            _ => String::new(),
+        };
+        let tail = match container {
+            Ok(id) => self.engine.log_tail(&id, LOG_TAIL_LINES).await,
+            Err(tail) => tail,
+        };
+        let tail = strip_colours(tail.trim_end());
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; its output ends with:\n{tail}")
         }
     }
 
