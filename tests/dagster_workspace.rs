@@ -7,6 +7,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dagster_deploy::dagster::graphql;
@@ -194,4 +195,32 @@ async fn the_dagster_ui_follows_the_published_workspace() {
     let left = processes_naming(&file.display().to_string());
     assert!(left.is_empty(), "still running: {left:?}");
     server.shutdown().await.expect("shutdown");
+}
+
+#[test]
+fn serve_refuses_a_webserver_url_that_is_not_http() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-image-checks"])
+        .args(["--dagster-webserver", "localhost:3001", "--data"])
+        .arg(data.path())
+        .output()
+        .expect("run serve");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--dagster-webserver \"localhost:3001\" is not an http(s) URL")
+            && stderr.contains("http://127.0.0.1:3001"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_dagster_ui_needs_code_servers() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
+        .args(["serve", "--dagster-ui", "--no-code-servers"])
+        .output()
+        .expect("run serve");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }

@@ -44,7 +44,7 @@ pub struct ServeRunArgs {
         num_args = 0..=1,
         default_missing_value = DEFAULT_DAGSTER_UI,
         value_name = "ADDR",
-        conflicts_with = "no_image_checks"
+        conflicts_with_all = ["no_image_checks", "no_code_servers"]
     )]
     pub dagster_ui: Option<SocketAddr>,
     /// A Dagster webserver you run on the --default-deployment's workspace file (`serve`

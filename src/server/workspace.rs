@@ -350,6 +350,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_read_only_webserver_is_not_asked_again() {
+        use wiremock::matchers::method;
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
+                {"data": {"reloadWorkspace": {"__typename": "UnauthorizedError",
+                    "message": "Authorization failed"}}}
+            )))
+            .mount(&server)
+            .await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Workspaces::new(dir.path()).with_webservers(vec![Webserver {
+            deployment: "prod".into(),
+            url: server.uri(),
+        }]);
+        ws.publish("prod", &[entry("a", 4000)]).expect("publish");
+        // A retry would come 0.5 s later.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(reloads(&server).await, 1);
+    }
+
+    #[tokio::test]
     async fn publish_succeeds_while_the_webserver_is_unreachable() {
         let dir = tempfile::tempdir().expect("tempdir");
         // Nothing listens on port 9 of loopback (discard is not run here).
