@@ -512,7 +512,7 @@ impl Agent {
                 }
                 keep
             });
-            // Code servers nobody asks for, or whose grace period is over.
+            // Code servers nobody asks for, once their grace period is over.
             let retire: Vec<String> = st
                 .servers
                 .iter()
@@ -523,7 +523,10 @@ impl Agent {
                     let wanted = loc.is_some_and(|l| {
                         l.want.as_ref().ok() == Some(*key) || l.serving.as_ref() == Some(*key)
                     });
-                    !wanted || s.retire_at.is_some_and(|t| t <= now)
+                    // A replaced code server finishes what it serves for the grace period;
+                    // one whose location is gone stops at once.
+                    let in_grace = loc.is_some() && s.retire_at.is_some_and(|t| t > now);
+                    !wanted && !in_grace
                 })
                 .map(|(key, _)| key.clone())
                 .collect();
@@ -607,6 +610,8 @@ impl Agent {
     fn wish_server(&self, st: &mut State, spec: Spec, starts: &mut Vec<(String, Start)>) {
         let key = spec.key.clone();
         if let Some(s) = st.servers.get_mut(&key) {
+            // Wished again while in its grace period (a rollback): it serves again at once.
+            s.retire_at = None;
             let retry =
                 matches!(s.phase, Phase::Failed(_)) && s.revision != spec.revision && !s.busy;
             s.revision = spec.revision;
