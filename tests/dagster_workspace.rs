@@ -209,8 +209,29 @@ fn serve_refuses_a_webserver_url_that_is_not_http() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--dagster-webserver \"localhost:3001\" is not an http(s) URL")
+        stderr.contains("\"localhost:3001\" is not an http(s) URL")
             && stderr.contains("http://127.0.0.1:3001"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_webserver_of_a_deployment_that_cannot_exist() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-image-checks"])
+        .args([
+            "--dagster-webserver",
+            "no way=http://127.0.0.1:3002",
+            "--data",
+        ])
+        .arg(data.path())
+        .output()
+        .expect("run serve");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--dagster-webserver \"no way=http://127.0.0.1:3002\""),
         "{stderr}"
     );
 }

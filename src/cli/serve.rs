@@ -47,9 +47,10 @@ pub struct ServeRunArgs {
         conflicts_with_all = ["no_image_checks", "no_code_servers"]
     )]
     pub dagster_ui: Option<SocketAddr>,
-    /// A Dagster webserver you run on the --default-deployment's workspace file (`serve`
-    /// prints where it is) to tell to reload when locations are added or removed; repeatable.
-    #[arg(long, value_name = "URL")]
+    /// A Dagster webserver you run on a deployment's workspace file (`serve` prints where the
+    /// default deployment's is), told to reload when locations are added or removed:
+    /// `[DEPLOYMENT=]URL`, the --default-deployment when unnamed; repeatable.
+    #[arg(long, value_name = "[DEPLOYMENT=]URL")]
     pub dagster_webserver: Vec<String>,
     /// Check that registered images and Python-executable files exist, but run no code
     /// servers: a location is LOADED once what it names exists.

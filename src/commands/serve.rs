@@ -106,8 +106,8 @@ async fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
     Ok(0)
 }
 
-/// The webservers to reload when the default deployment's locations change: ours and the
-/// user's.
+/// The webservers to reload when a deployment's locations change: ours (the default
+/// deployment's) and the user's (`[DEPLOYMENT=]URL`, the default deployment when unnamed).
 fn dagster_webservers(a: &ServeRunArgs) -> Result<Vec<Webserver>, Error> {
     if a.dagster_ui == Some(a.listen) {
         return Err(Error::Usage {
@@ -121,29 +121,35 @@ fn dagster_webservers(a: &ServeRunArgs) -> Result<Vec<Webserver>, Error> {
             ),
         });
     }
-    let mut urls = Vec::new();
-    for url in &a.dagster_webserver {
+    let mut webservers = Vec::new();
+    for value in &a.dagster_webserver {
+        let (deployment, url) = match value.split_once('=') {
+            Some((d, url)) if !d.contains(['/', ':']) => (d.to_string(), url),
+            _ => (a.default_deployment.clone(), value.as_str()),
+        };
+        let bad = |what: String| Error::Usage {
+            message: format!("--dagster-webserver {value:?}: {what}"),
+            hint: "give [DEPLOYMENT=]URL, the webserver's base URL, e.g. --dagster-webserver \
+                   http://127.0.0.1:3001 or --dagster-webserver staging=http://127.0.0.1:3002"
+                .into(),
+        };
+        server::check_deployment_name(&deployment).map_err(|e| bad(e.to_string()))?;
         let parsed = reqwest::Url::parse(url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"));
         if parsed.is_none() {
-            return Err(Error::Usage {
-                message: format!("--dagster-webserver {url:?} is not an http(s) URL"),
-                hint:
-                    "give the webserver's base URL, e.g. --dagster-webserver http://127.0.0.1:3001"
-                        .into(),
-            });
+            return Err(bad(format!("{url:?} is not an http(s) URL")));
         }
-        urls.push(url.trim_end_matches('/').to_string());
+        webservers.push(Webserver {
+            deployment,
+            url: url.trim_end_matches('/').to_string(),
+        });
     }
-    urls.extend(a.dagster_ui.map(|addr| format!("http://{addr}")));
-    Ok(urls
-        .into_iter()
-        .map(|url| Webserver {
-            deployment: a.default_deployment.clone(),
-            url,
-        })
-        .collect())
+    webservers.extend(a.dagster_ui.map(|addr| Webserver {
+        deployment: a.default_deployment.clone(),
+        url: format!("http://{addr}"),
+    }));
+    Ok(webservers)
 }
 
 fn registry_access(a: &ServeRunArgs) -> Result<RegistryAccess, Error> {
