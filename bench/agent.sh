@@ -75,6 +75,18 @@ wait_asset() {
     log "the webserver never showed $1's asset $2"; tail -30 "$WORK/serve.err" >&2; exit 1
 }
 now() { date +%s.%N; }
+# Seconds from starting `CMD ARGS...` (in the background) until location $1 shows asset $2;
+# the command must succeed too.
+until_asset() {
+    local location="$1" asset="$2" start pid
+    shift 2
+    start=$(now)
+    "$@" &
+    pid=$!
+    wait_asset "$location" "$asset"
+    echo "$(now) - $start" | bc
+    wait "$pid" || exit 1
+}
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
 run_ok() { "$@" >"$WORK/last.log" 2>&1 || { log "failed: $*"; tail -30 "$WORK/last.log" >&2; exit 1; }; }
@@ -105,23 +117,16 @@ ref_flow() {
     DAGSTER_CLOUD_URL="$URL/prod" run_ok "$REF" deployment add-location --location-name ingest_ref \
         --image "$REF_IMG:$tag" --package-name ingest --api-token "$TOKEN"
 }
+our_deploy() { (cd "$REPO" && run_ok "$BIN" deploy); }
 change warm_ref && ref_flow warm
 ours_code=() ref_code=()
 for i in $(seq "$RUNS"); do
     asset="ours_${i}_$RANDOM"
     change "$asset"
-    start=$(now)
-    (cd "$REPO" && run_ok "$BIN" deploy) &
-    wait_asset ingest "$asset"
-    ours_code+=("$(echo "$(now) - $start" | bc)")
-    wait $! || exit 1
+    ours_code+=("$(until_asset ingest "$asset" our_deploy)")
     asset="ref_${i}_$RANDOM"
     change "$asset"
-    start=$(now)
-    ref_flow "r$i-$RANDOM" &
-    wait_asset ingest_ref "$asset"
-    ref_code+=("$(echo "$(now) - $start" | bc)")
-    wait $! || exit 1
+    ref_code+=("$(until_asset ingest_ref "$asset" ref_flow "r$i-$RANDOM")")
     log "code run $i: ours ${ours_code[-1]} s, reference ${ref_code[-1]} s"
 done
 OURS_CODE="$(printf '%s\n' "${ours_code[@]}" | median)"
@@ -142,11 +147,7 @@ pex_times=()
 for i in $(seq "$RUNS"); do
     asset="pex_${i}_$RANDOM"
     change "$asset"
-    start=$(now)
-    pex_deploy &
-    wait_asset ingest_pex "$asset"
-    pex_times+=("$(echo "$(now) - $start" | bc)")
-    wait $! || exit 1
+    pex_times+=("$(until_asset ingest_pex "$asset" pex_deploy)")
     log "pex run $i: ${pex_times[-1]} s"
 done
 OURS_PEX="$(printf '%s\n' "${pex_times[@]}" | median)"

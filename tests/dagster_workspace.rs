@@ -197,17 +197,23 @@ async fn the_dagster_ui_follows_the_published_workspace() {
     server.shutdown().await.expect("shutdown");
 }
 
-#[test]
-fn serve_refuses_a_webserver_url_that_is_not_http() {
+/// `serve ARGS` that must refuse to start: exit 2; returns its stderr.
+fn refused(args: &[&str]) -> String {
     let data = tempfile::tempdir().expect("tempdir");
     let out = Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-image-checks"])
-        .args(["--dagster-webserver", "localhost:3001", "--data"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--data")
         .arg(data.path())
         .output()
         .expect("run serve");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn serve_refuses_a_webserver_url_that_is_not_http() {
+    let stderr = refused(&["--no-image-checks", "--dagster-webserver", "localhost:3001"]);
     assert!(
         stderr.contains("\"localhost:3001\" is not an http(s) URL")
             && stderr.contains("http://127.0.0.1:3001"),
@@ -217,31 +223,16 @@ fn serve_refuses_a_webserver_url_that_is_not_http() {
 
 #[test]
 fn serve_refuses_a_webserver_of_a_deployment_that_cannot_exist() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-image-checks"])
-        .args([
-            "--dagster-webserver",
-            "no way=http://127.0.0.1:3002",
-            "--data",
-        ])
-        .arg(data.path())
-        .output()
-        .expect("run serve");
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let value = "no way=http://127.0.0.1:3002";
+    let stderr = refused(&["--no-image-checks", "--dagster-webserver", value]);
     assert!(
-        stderr.contains("--dagster-webserver \"no way=http://127.0.0.1:3002\""),
+        stderr.contains(&format!("--dagster-webserver {value:?}")),
         "{stderr}"
     );
 }
 
 #[test]
 fn the_dagster_ui_needs_code_servers() {
-    let out = Command::new(env!("CARGO_BIN_EXE_dagster-deploy"))
-        .args(["serve", "--dagster-ui", "--no-code-servers"])
-        .output()
-        .expect("run serve");
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+    let stderr = refused(&["--dagster-ui", "--no-code-servers"]);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
 }

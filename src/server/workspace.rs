@@ -307,23 +307,35 @@ mod tests {
         reloads(server).await
     }
 
-    #[tokio::test]
-    async fn only_a_change_of_entries_reloads_the_deployments_webserver() {
+    /// A fake webserver answering every `/graphql` POST with `reload`, and the `prod`
+    /// workspaces it is told about.
+    async fn webserver_answering(
+        reload: serde_json::Value,
+        dir: &Path,
+    ) -> (wiremock::MockServer, Workspaces) {
         use wiremock::matchers::{method, path};
         use wiremock::{Mock, MockServer, ResponseTemplate};
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/graphql"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
-                {"data": {"reloadWorkspace": {"__typename": "Workspace", "locationEntries": []}}}
-            )))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"data": {"reloadWorkspace": reload}})),
+            )
             .mount(&server)
             .await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ws = Workspaces::new(dir.path()).with_webservers(vec![Webserver {
+        let ws = Workspaces::new(dir).with_webservers(vec![Webserver {
             deployment: "prod".into(),
             url: server.uri(),
         }]);
+        (server, ws)
+    }
+
+    #[tokio::test]
+    async fn only_a_change_of_entries_reloads_the_deployments_webserver() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let workspace = serde_json::json!({"__typename": "Workspace", "locationEntries": []});
+        let (server, ws) = webserver_answering(workspace, dir.path()).await;
         ws.publish("prod", &[entry("a", 4000)]).expect("publish");
         assert_eq!(settle(&server, 1).await, 1, "a new entry reloads");
         ws.publish("prod", &[entry("a", 4000)]).expect("publish");
@@ -351,21 +363,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_only_webserver_is_not_asked_again() {
-        use wiremock::matchers::method;
-        use wiremock::{Mock, MockServer, ResponseTemplate};
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
-                {"data": {"reloadWorkspace": {"__typename": "UnauthorizedError",
-                    "message": "Authorization failed"}}}
-            )))
-            .mount(&server)
-            .await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let ws = Workspaces::new(dir.path()).with_webservers(vec![Webserver {
-            deployment: "prod".into(),
-            url: server.uri(),
-        }]);
+        let refused = serde_json::json!({"__typename": "UnauthorizedError", "message": "Authorization failed"});
+        let (server, ws) = webserver_answering(refused, dir.path()).await;
         ws.publish("prod", &[entry("a", 4000)]).expect("publish");
         // A retry would come 0.5 s later.
         tokio::time::sleep(Duration::from_millis(1500)).await;
