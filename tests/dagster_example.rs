@@ -164,9 +164,13 @@ async fn the_example_monorepo_runs_in_the_dagster_ui() {
     }
 
     // Stopped: no code server, no webserver left.
-    let id = serve.server_id();
-    let ui = serve.ui.clone();
-    drop(serve);
-    assert_eq!(containers_of(&s, &id), Vec::<String>::new());
-    assert!(!dagster_deploy::dagster::graphql::is_up(&http, &ui).await);
+    let mut serve = serve;
+    serve.stop();
+    let left = containers_of(&s, &serve.server_id());
+    assert!(
+        left.is_empty(),
+        "code servers left after serve stopped: {left:?}\n--- serve\n{}",
+        serve.log()
+    );
+    assert!(!dagster_deploy::dagster::graphql::is_up(&http, &serve.ui).await);
 }
