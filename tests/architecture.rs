@@ -10,6 +10,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 0),
     ("changes", 0),
     ("protocol", 0),
+    ("python_tools", 0),
+    ("dagster", 1),
     ("printer", 1),
     ("registry", 1),
     ("api", 2),

@@ -30,7 +30,7 @@ fn prerequisites() -> bool {
     let dir = dagster_deploy::pex::tools::tools_dir();
     for tool in ["pex", "uv"] {
         let there = dir.join("venv/bin").join(tool).exists()
-            || dagster_deploy::pex::tools::which(tool).is_some();
+            || dagster_deploy::python_tools::which(tool).is_some();
         if !there {
             missing.push(format!("{tool} (in {})", dir.display()));
         }

@@ -36,6 +36,22 @@ pub struct ServeRunArgs {
     /// once.
     #[arg(long)]
     pub no_image_checks: bool,
+    /// Also run the Dagster UI (dagster-webserver and dagster-daemon) of the
+    /// --default-deployment on ADDR [ADDR: 127.0.0.1:3001]. dagster and dagster-webserver are
+    /// taken from PATH, else installed from PyPI into ~/.cache/dagster-deploy on first use.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_DAGSTER_UI,
+        value_name = "ADDR",
+        conflicts_with_all = ["no_image_checks", "no_code_servers"]
+    )]
+    pub dagster_ui: Option<SocketAddr>,
+    /// A Dagster webserver you run on a deployment's workspace file (`serve` prints where the
+    /// default deployment's is), told to reload when locations are added or removed:
+    /// `[DEPLOYMENT=]URL`, the --default-deployment when unnamed; repeatable.
+    #[arg(long, value_name = "[DEPLOYMENT=]URL")]
+    pub dagster_webserver: Vec<String>,
     /// Check that registered images and Python-executable files exist, but run no code
     /// servers: a location is LOADED once what it names exists.
     #[arg(long, conflicts_with = "no_image_checks")]
@@ -61,6 +77,8 @@ pub struct ServeRunArgs {
     pub log_format: LogFormat,
 }
 
+/// Where `--dagster-ui` listens when given no address (the server itself has 3000).
+pub const DEFAULT_DAGSTER_UI: &str = "127.0.0.1:3001";
 /// How the agent runs each location's Dagster code server.
 #[derive(Debug, Args, Clone)]
 pub struct CodeServerArgs {

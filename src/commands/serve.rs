@@ -10,11 +10,13 @@ use crate::cli::serve::{
     ServeArgs, ServeCommand, ServeRunArgs, TokenCommand, TokenCreateArgs, TokenListArgs,
     TokenRevokeArgs,
 };
+use crate::dagster::ui::{self, UiOptions};
 use crate::error::Error;
 use crate::output;
+use crate::server::workspace::Webserver;
 use crate::server::{
     self, AgentOptions, ConnectionLimits, Deployments, RegistryAccess, RegistryCredentials,
-    ServeOptions, TokenInfo, TokenScope,
+    ServeOptions, ServerError, TokenInfo, TokenScope,
 };
 
 /// The registry password for `--registry-user` (never a flag: argv is visible to others).
@@ -46,6 +48,7 @@ async fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
     } else {
         Some(registry_access(a)?)
     };
+    opts.dagster_webservers = dagster_webservers(a)?;
     if !a.no_image_checks && !a.no_code_servers {
         let c = &a.code_servers;
         opts.agent = Some(AgentOptions {
@@ -64,18 +67,89 @@ async fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
         running.url(),
         a.data.dir.display()
     ));
-    if !a.no_image_checks && !a.no_code_servers {
+    let deployment = &a.default_deployment;
+    let workspace =
+        running
+            .workspaces()
+            .ensure(deployment)
+            .map_err(|source| ServerError::DataDir {
+                path: running.workspaces().file(deployment),
+                source,
+            })?;
+    output::progress(&format!(
+        "Dagster workspace of deployment {deployment}: {} (`dagster-webserver -w` it)",
+        workspace.display()
+    ));
+    let (stop_ui, ui_stopped) = tokio::sync::watch::channel(false);
+    let ui_task = a.dagster_ui.map(|addr| {
+        let opts = UiOptions {
+            deployment: deployment.clone(),
+            addr,
+            workspace,
+            dir: running.workspaces().dir(deployment),
+        };
         output::progress(&format!(
-            "dagster-deploy serve: running code servers; each deployment's Dagster workspace is \
-             {}/dagster/<deployment>/workspace.yaml",
-            a.data.dir.display()
+            "Dagster UI of deployment {deployment}: {} (starting; logs in {})",
+            opts.url(),
+            opts.dir.join("logs").display()
         ));
-    }
+        tokio::spawn(ui::run(opts, ui_stopped))
+    });
     shutdown_signal().await;
     // Not `eprintln!`: stderr may be closed by now, which must not fail the shutdown.
     let _ = writeln!(std::io::stderr(), "dagster-deploy serve: shutting down");
+    let _ = stop_ui.send(true);
+    if let Some(task) = ui_task {
+        let _ = task.await;
+    }
     running.shutdown().await?;
     Ok(0)
+}
+
+/// The webservers to reload when a deployment's locations change: ours (the default
+/// deployment's) and the user's (`[DEPLOYMENT=]URL`, the default deployment when unnamed).
+fn dagster_webservers(a: &ServeRunArgs) -> Result<Vec<Webserver>, Error> {
+    if a.dagster_ui == Some(a.listen) {
+        return Err(Error::Usage {
+            message: format!(
+                "--dagster-ui {} is the server's own --listen address",
+                a.listen
+            ),
+            hint: format!(
+                "give the UI another port, e.g. --dagster-ui {}",
+                crate::cli::serve::DEFAULT_DAGSTER_UI
+            ),
+        });
+    }
+    let mut webservers = Vec::new();
+    for value in &a.dagster_webserver {
+        let (deployment, url) = match value.split_once('=') {
+            Some((d, url)) if !d.contains(['/', ':']) => (d.to_string(), url),
+            _ => (a.default_deployment.clone(), value.as_str()),
+        };
+        let bad = |what: String| Error::Usage {
+            message: format!("--dagster-webserver {value:?}: {what}"),
+            hint: "give [DEPLOYMENT=]URL, the webserver's base URL, e.g. --dagster-webserver \
+                   http://127.0.0.1:3001 or --dagster-webserver staging=http://127.0.0.1:3002"
+                .into(),
+        };
+        server::check_deployment_name(&deployment).map_err(|e| bad(e.to_string()))?;
+        let parsed = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"));
+        if parsed.is_none() {
+            return Err(bad(format!("{url:?} is not an http(s) URL")));
+        }
+        webservers.push(Webserver {
+            deployment,
+            url: url.trim_end_matches('/').to_string(),
+        });
+    }
+    webservers.extend(a.dagster_ui.map(|addr| Webserver {
+        deployment: a.default_deployment.clone(),
+        url: format!("http://{addr}"),
+    }));
+    Ok(webservers)
 }
 
 fn registry_access(a: &ServeRunArgs) -> Result<RegistryAccess, Error> {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{PexError, PexReporter};
+pub use crate::python_tools::cache_root;
+use crate::python_tools::{is_executable, which};
 
 /// The oldest pex that reads `--pylock` files the way the builds use them.
 const MIN_PEX: (u32, u32) = (2, 60);
@@ -56,34 +58,6 @@ pub fn tools_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     cache_root().join("tools")
-}
-
-/// `$DAGSTER_DEPLOY_CACHE_DIR`, else `$XDG_CACHE_HOME/dagster-deploy`, else
-/// `~/.cache/dagster-deploy`.
-pub fn cache_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("DAGSTER_DEPLOY_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("dagster-deploy")
-}
-
-/// The first executable called `name` on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }
 
 /// `pythonX.Y` on PATH, or an error saying how to get one.
@@ -135,46 +109,11 @@ pub fn find_or_install(reporter: &dyn PexReporter) -> Result<Tools, PexError> {
 
 fn install(reporter: &dyn PexReporter) -> Result<(), PexError> {
     let dir = tools_dir();
-    let venv = dir.join("venv");
     reporter.progress(&format!(
         "Installing {PEX_SPEC} and {UV_SPEC} from PyPI into {} (first use only; set \
          DAGSTER_DEPLOY_TOOLS_DIR to put them elsewhere, or put pex and uv on PATH)",
         dir.display()
     ));
-    std::fs::create_dir_all(&dir).map_err(|e| PexError::io(&dir, e))?;
-    let python = which("python3").ok_or_else(|| PexError::ToolInstall {
-        message: "no python3 on PATH to install pex and uv with".into(),
-    })?;
-    let run = |cmd: &mut Command, what: &str| -> Result<(), PexError> {
-        let out = cmd.output().map_err(|e| PexError::ToolInstall {
-            message: format!("{what}: {e}"),
-        })?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(PexError::ToolInstall {
-                message: format!(
-                    "{what} failed:\n{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            })
-        }
-    };
-    if !venv.join("bin/pip").exists() {
-        run(
-            Command::new(&python).args(["-m", "venv"]).arg(&venv),
-            "python3 -m venv",
-        )?;
-    }
-    run(
-        Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            PEX_SPEC,
-            UV_SPEC,
-        ]),
-        "pip install pex uv",
-    )
+    crate::python_tools::pip_install(&dir.join("venv"), &[PEX_SPEC, UV_SPEC])
+        .map_err(|e| PexError::ToolInstall { message: e.0 })
 }

@@ -131,6 +131,9 @@ pub struct ServeOptions {
     /// taken from a request's `Host`). `None`: `http://` and the address listened on.
     pub public_url: Option<String>,
     pub observer: Option<RequestObserver>,
+    /// Dagster webservers told to `reloadWorkspace` when their deployment's workspace entries
+    /// change (`serve --dagster-ui`, `--dagster-webserver`).
+    pub dagster_webservers: Vec<workspace::Webserver>,
     /// Run every location as a Dagster code server (`serve`'s default). `None`, or no
     /// `registry`: nothing runs, and the status comes from the image and file checks.
     pub agent: Option<AgentOptions>,
@@ -149,6 +152,7 @@ impl ServeOptions {
             limits: ConnectionLimits::default(),
             public_url: None,
             observer: None,
+            dagster_webservers: Vec::new(),
             agent: None,
         }
     }
@@ -167,6 +171,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("limits", &self.limits)
             .field("public_url", &self.public_url)
             .field("observer", &self.observer.as_ref().map(|_| "<fn>"))
+            .field("dagster_webservers", &self.dagster_webservers)
             .field("agent", &self.agent)
             .finish()
     }
@@ -212,12 +217,14 @@ pub async fn start(opts: ServeOptions) -> Result<RunningServer, ServerError> {
     let prepared = prepare(&opts, addr)?;
     let (tx, rx) = oneshot::channel::<()>();
     let deployments = prepared.deployments.clone();
+    let workspaces = prepared.workspaces.clone();
     let handle = tokio::spawn(run(prepared, listener, async {
         let _ = rx.await;
     }));
     Ok(RunningServer {
         addr,
         deployments,
+        workspaces,
         shutdown: Some(tx),
         handle: Some(handle),
     })
@@ -234,6 +241,7 @@ fn local_addr(listener: &TcpListener, asked: SocketAddr) -> Result<SocketAddr, S
 pub struct RunningServer {
     addr: SocketAddr,
     deployments: Deployments,
+    workspaces: workspace::Workspaces,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), ServerError>>>,
 }
@@ -246,6 +254,11 @@ impl RunningServer {
     /// The store the server works on, for direct reads and changes.
     pub fn deployments(&self) -> &Deployments {
         &self.deployments
+    }
+
+    /// The deployments' Dagster workspace files (and the webservers reloaded on change).
+    pub fn workspaces(&self) -> &workspace::Workspaces {
+        &self.workspaces
     }
 
     /// `http://{addr}`: the base URL to give clients (`DAGSTER_CLOUD_URL`).
@@ -278,6 +291,7 @@ impl Drop for RunningServer {
 struct Prepared {
     router: axum::Router,
     deployments: Deployments,
+    workspaces: workspace::Workspaces,
     limits: ConnectionLimits,
     /// Stopped (with its code servers, unless told to keep them) after the last request.
     agent: Option<Arc<agent::Agent>>,
@@ -305,6 +319,9 @@ fn prepare(opts: &ServeOptions, addr: SocketAddr) -> Result<Prepared, ServerErro
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!("http://{addr}"),
     };
+    // The agent publishes each deployment's workspace file; these webservers are reloaded.
+    let workspaces =
+        workspace::Workspaces::new(&opts.data_dir).with_webservers(opts.dagster_webservers.clone());
     let (status, agent) = match (&opts.agent, &opts.registry) {
         (Some(agent_opts), Some(access)) => {
             let agent = agent::Agent::start(
@@ -314,6 +331,7 @@ fn prepare(opts: &ServeOptions, addr: SocketAddr) -> Result<Prepared, ServerErro
                 blobs.clone(),
                 access.clone(),
                 opts.trusted_registries.clone(),
+                workspaces.clone(),
             )?;
             (status::StatusSource::Agent(agent.clone()), Some(agent))
         }
@@ -349,6 +367,7 @@ fn prepare(opts: &ServeOptions, addr: SocketAddr) -> Result<Prepared, ServerErro
     Ok(Prepared {
         router: http::router(Arc::new(http_state)),
         deployments,
+        workspaces,
         limits: opts.limits,
         agent,
         _lock: lock,

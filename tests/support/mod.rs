@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod ci;
+pub mod dagster;
 pub mod files;
 pub mod git;
 pub mod mono;

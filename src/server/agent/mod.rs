@@ -207,6 +207,7 @@ impl Agent {
         blobs: BlobStore,
         access: RegistryAccess,
         trusted: Vec<String>,
+        workspaces: Workspaces,
     ) -> Result<Arc<Agent>, ServerError> {
         let server_id = server_id(data_dir)?;
         // SAFETY: geteuid has no failure mode.
@@ -227,7 +228,7 @@ impl Agent {
             starts: Semaphore::new(opts.max_concurrent_starts.max(1)),
             opts,
             deployments,
-            workspaces: Workspaces::new(data_dir),
+            workspaces,
             blobs,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
