@@ -52,6 +52,10 @@ fn problems(seen: Option<&[Location]>, expected: &[&str]) -> Option<String> {
     (!bad.is_empty()).then(|| bad.join("; "))
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Docker, the registry, the Python base image and Dagster from PyPI (scripts/test.sh)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_example_monorepo_runs_in_the_dagster_ui() {
     let Some(s) = services().await else { return };

@@ -49,6 +49,10 @@ fn deploy_python_executable(serve: &ServeWithUi, dir: &Path) -> support::Run {
     )
 }
 
+#[cfg_attr(
+    not(ci),
+    ignore = "needs pex, uv and Dagster from PyPI (scripts/test.sh)"
+)]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_executable_location_loads_in_the_dagster_ui() {
     require_pex_tools();

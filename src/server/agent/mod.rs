@@ -56,6 +56,9 @@ const HEALTH_POLL: Duration = Duration::from_millis(250);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long stopping every code server at shutdown may take.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
+/// More than there can ever be launches in flight (starts are bounded by `starts`): shutdown
+/// takes them all to wait for every launch.
+const LAUNCH_SLOTS: u32 = 1 << 16;
 /// The file in the data folder naming this server to the containers it labels.
 const SERVER_ID_FILE: &str = "agent-id";
 
@@ -172,6 +175,9 @@ pub(crate) struct Agent {
     ports: Mutex<ports::Ports>,
     wake: Notify,
     starts: Semaphore,
+    /// One permit per launch in flight (creating a container or spawning a process): shutdown
+    /// waits for them, so a stop never leaves a half-made code server behind.
+    launches: Semaphore,
     stopping: AtomicBool,
     /// Set by the first reconcile.
     reconciled: AtomicBool,
@@ -226,6 +232,7 @@ impl Agent {
             runner: Arc::new(runner),
             ports: Mutex::new(ports::Ports::new(opts.ports.clone())),
             starts: Semaphore::new(opts.max_concurrent_starts.max(1)),
+            launches: Semaphore::new(LAUNCH_SLOTS as usize),
             opts,
             deployments,
             workspaces,
@@ -295,6 +302,18 @@ impl Agent {
         if self.opts.keep_code_servers {
             tracing::info!("leaving code servers running (--keep-code-servers)");
             return;
+        }
+        // Launches in flight finish first, and stop what they made themselves (`install` hands
+        // it back once stopping): cut short, a container would stay behind "Created".
+        let launches = self.launches.acquire_many(LAUNCH_SLOTS);
+        if tokio::time::timeout(SHUTDOWN_LIMIT, launches)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a code server was still being created after {SHUTDOWN_LIMIT:?}; the next \
+                 serve on this data folder removes it"
+            );
         }
         let handles: Vec<Handle> = {
             let mut st = self.state();

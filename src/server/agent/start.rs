@@ -4,6 +4,7 @@
 //! status stays, as the location's load error.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::grpc::{CodeServer, Loaded};
@@ -28,6 +29,12 @@ impl Agent {
             return;
         };
         if how != Start::Check {
+            let Ok(_launch) = self.launches.acquire().await else {
+                return;
+            };
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
             let handle = match self.launch(&key, spec.as_ref(), port, how).await {
                 Ok(h) => h,
                 Err(message) => {
@@ -150,6 +157,9 @@ impl Agent {
     /// Puts the started handle in its entry; gives it back when the entry is gone.
     fn install(&self, key: &str, generation: u64, handle: Handle) -> Option<Handle> {
         let mut st = self.state();
+        if self.stopping.load(Ordering::SeqCst) {
+            return Some(handle);
+        }
         match st.servers.get_mut(key) {
             Some(s) if s.generation == generation => {
                 s.handle = handle;
