@@ -130,7 +130,12 @@ async fn an_image_location_runs_fails_keeps_serving_restarts_is_adopted_and_goes
     assert_eq!(chain.len(), 2, "{error}");
     assert_eq!(chain[1]["error"]["message"], "KeyError: 'missing_key'\n");
     assert_eq!(serve.workspace("prod"), [("app".to_string(), port)]);
-    assert_eq!(serve.containers(), [("app".to_string(), true)]);
+    // The failed revision's container is removed right after its failure is reported.
+    serve
+        .until("only the serving revision's container", || {
+            serve.containers() == [("app".to_string(), true)]
+        })
+        .await;
 
     // The reference CLI against serve prints the same error.
     if let Some(cli) = common::reference_cli() {
@@ -395,8 +400,12 @@ async fn an_unreachable_engine_is_a_load_error_naming_the_location() {
             &image,
         ],
     );
-    assert_eq!(run.code, 1, "{run}");
-    assert!(run.stderr.contains("location 'app'"), "{run}");
+    assert_eq!(run.code, 1, "{run}\nserve:\n{}", serve.log());
+    assert!(
+        run.stderr.contains("location 'app'"),
+        "{run}\nserve:\n{}",
+        serve.log()
+    );
     assert!(
         run.stderr
             .contains("cannot reach the Docker engine at tcp://127.0.0.1:1"),

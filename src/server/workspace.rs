@@ -42,6 +42,10 @@ pub struct Workspaces {
     /// One reload worker per webserver, started on its first change; a new value asks it to
     /// reload (several changes while it works become one more reload).
     reloads: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    /// Held while a file is compared, written and renamed: `serve` (`ensure`) and the agent
+    /// (`publish`) write at the same time at start, and the loser's rename found the shared
+    /// temporary file gone.
+    writing: Arc<Mutex<()>>,
 }
 
 impl Workspaces {
@@ -52,6 +56,7 @@ impl Workspaces {
             root: data_dir.join("dagster"),
             webservers: Vec::new(),
             reloads: Arc::default(),
+            writing: Arc::default(),
         }
     }
 
@@ -75,12 +80,13 @@ impl Workspaces {
     /// Writes an empty workspace file for `deployment` unless it has one (a webserver cannot
     /// start on a missing file).
     pub fn ensure(&self, deployment: &str) -> io::Result<PathBuf> {
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let file = self.file(deployment);
         if file.exists() {
             return Ok(file);
         }
         // Nothing reads it yet: no reload.
-        self.write(deployment, &[]).map(|(file, _)| file)
+        self.write_locked(deployment, &[]).map(|(file, _)| file)
     }
 
     /// Replaces `deployment`'s workspace file with `entries` (sorted by location), atomically:
@@ -88,15 +94,22 @@ impl Workspaces {
     /// deployment's webservers are told to reload in the background (this never waits for
     /// them; failures are logged).
     pub fn publish(&self, deployment: &str, entries: &[WorkspaceEntry]) -> io::Result<PathBuf> {
-        let (file, changed) = self.write(deployment, entries)?;
+        let (file, changed) = {
+            let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+            self.write_locked(deployment, entries)?
+        };
         if changed {
             self.request_reloads(deployment);
         }
         Ok(file)
     }
 
-    /// Writes the file; says whether its entries changed.
-    fn write(&self, deployment: &str, entries: &[WorkspaceEntry]) -> io::Result<(PathBuf, bool)> {
+    /// Writes the file (the caller holds `writing`); says whether its entries changed.
+    fn write_locked(
+        &self,
+        deployment: &str,
+        entries: &[WorkspaceEntry],
+    ) -> io::Result<(PathBuf, bool)> {
         let file = self.file(deployment);
         let dir = file.parent().unwrap_or(&self.root);
         private_fs::dir(dir)?;
