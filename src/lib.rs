@@ -7,6 +7,7 @@
 pub mod api;
 pub mod build;
 pub mod changes;
+pub mod child_process;
 pub mod ci;
 pub mod cli;
 pub mod commands;

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("changes", 0),
     ("protocol", 0),
     ("python_tools", 0),
+    ("child_process", 0),
     ("dagster", 1),
     ("printer", 1),
     ("registry", 1),

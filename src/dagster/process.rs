@@ -1,11 +1,7 @@
 //! A long-running child process kept alive: started in its own process group with a minimal
 //! environment and its output appended to a log file, restarted when it exits, stopped with
 //! SIGTERM to the whole group, a grace period, then SIGKILL.
-//!
-//! Why the care (docs/research/dagster-code-servers.md §8): Dagster maps SIGTERM to SIGINT's
-//! handler, so a child that inherits SIGINT ignored (serve started as a background job of a
-//! script) never stops on SIGTERM: both are reset to their defaults before exec. Dagster's
-//! processes start children of their own, so signals go to the group, not one pid.
+//! (`child_process` says why.)
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -13,6 +9,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
+
+use crate::child_process::signal_group;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -124,26 +122,16 @@ fn spawn(spec: &Spec) -> std::io::Result<Child> {
         .create(true)
         .append(true)
         .open(&spec.log)?;
-    let mut cmd = Command::new(&spec.program);
+    let mut cmd = std::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
-        .process_group(0);
-    // SAFETY: between fork and exec only async-signal-safe calls are allowed; signal(2) is one.
-    unsafe {
-        cmd.pre_exec(|| {
-            // SIGPIPE too: Rust ignores it in serve, and an ignored signal stays ignored.
-            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT, libc::SIGPIPE] {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
+        .stderr(Stdio::from(log));
+    crate::child_process::own_group_default_signals(&mut cmd);
+    Command::from(cmd).spawn()
 }
 
 /// SIGTERM to the child's group, then SIGKILL once the grace period has passed.
@@ -152,8 +140,7 @@ async fn terminate(spec: &Spec, child: &mut Child) {
         return; // already reaped
     };
     let group = pid as libc::pid_t;
-    // SAFETY: plain syscalls on the group this child leads (process_group(0) made it so).
-    unsafe { libc::killpg(group, libc::SIGTERM) };
+    signal_group(group, libc::SIGTERM);
     if tokio::time::timeout(spec.grace, child.wait())
         .await
         .is_err()
@@ -165,7 +152,7 @@ async fn terminate(spec: &Spec, child: &mut Child) {
         );
     }
     // The leader may be gone while children it started are not: the group gets SIGKILL anyway.
-    unsafe { libc::killpg(group, libc::SIGKILL) };
+    signal_group(group, libc::SIGKILL);
     let _ = child.wait().await;
     tracing::info!("{} stopped", spec.name);
 }

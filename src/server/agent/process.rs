@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::spec::Spec;
+use crate::child_process::signal_group;
 
 /// Imports the location folder the source archive carries (`working_directory/root`) as
 /// Dagster's working directory, then runs the `dagster` command line with the arguments.
@@ -153,19 +154,10 @@ impl Runner {
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log_err)
-            .process_group(0);
+            .stderr(log_err);
+        crate::child_process::own_group_default_signals(&mut cmd);
         if let Some((uid, gid)) = self.user {
             cmd.uid(uid).gid(gid);
-        }
-        // SAFETY: only async-signal-safe calls (signal(2)) between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT, libc::SIGPIPE] {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-                Ok(())
-            });
         }
         let child = cmd
             .spawn()
@@ -285,15 +277,6 @@ impl Proc {
         }
         let _ = fs::remove_file(&self.state_file);
         let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn signal_group(pid: i32, sig: libc::c_int) {
-    if pid > 1 {
-        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
-        unsafe {
-            libc::kill(-pid, sig);
-        }
     }
 }
 
