@@ -3,6 +3,8 @@
 //! `dagster-deploy deploy` to a `serve` that runs each location's code server and the Dagster
 //! UI. Then what the webserver's GraphQL API shows: every location loaded with its asset keys;
 //! a code-only change redeployed while a client polls every 200 ms, never missing nor in error;
+//! a revision whose import raises failing `deploy` with the Python traceback while the previous
+//! one keeps serving;
 //! a deleted location gone from the webserver and its container removed; nothing left running
 //! once serve stops.
 //!
@@ -144,6 +146,41 @@ async fn the_example_monorepo_runs_in_the_dagster_ui() {
         bad.len()
     );
     eprintln!("{polls} polls during the code-only redeploy, none bad");
+
+    // A revision whose import raises: `deploy` exits 1 with the real traceback (the user's
+    // frame and the cause), and the previous revision keeps serving in the webserver.
+    let broken = format!(
+        "{changed}\n\ndef _settings() -> dict:\n    return {{}}[\"INGEST_SETTINGS\"]\n\n\n\
+         try:\n    _settings()\nexcept KeyError as e:\n    \
+         raise RuntimeError(\"ingest settings are missing\") from e\n"
+    );
+    m.write("ingest/ingest/definitions.py", &broken);
+    m.commit("ingest: needs settings");
+    let mut cmd = m.command(&s, &["deploy"]);
+    cmd.env("DAGSTER_CLOUD_URL", &serve.url)
+        .env("DAGSTER_CLOUD_API_TOKEN", &serve.token);
+    let failed = tokio::task::spawn_blocking(move || support::Run::of(&mut cmd))
+        .await
+        .expect("deploy");
+    assert_eq!(failed.code, 1, "{failed}\n--- serve\n{}", serve.log());
+    let said = format!("{}{}", failed.stdout, failed.stderr);
+    for needed in [
+        "ingest",
+        "keeps serving",
+        "RuntimeError: ingest settings are missing",
+        "KeyError: 'INGEST_SETTINGS'",
+        "ingest/definitions.py\", line",
+    ] {
+        assert!(said.contains(needed), "missing {needed:?}:\n{failed}");
+    }
+    let seen = workspace(&http, &serve.ui).await.unwrap_or_default();
+    assert!(
+        problems(Some(&seen), &LOCATIONS).is_none()
+            && seen
+                .iter()
+                .any(|l| l.name == "ingest" && l.assets == new_ingest),
+        "the previous ingest keeps serving: {seen:#?}"
+    );
 
     // Deleted: gone from the webserver, its code server removed, the others untouched.
     // `deployment` commands take the deployment's URL.
