@@ -135,13 +135,7 @@ pub async fn route(req: &RouteRequest<'_>, settings: &mut Settings) -> Result<Ro
                 ),
             });
         }
-        let client = settings.organization_client(what)?;
-        let name = ops::branch_deployment_name(
-            &client,
-            &facts.branch.repo_name,
-            &facts.branch.branch_name,
-        )
-        .await?;
+        let name = existing_branch(settings, what, &facts.branch).await?;
         let new_branch = name.is_none();
         settings.deployment = name.or(settings.deployment.take());
         return Ok(Route::Deploy {
@@ -194,6 +188,17 @@ fn branch_facts(req: &RouteRequest) -> Result<Option<BranchFacts>, Error> {
         .into());
     }
     Ok(facts)
+}
+
+/// The name of the branch deployment of `branch`'s pull request, if one exists (asked at the
+/// organisation URL).
+pub async fn existing_branch(
+    settings: &Settings,
+    what: &str,
+    branch: &BranchData,
+) -> Result<Option<String>, ApiError> {
+    let client = settings.organization_client(what)?;
+    ops::branch_deployment_name(&client, &branch.repo_name, &branch.branch_name).await
 }
 
 /// `createOrUpdateBranchDeployment` at the organisation URL (no deployment header); returns

@@ -2,7 +2,7 @@
 //! CI context (`--mark-closed` reports the request closed), or only looked up
 //! (`--read-only`); its name goes to stdout.
 
-use crate::api::{SettingsFlags, ops};
+use crate::api::SettingsFlags;
 use crate::ci::context::{CiContext, CiError};
 use crate::ci::pull_request::{self, Source};
 use crate::cli::ci::BranchDeploymentArgs;
@@ -25,14 +25,7 @@ pub async fn run(args: &BranchDeploymentArgs) -> Result<u8, Error> {
         let Some(facts) = facts else {
             return Ok(0);
         };
-        let client = settings.organization_client(what)?;
-        let name = ops::branch_deployment_name(
-            &client,
-            &facts.branch.repo_name,
-            &facts.branch.branch_name,
-        )
-        .await?;
-        if let Some(name) = name {
+        if let Some(name) = route::existing_branch(&settings, what, &facts.branch).await? {
             output::result_line(&name);
         }
         return Ok(0);
