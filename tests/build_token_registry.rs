@@ -20,7 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use serde_json::{Value, json};
-use support::{Cleanup, Monorepo, Run, clean_pushed, services, unique};
+use support::{Cleanup, Monorepo, Run, clean_pushed, free_port, services, unique};
 
 const SERVICE: &str = "token-test-registry";
 const ISSUER: &str = "token-test-issuer";
@@ -62,11 +62,6 @@ fn openssl(dir: &Path, args: &[&str]) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// Docker's token request: `GET /token?service=..&scope=..` with basic credentials.

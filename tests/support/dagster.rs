@@ -15,13 +15,7 @@ pub fn install() -> dagster_deploy::dagster::Install {
         .unwrap_or_else(|e| panic!("cannot install Dagster for the test: {e}"))
 }
 
-/// A port nothing listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use super::free_port;
 
 /// `dagster api grpc` of one Python file, in its own process group, killed (group and all)
 /// when dropped.

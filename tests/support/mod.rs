@@ -38,3 +38,11 @@ pub fn missing<T>(reason: &str, fix: &str) -> Option<T> {
     eprintln!("SKIPPED: {reason}; {fix} to run this test");
     None
 }
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
