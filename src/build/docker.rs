@@ -16,7 +16,8 @@ use bollard::query_parameters::{
 
 use super::buildkit::{self, Endpoint};
 use super::engine::{
-    BuildRequest, Builder, BuiltImage, Engine, EngineError, ImageDetails, Progress, PushedImage,
+    BuildRequest, Builder, BuiltImage, Engine, EngineError, ImageDetails, Progress, ProgressEvent,
+    PushedImage,
 };
 use super::stream_log::{consume_build, consume_pull, consume_push};
 use super::tar_stream::ContextBody;
@@ -129,6 +130,40 @@ impl DockerEngine {
                 message: other.to_string(),
             },
         }
+    }
+}
+
+/// Pulls `image`; `Ok(false)` when the registry has no such image. Builds and the server's
+/// agent pull through this.
+pub(crate) async fn pull(
+    docker: &Docker,
+    image: &ImageRef,
+    credentials: Option<&RegistryCredentials>,
+    progress: &Progress<'_>,
+) -> Result<bool, EngineError> {
+    let options = CreateImageOptions {
+        from_image: Some(image.name.clone()),
+        tag: Some(image.reference().to_string()),
+        ..Default::default()
+    };
+    let name = image.to_string();
+    let pull = || {
+        let stream = docker.create_image(
+            Some(options.clone()),
+            None,
+            credentials.map(RegistryCredentials::to_docker),
+        );
+        consume_pull(stream, &name, progress)
+    };
+    // Pulling again is safe: the engine keeps the layers it already has.
+    match pull().await {
+        Err(EngineError::CutShort { .. }) => {
+            progress(ProgressEvent::Line(
+                "the pull stream ended early; pulling again",
+            ));
+            pull().await
+        }
+        done => done,
     }
 }
 
@@ -282,12 +317,25 @@ impl Engine for DockerEngine {
             tag: image.tag.clone(),
             ..Default::default()
         };
-        let stream = self.docker.push_image(
-            &image.name,
-            Some(options),
-            credentials_for_push.map(RegistryCredentials::to_docker),
-        );
-        consume_push(stream, &image.to_string(), &image.registry, progress).await
+        let name = image.to_string();
+        let push = || {
+            let stream = self.docker.push_image(
+                &image.name,
+                Some(options.clone()),
+                credentials_for_push.map(RegistryCredentials::to_docker),
+            );
+            consume_push(stream, &name, &image.registry, progress)
+        };
+        // Pushing again is safe: the registry keeps what it already has.
+        match push().await {
+            Err(EngineError::CutShort { .. }) => {
+                progress(ProgressEvent::Line(
+                    "the push stream ended early; pushing again",
+                ));
+                push().await
+            }
+            done => done,
+        }
     }
 
     async fn pull_image(
@@ -296,17 +344,7 @@ impl Engine for DockerEngine {
         credentials_for_pull: Option<&RegistryCredentials>,
         progress: &Progress<'_>,
     ) -> Result<bool, EngineError> {
-        let options = CreateImageOptions {
-            from_image: Some(image.name.clone()),
-            tag: Some(image.reference().to_string()),
-            ..Default::default()
-        };
-        let stream = self.docker.create_image(
-            Some(options),
-            None,
-            credentials_for_pull.map(RegistryCredentials::to_docker),
-        );
-        consume_pull(stream, &image.to_string(), progress).await
+        pull(&self.docker, image, credentials_for_pull, progress).await
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>, EngineError> {

@@ -143,6 +143,13 @@ pub enum EngineError {
         message: String,
         log: Vec<String>,
     },
+    /// The engine's progress stream ended inside a message, before the operation reported
+    /// that it was done (see `stream_log`).
+    #[error(
+        "the engine's stream for the {operation} ended early, before it reported completion{}",
+        format_tail(log)
+    )]
+    CutShort { operation: String, log: Vec<String> },
     #[error(transparent)]
     Reference(#[from] RegistryError),
     #[error("Docker engine: {operation} failed: {message}")]
@@ -153,7 +160,9 @@ impl EngineError {
     /// The last lines of output before the failure (empty when there were none).
     pub fn log_tail(&self) -> &[String] {
         match self {
-            EngineError::Build { log, .. } | EngineError::Push { log, .. } => log,
+            EngineError::Build { log, .. }
+            | EngineError::Push { log, .. }
+            | EngineError::CutShort { log, .. } => log,
             _ => &[],
         }
     }

@@ -4,6 +4,13 @@
 //! caller that stops at the first item, or ignores items, misses errors. These functions read
 //! every item, keep the last lines of output and turn the first error into an `EngineError`
 //! with that tail.
+//!
+//! bollard (0.21) ends a JSON-lines stream with the I/O error "bytes remaining on stream" when
+//! bytes are left after the last whole line: a message cut off, but also a last message whose
+//! `\r\n` came in a later read than its JSON (every message was delivered). The two cannot be
+//! told apart here, so each reader decides by what it saw: a push that reported its digest, a
+//! pull its final status and a build its image id are complete; otherwise the result is
+//! [`EngineError::CutShort`], which a caller may retry.
 
 use std::collections::VecDeque;
 
@@ -105,6 +112,11 @@ fn status_line(
     })
 }
 
+/// The end of a stream that may have been cut short (see the module comment).
+fn is_cut_short(error: &BollardError) -> bool {
+    matches!(error, BollardError::IOError { err } if err.to_string() == "bytes remaining on stream")
+}
+
 fn stream_error_message(error: BollardError) -> String {
     match error {
         BollardError::DockerStreamError { error } => error,
@@ -127,6 +139,7 @@ where
     let mut id = None;
     let mut built_line = None;
     let mut error = None;
+    let mut cut_short = false;
     while let Some(item) = stream.next().await {
         match item {
             Ok(info) => {
@@ -149,6 +162,7 @@ where
                     id = image.id.or(id);
                 }
             }
+            Err(e) if is_cut_short(&e) => cut_short = true,
             Err(e) => {
                 // Keep reading: the engine may still send lines that explain the failure.
                 error.get_or_insert_with(|| stream_error_message(e));
@@ -165,6 +179,10 @@ where
             builder: Builder::Classic,
             steps: None,
         }),
+        None if cut_short => Err(EngineError::CutShort {
+            operation: "build".into(),
+            log,
+        }),
         None => Err(EngineError::Build {
             message: "the engine ended the build without reporting an image".to_string(),
             log,
@@ -180,20 +198,30 @@ struct StatusItem<'a> {
     detail: Option<&'a ProgressDetail>,
 }
 
-/// Reads a push or pull stream to the end: progress out, every status to `on_status`; returns
-/// the tail of the output and the first error.
+/// How a push or pull stream ended.
+struct StatusEnd {
+    /// The last lines of output.
+    log: Vec<String>,
+    /// The first error the engine reported.
+    error: Option<String>,
+    /// Whether the stream may have been cut short (see the module comment).
+    cut_short: bool,
+}
+
+/// Reads a push or pull stream to the end: progress out, every status to `on_status`.
 async fn consume_status<S, T>(
     stream: S,
     progress: &Progress<'_>,
     view: fn(&T) -> StatusItem<'_>,
     mut on_status: impl FnMut(&str),
-) -> (Vec<String>, Option<String>)
+) -> StatusEnd
 where
     S: Stream<Item = Result<T, BollardError>>,
 {
     let mut stream = std::pin::pin!(stream);
     let mut tail = LogTail::default();
     let mut error = None;
+    let mut cut_short = false;
     while let Some(item) = stream.next().await {
         match item {
             Ok(info) => {
@@ -207,12 +235,17 @@ where
                     tail.record(&line, progress);
                 }
             }
+            Err(e) if is_cut_short(&e) => cut_short = true,
             Err(e) => {
                 error.get_or_insert_with(|| stream_error_message(e));
             }
         }
     }
-    (tail.finish(progress), error)
+    StatusEnd {
+        log: tail.finish(progress),
+        error,
+        cut_short,
+    }
 }
 
 /// Consumes a push stream; the digest comes from the `<tag>: digest: sha256:... size: N` line.
@@ -233,18 +266,23 @@ where
             detail: info.progress_detail.as_ref(),
         }
     }
-    let (log, error) = consume_status(stream, progress, view, |status| {
+    let end = consume_status(stream, progress, view, |status| {
         if let Some(found) = digest_in(status) {
             digest = Some(found);
         }
     })
     .await;
-    match error {
+    match end.error {
         Some(message) => Err(EngineError::Push {
             image: image.to_string(),
             registry: registry.to_string(),
             message,
-            log,
+            log: end.log,
+        }),
+        // The engine reports the digest once the registry has the manifest.
+        None if end.cut_short && digest.is_none() => Err(EngineError::CutShort {
+            operation: format!("push of {image}"),
+            log: end.log,
         }),
         None => Ok(PushedImage { digest }),
     }
@@ -266,16 +304,26 @@ where
             detail: info.progress_detail.as_ref(),
         }
     }
-    let (log, error) = consume_status(stream, progress, view, |_| {}).await;
-    match error {
+    // The engine's last word on a pull: `Status: Downloaded newer image for …` or
+    // `Status: Image is up to date for …`.
+    let mut finished = false;
+    let end = consume_status(stream, progress, view, |status| {
+        finished |= status.starts_with("Status: ");
+    })
+    .await;
+    match end.error {
+        None if end.cut_short && !finished => Err(EngineError::CutShort {
+            operation: format!("pull of {image}"),
+            log: end.log,
+        }),
         None => Ok(true),
         Some(message) if is_missing_image(&message) => Ok(false),
         Some(message) => Err(EngineError::Api {
             operation: format!("pulling {image}"),
-            message: if log.is_empty() {
+            message: if end.log.is_empty() {
                 message
             } else {
-                format!("{message} (after: {})", log.join(" / "))
+                format!("{message} (after: {})", end.log.join(" / "))
             },
         }),
     }
@@ -392,6 +440,40 @@ mod tests {
             err.to_string().contains("without reporting an image"),
             "{err}"
         );
+    }
+
+    fn cut_short() -> BollardError {
+        BollardError::IOError {
+            err: std::io::Error::other("bytes remaining on stream"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_build_cut_short_is_complete_only_once_it_reported_its_image() {
+        let quiet = |_: ProgressEvent<'_>| {};
+        let image = Ok(BuildInfo {
+            aux: Some(BuildInfoAux::Default(ImageId {
+                id: Some("sha256:full".to_string()),
+            })),
+            ..Default::default()
+        });
+        let items = vec![
+            build_text("Step 1/1 : FROM base\n"),
+            image,
+            Err(cut_short()),
+        ];
+        let built = consume_build(futures_util::stream::iter(items), &quiet)
+            .await
+            .unwrap();
+        assert_eq!(built.id, "sha256:full");
+
+        let items = vec![build_text("Step 1/1 : FROM base\n"), Err(cut_short())];
+        let err = consume_build(futures_util::stream::iter(items), &quiet)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::CutShort { .. }), "{err:?}");
+        assert!(err.to_string().contains("build ended early"), "{err}");
+        assert_eq!(err.log_tail(), ["Step 1/1 : FROM base"]);
     }
 
     #[test]
