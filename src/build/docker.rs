@@ -133,9 +133,8 @@ impl DockerEngine {
     }
 }
 
-/// Pulls `image`; `Ok(false)` when the registry has no such image. Builds and the server's
-/// agent pull through this.
-pub(crate) async fn pull(
+/// Pulls `image`; `Ok(false)` when the registry has no such image.
+async fn pull(
     docker: &Docker,
     image: &ImageRef,
     credentials: Option<&RegistryCredentials>,

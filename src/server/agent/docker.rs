@@ -15,8 +15,8 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
+    LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -153,7 +153,7 @@ impl Engine {
             .await
             .map_err(|e| format!("location '{location}': {e}"))?;
         if docker.inspect_image(image).await.is_err() {
-            self.pull(&docker, &reference)
+            self.pull(&docker, &reference, image)
                 .await
                 .map_err(|e| format!("location '{location}': cannot pull image '{image}': {e}"))?;
         }
@@ -257,20 +257,40 @@ impl Engine {
         }
     }
 
-    async fn pull(&self, docker: &Docker, reference: &ImageRef) -> Result<(), String> {
-        let credentials = self.access.credentials_for(&reference.registry);
-        let pulled = crate::build::docker::pull(docker, reference, credentials, &|_| {});
-        let failure = match tokio::time::timeout(PULL_TIMEOUT, pulled).await {
-            Ok(Ok(true)) => return Ok(()),
-            Ok(Ok(false)) => "the registry has no such image".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no progress within {} s", PULL_TIMEOUT.as_secs()),
+    async fn pull(&self, docker: &Docker, reference: &ImageRef, image: &str) -> Result<(), String> {
+        let credentials = self
+            .access
+            .credentials_for(&reference.registry)
+            .map(|c| c.to_docker());
+        let options = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
         };
-        Err(format!(
-            "{failure}; push the image to {}, or give the server credentials that can read it \
-             (--registry-user)",
-            reference.registry
-        ))
+        let pull = async {
+            let mut stream = docker.create_image(Some(options), None, credentials);
+            while let Some(item) = stream.next().await {
+                let info = item.map_err(|e| reason(&e))?;
+                if let Some(detail) = info.error_detail {
+                    return Err(detail.message.unwrap_or_else(|| "the pull failed".into()));
+                }
+            }
+            Ok(())
+        };
+        let pulled = tokio::time::timeout(PULL_TIMEOUT, pull)
+            .await
+            .map_err(|_| format!("no progress within {} s", PULL_TIMEOUT.as_secs()))?;
+        // The engine having the image is what counts: bollard can end a complete pull's
+        // stream with an error (see `build::stream_log`).
+        if pulled.is_err() && docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        pulled.map_err(|e| {
+            format!(
+                "{e}; push the image to {}, or give the server credentials that can read \
+                 it (--registry-user)",
+                reference.registry
+            )
+        })
     }
 
     async fn ensure_network(&self, docker: &Docker) -> Result<(), String> {
