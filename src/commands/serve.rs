@@ -61,6 +61,9 @@ async fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
             ..AgentOptions::default()
         });
     }
+    // Listening for signals starts before the server answers: a SIGTERM sent as soon as it
+    // answers must stop it gracefully, not kill it.
+    let stop = shutdown_signal();
     let running = server::start(opts).await?;
     output::progress(&format!(
         "dagster-deploy serve: listening on {} (data: {}); Ctrl-C stops",
@@ -95,7 +98,7 @@ async fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
         ));
         tokio::spawn(ui::run(opts, ui_stopped))
     });
-    shutdown_signal().await;
+    stop.await;
     // Not `eprintln!`: stderr may be closed by now, which must not fail the shutdown.
     let _ = writeln!(std::io::stderr(), "dagster-deploy serve: shutting down");
     let _ = stop_ui.send(true);
@@ -171,26 +174,33 @@ fn registry_access(a: &ServeRunArgs) -> Result<RegistryAccess, Error> {
     Ok(access)
 }
 
-/// Ctrl-C, or SIGTERM (what process managers and `kill` send).
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
+/// Ctrl-C, or SIGTERM (what process managers and `kill` send). The handlers are installed
+/// by this call, not when the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let next = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
                 }
+                None => std::future::pending().await,
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+        };
+        tokio::select! {
+            () = next(interrupt) => {}
+            () = next(terminate) => {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
