@@ -18,6 +18,7 @@ pub mod run;
 pub mod serve;
 pub mod server;
 pub mod services;
+pub mod templates;
 
 pub use files::*;
 pub use git::*;
