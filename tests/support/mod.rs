@@ -14,6 +14,7 @@ pub mod dagster;
 pub mod files;
 pub mod git;
 pub mod mono;
+pub mod pex;
 pub mod run;
 pub mod serve;
 pub mod server;
