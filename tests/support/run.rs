@@ -107,6 +107,11 @@ impl std::fmt::Display for Run {
     }
 }
 
+/// What a process printed on stdout, as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// What a process printed on stderr, as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
