@@ -19,6 +19,7 @@ pub mod run;
 pub mod serve;
 pub mod server;
 pub mod services;
+pub mod session;
 pub mod templates;
 
 pub use files::*;
