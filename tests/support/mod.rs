@@ -13,6 +13,7 @@ pub mod ci;
 pub mod dagster;
 pub mod files;
 pub mod git;
+pub mod gitlab;
 pub mod mono;
 pub mod pex;
 pub mod run;
