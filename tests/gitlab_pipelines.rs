@@ -2,7 +2,7 @@
 //! (`gitlab-ci-local`, from npm, installed by `scripts/gitlab-ci-local.sh`): each file passes
 //! GitLab's CI schema, `extends` and `include` merge as GitLab merges them, and the rules start
 //! the right jobs in a default-branch pipeline and in a merge request pipeline.
-//! tests/gitlab_template.rs runs the jobs' scripts themselves against real services.
+//! tests/gitlab_template_*.rs run the jobs' scripts themselves against real services.
 //!
 //! The emulator comes from `DAGSTER_DEPLOY_GITLAB_CI_LOCAL` (else where the script installs
 //! it); without it these tests say SKIPPED, except under `CI`, where they fail.

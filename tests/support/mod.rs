@@ -1,6 +1,7 @@
 //! The one support module of the integration tests: temporary git repositories, running the
 //! binary, fixture trees, the real services (Docker engine, registry, base image), `serve` as
-//! a process, an in-process server, and what the CI pipeline tests stand on.
+//! a process, an in-process server, and what the CI pipeline tests stand on (the template
+//! files, a GitLab runner, a `ci` session project, a server for Python-executable deploys).
 //!
 //! Tests that need a real component (Docker, the registry, the reference CLI, actionlint,
 //! pex, gitlab-ci-local) carry `#[cfg_attr(not(ci), ignore = "needs ...")]`: `build.rs` sets
@@ -13,11 +14,15 @@ pub mod ci;
 pub mod dagster;
 pub mod files;
 pub mod git;
+pub mod gitlab;
 pub mod mono;
+pub mod pex;
 pub mod run;
 pub mod serve;
 pub mod server;
 pub mod services;
+pub mod session;
+pub mod templates;
 
 pub use files::*;
 pub use git::*;

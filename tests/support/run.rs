@@ -1,7 +1,7 @@
 //! Running the binary: the one environment scrub list and the one output type.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The `dagster-deploy` binary run in `cwd`, with every CI marker, Dagster+ setting and
 /// session variable removed from its environment (tests set what they want themselves): the
@@ -105,6 +105,16 @@ impl std::fmt::Display for Run {
             self.code, self.stdout, self.stderr
         )
     }
+}
+
+/// What a process printed on stdout, as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a process printed on stderr, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The planned location called `name`.

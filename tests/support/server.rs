@@ -398,6 +398,31 @@ pub async fn run_clean(
     out
 }
 
+/// `(operation type, root field, path, deployment header)` of each recorded request.
+pub fn operations(server: &TestServer) -> Vec<(String, String, String, Option<String>)> {
+    server
+        .take_requests()
+        .into_iter()
+        .map(|r| {
+            (
+                r.operation_type.unwrap_or("?").to_string(),
+                r.root_fields.join(","),
+                r.path,
+                r.deployment_header,
+            )
+        })
+        .collect()
+}
+
+/// The locations document the server stores for `prod`.
+pub fn stored(server: &TestServer) -> Value {
+    server
+        .server
+        .deployments()
+        .locations_document("prod")
+        .unwrap()
+}
+
 /// The server answers an ordinary query.
 pub async fn still_answers(s: &TestServer) {
     let data = s.client().data("{ __typename }", json!({})).await;
