@@ -11,7 +11,7 @@ use support::server as common;
 
 use std::process::Output;
 
-use common::{TestServer, reference_cli, run_clean, stored};
+use common::{TestServer, deployed_documents, reference_cli, run_clean, stored};
 use serde_json::{Value, json};
 use support::session::{ours, project, state_text, text};
 use support::stdout;
@@ -21,15 +21,6 @@ fn sorted_lines(out: &Output) -> Vec<String> {
     let mut lines: Vec<String> = stdout(out).lines().map(str::to_string).collect();
     lines.sort();
     lines
-}
-
-fn deploy_requests(server: &TestServer) -> Vec<Value> {
-    server
-        .take_requests()
-        .into_iter()
-        .filter(|r| r.root_fields == ["deployLocations"])
-        .map(|r| r.variables["document"].clone())
-        .collect()
 }
 
 #[cfg_attr(
@@ -119,7 +110,7 @@ async fn reference_init_then_ours_then_reference_deploy() {
     server.take_requests();
     let out = run_clean(&cli, home.path(), &["ci", "deploy", "--statedir", s], &env).await;
     assert!(out.status.success(), "{}", text(&out));
-    let sent = deploy_requests(&server);
+    let sent = deployed_documents(&server.take_requests());
     assert_eq!(sent.len(), 1);
     assert_eq!(
         stored(&server),
@@ -203,7 +194,7 @@ async fn ours_init_then_reference_then_ours_deploy() {
 
     let out = ours(home.path(), &["ci", "deploy", "--statedir", s], &env).await;
     assert!(out.status.success(), "{}", text(&out));
-    let sent = deploy_requests(&server);
+    let sent = deployed_documents(&server.take_requests());
     assert_eq!(sent.len(), 1, "one deployLocations");
     let expected = json!({"locations": [{
         "location_name": "a", "code_source": {"module_name": "a.defs"},

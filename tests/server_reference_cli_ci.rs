@@ -10,7 +10,7 @@ use support::git_in as git;
 use support::server as common;
 
 use common::run_clean as run;
-use common::{TestServer, operations, reference_cli, stored};
+use common::{TestServer, deployed_documents, operations, reference_cli, stored};
 use serde_json::{Value, json};
 use support::stdout;
 
@@ -41,15 +41,6 @@ fn by_name(doc: &Value) -> std::collections::BTreeMap<String, Value> {
         .unwrap()
         .iter()
         .map(|l| (l["location_name"].as_str().unwrap().to_string(), l.clone()))
-        .collect()
-}
-
-/// The `document` variable of each recorded `deployLocations`.
-fn deployed_documents(requests: &[dagster_deploy::server::ObservedRequest]) -> Vec<Value> {
-    requests
-        .iter()
-        .filter(|r| r.root_fields == ["deployLocations"])
-        .map(|r| r.variables["document"].clone())
         .collect()
 }
 

@@ -339,6 +339,15 @@ pub async fn wait_loaded(client: &Client, location: &str) -> Value {
     panic!("location {location} never finished loading");
 }
 
+/// The `document` variable of each recorded `deployLocations`.
+pub fn deployed_documents(requests: &[ObservedRequest]) -> Vec<Value> {
+    requests
+        .iter()
+        .filter(|r| r.root_fields == ["deployLocations"])
+        .map(|r| r.variables["document"].clone())
+        .collect()
+}
+
 /// The reference `dagster-cloud` CLI from `DAGSTER_CLOUD_REFERENCE`; `None` (with a notice)
 /// outside CI when it is not set, a failure in CI.
 pub fn reference_cli() -> Option<std::path::PathBuf> {
