@@ -10,7 +10,8 @@
 //! `\r\n` came in a later read than its JSON (every message was delivered). The two cannot be
 //! told apart here, so each reader decides by what it saw: a push that reported its digest, a
 //! pull its final status and a build its image id are complete; otherwise the result is
-//! [`EngineError::CutShort`], which a caller may retry.
+//! [`EngineError::CutShort`], which a caller may retry (docs/protocol.md, "Docker Engine
+//! streams").
 
 use std::collections::VecDeque;
 
