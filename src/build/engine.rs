@@ -145,10 +145,7 @@ pub enum EngineError {
     },
     /// The engine's progress stream ended inside a message, before the operation reported
     /// that it was done (see `stream_log`).
-    #[error(
-        "the engine's stream for the {operation} ended early, before it reported completion{}",
-        format_tail(log)
-    )]
+    #[error("{}{}", cut_short_message(operation), format_tail(log))]
     CutShort { operation: String, log: Vec<String> },
     #[error(transparent)]
     Reference(#[from] RegistryError),
@@ -166,6 +163,11 @@ impl EngineError {
             _ => &[],
         }
     }
+}
+
+/// The first line of [`EngineError::CutShort`].
+pub(crate) fn cut_short_message(operation: &str) -> String {
+    format!("the engine's stream for the {operation} ended early, before it reported completion")
 }
 
 fn format_tail(log: &[String]) -> String {

@@ -499,6 +499,7 @@ fn engine_failure(location: &str, step: Step, e: EngineError) -> Failure {
         // The tail is shown on its own lines; keep the message to its first line.
         EngineError::Build { message, .. } => format!("image build failed: {message}"),
         EngineError::Push { image, message, .. } => format!("push of {image} failed: {message}"),
+        EngineError::CutShort { operation, .. } => super::engine::cut_short_message(operation),
         other => other.to_string(),
     };
     let hint = match &e {
@@ -509,6 +510,11 @@ fn engine_failure(location: &str, step: Step, e: EngineError) -> Failure {
             crate::registry::USERNAME_VAR,
             crate::registry::PASSWORD_VAR
         ),
+        EngineError::CutShort { .. } => {
+            "the connection to the Docker engine broke off; run the command again (what \
+             was pushed is reused)"
+                .to_string()
+        }
         _ => String::new(),
     };
     Failure {
