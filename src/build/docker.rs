@@ -133,34 +133,20 @@ impl DockerEngine {
     }
 }
 
-/// Pulls `image`; `Ok(false)` when the registry has no such image.
-async fn pull(
-    docker: &Docker,
-    image: &ImageRef,
-    credentials: Option<&RegistryCredentials>,
+/// Runs `attempt` once more when its stream was cut short (see `stream_log`): pushes and pulls
+/// are safe to repeat, since the registry and the engine keep what they already have.
+async fn again_if_cut_short<T, F>(
     progress: &Progress<'_>,
-) -> Result<bool, EngineError> {
-    let options = CreateImageOptions {
-        from_image: Some(image.name.clone()),
-        tag: Some(image.reference().to_string()),
-        ..Default::default()
-    };
-    let name = image.to_string();
-    let pull = || {
-        let stream = docker.create_image(
-            Some(options.clone()),
-            None,
-            credentials.map(RegistryCredentials::to_docker),
-        );
-        consume_pull(stream, &name, progress)
-    };
-    // Pulling again is safe: the engine keeps the layers it already has.
-    match pull().await {
+    note: &str,
+    attempt: impl Fn() -> F,
+) -> Result<T, EngineError>
+where
+    F: Future<Output = Result<T, EngineError>>,
+{
+    match attempt().await {
         Err(EngineError::CutShort { .. }) => {
-            progress(ProgressEvent::Line(
-                "the pull stream ended early; pulling again",
-            ));
-            pull().await
+            progress(ProgressEvent::Line(note));
+            attempt().await
         }
         done => done,
     }
@@ -325,16 +311,7 @@ impl Engine for DockerEngine {
             );
             consume_push(stream, &name, &image.registry, progress)
         };
-        // Pushing again is safe: the registry keeps what it already has.
-        match push().await {
-            Err(EngineError::CutShort { .. }) => {
-                progress(ProgressEvent::Line(
-                    "the push stream ended early; pushing again",
-                ));
-                push().await
-            }
-            done => done,
-        }
+        again_if_cut_short(progress, "the push stream ended early; pushing again", push).await
     }
 
     async fn pull_image(
@@ -343,7 +320,21 @@ impl Engine for DockerEngine {
         credentials_for_pull: Option<&RegistryCredentials>,
         progress: &Progress<'_>,
     ) -> Result<bool, EngineError> {
-        pull(&self.docker, image, credentials_for_pull, progress).await
+        let options = CreateImageOptions {
+            from_image: Some(image.name.clone()),
+            tag: Some(image.reference().to_string()),
+            ..Default::default()
+        };
+        let name = image.to_string();
+        let pull = || {
+            let stream = self.docker.create_image(
+                Some(options.clone()),
+                None,
+                credentials_for_pull.map(RegistryCredentials::to_docker),
+            );
+            consume_pull(stream, &name, progress)
+        };
+        again_if_cut_short(progress, "the pull stream ended early; pulling again", pull).await
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<Option<ImageDetails>, EngineError> {
