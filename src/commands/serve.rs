@@ -62,9 +62,12 @@ async fn serve(a: &ServeRunArgs) -> Result<u8, Error> {
         });
     }
     // Listening for signals starts before the server answers: a SIGTERM sent as soon as it
-    // answers must stop it gracefully, not kill it.
-    let stop = shutdown_signal();
-    let running = server::start(opts).await?;
+    // answers must stop it gracefully, not kill it. A signal during start-up stops it there.
+    let mut stop = std::pin::pin!(shutdown_signal());
+    let running = tokio::select! {
+        started = server::start(opts) => started?,
+        () = &mut stop => return Ok(crate::build::EXIT_INTERRUPTED),
+    };
     output::progress(&format!(
         "dagster-deploy serve: listening on {} (data: {}); Ctrl-C stops",
         running.url(),
