@@ -11,7 +11,7 @@ use support::server as common;
 
 use std::process::Output;
 
-use common::{TestServer, deployed_documents, reference_cli, run_clean, stored};
+use common::{deployed_documents, run_clean, stored, with_reference_cli};
 use serde_json::{Value, json};
 use support::session::{ours, project, state_text, text};
 use support::stdout;
@@ -29,9 +29,9 @@ fn sorted_lines(out: &Output) -> Vec<String> {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_init_then_ours_then_reference_deploy() {
-    let Some(cli) = reference_cli() else { return };
-    let server = TestServer::start().await;
-    let home = tempfile::tempdir().unwrap();
+    let Some((cli, server, home)) = with_reference_cli().await else {
+        return;
+    };
     let repo = project();
     let statedir = home.path().join("state");
     let (p, s) = (repo.path().to_str().unwrap(), statedir.to_str().unwrap());
@@ -130,9 +130,9 @@ async fn reference_init_then_ours_then_reference_deploy() {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ours_init_then_reference_then_ours_deploy() {
-    let Some(cli) = reference_cli() else { return };
-    let server = TestServer::start().await;
-    let home = tempfile::tempdir().unwrap();
+    let Some((cli, server, home)) = with_reference_cli().await else {
+        return;
+    };
     let repo = project();
     let head = repo.git(&["rev-parse", "HEAD"]);
     let statedir = home.path().join("state");
@@ -238,9 +238,9 @@ async fn ours_init_then_reference_then_ours_deploy() {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_requests_get_a_branch_deployment() {
-    let Some(cli) = reference_cli() else { return };
-    let server = TestServer::start().await;
-    let home = tempfile::tempdir().unwrap();
+    let Some((cli, server, home)) = with_reference_cli().await else {
+        return;
+    };
     let repo = project();
     let head = repo.git(&["rev-parse", "HEAD"]);
     let event = home.path().join("event.json");

@@ -10,7 +10,7 @@ use support::git_in as git;
 use support::server as common;
 
 use common::run_clean as run;
-use common::{TestServer, deployed_documents, operations, reference_cli, stored};
+use common::{deployed_documents, operations, stored, with_reference_cli};
 use serde_json::{Value, json};
 use support::stdout;
 
@@ -50,9 +50,9 @@ fn by_name(doc: &Value) -> std::collections::BTreeMap<String, Value> {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ci_session_init_set_build_output_deploy() {
-    let Some(cli) = reference_cli() else { return };
-    let server = TestServer::start().await;
-    let home = tempfile::tempdir().unwrap();
+    let Some((cli, server, home)) = with_reference_cli().await else {
+        return;
+    };
     let project = home.path().join("project");
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(project.join("dagster_cloud.yaml"), DAGSTER_CLOUD_YAML).unwrap();
@@ -171,9 +171,9 @@ async fn ci_session_init_set_build_output_deploy() {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn branch_deployments_create_deploy_delete() {
-    let Some(cli) = reference_cli() else { return };
-    let server = TestServer::start().await;
-    let home = tempfile::tempdir().unwrap();
+    let Some((cli, server, home)) = with_reference_cli().await else {
+        return;
+    };
     let url = server.url();
     let token_env = [("DAGSTER_CLOUD_API_TOKEN", server.token.as_str())];
 

@@ -9,7 +9,7 @@ mod support;
 use support::server as common;
 
 use common::run_clean as run;
-use common::{TestServer, operations, reference_cli, stored};
+use common::{TestServer, operations, reference_cli, stored, with_reference_cli};
 use serde_json::json;
 use support::stdout;
 
@@ -33,9 +33,9 @@ fn op(
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_commands_work_unchanged() {
-    let Some(cli) = reference_cli() else { return };
-    let server = TestServer::start().await;
-    let home = tempfile::tempdir().unwrap();
+    let Some((cli, server, home)) = with_reference_cli().await else {
+        return;
+    };
     let url = server.url();
     let env = [
         ("DAGSTER_CLOUD_URL", url.as_str()),
@@ -183,9 +183,9 @@ async fn deployment_commands_work_unchanged() {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_get_a_clear_message() {
-    let Some(cli) = reference_cli() else { return };
-    let server = TestServer::start().await;
-    let home = tempfile::tempdir().unwrap();
+    let Some((cli, server, home)) = with_reference_cli().await else {
+        return;
+    };
     let url = server.url();
     let out = run(
         &cli,

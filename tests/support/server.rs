@@ -348,6 +348,13 @@ pub fn deployed_documents(requests: &[ObservedRequest]) -> Vec<Value> {
         .collect()
 }
 
+/// What a test of the reference CLI against our server starts with: the CLI, a running
+/// server and a temporary home; `None` outside CI when the CLI is not installed.
+pub async fn with_reference_cli() -> Option<(std::path::PathBuf, TestServer, tempfile::TempDir)> {
+    let cli = reference_cli()?;
+    Some((cli, TestServer::start().await, tempfile::tempdir().unwrap()))
+}
+
 /// The reference `dagster-cloud` CLI from `DAGSTER_CLOUD_REFERENCE`; `None` (with a notice)
 /// outside CI when it is not set, a failure in CI.
 pub fn reference_cli() -> Option<std::path::PathBuf> {
