@@ -13,7 +13,7 @@ use std::process::Command;
 
 use serde_json::json;
 use support::agent::AgentServe;
-use support::{copy_dir, services};
+use support::{copy_dir, git_in, services};
 
 fn deploy_ingest(serve: &AgentServe, repo: &Path) -> support::Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dagster-deploy"));
@@ -54,28 +54,9 @@ async fn a_python_executable_location_runs_as_a_process_and_is_restarted() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monorepo"),
         repo.path(),
     );
-    for args in [
-        vec!["init", "-q", "-b", "main"],
-        vec!["add", "-A"],
-        vec![
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "user.name=t",
-            "commit",
-            "-qm",
-            "x",
-        ],
-    ] {
-        assert!(
-            Command::new("git")
-                .args(&args)
-                .current_dir(repo.path())
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    git_in(repo.path(), &["init", "-q", "-b", "main"]);
+    git_in(repo.path(), &["add", "-A"]);
+    git_in(repo.path(), &["commit", "-qm", "x"]);
 
     let run = deploy_ingest(&serve, repo.path());
     assert_eq!(run.code, 0, "{run}\n{}", serve.log());

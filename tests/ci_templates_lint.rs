@@ -11,8 +11,8 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use support::in_ci;
 use support::templates::{files, root, yaml};
+use support::{git_in, in_ci};
 
 // ---- actionlint -------------------------------------------------------------------------------
 
@@ -107,12 +107,7 @@ fn the_action_and_the_workflows_using_it_agree() {
     }
     assert!(using >= 2, "the templates no longer use the action");
     // actionlint finds its project through git.
-    let init = Command::new("git")
-        .args(["init", "-q"])
-        .current_dir(tmp.path())
-        .status()
-        .unwrap();
-    assert!(init.success());
+    git_in(tmp.path(), &["init", "-q"]);
     let out = Command::new(&actionlint)
         .current_dir(tmp.path())
         .arg("-no-color")

@@ -10,6 +10,7 @@ use assert_cmd::cargo::CommandCargoExt;
 use tempfile::TempDir;
 
 use serde_json::Value;
+use support::git_in;
 use support::mono::*;
 
 #[test]
@@ -111,12 +112,7 @@ fn a_relative_base_missing_from_a_shallow_clone_says_so() {
     m.commit("second");
     let clone = TempDir::new().expect("tempdir");
     let url = format!("file://{}", m.path().display());
-    let status = Command::new("git")
-        .args(["clone", "-q", "--depth", "1", &url])
-        .arg(clone.path().join("c"))
-        .status()
-        .expect("git clone");
-    assert!(status.success());
+    git_in(clone.path(), &["clone", "-q", "--depth", "1", &url, "c"]);
     let out = Command::cargo_bin("dagster-deploy")
         .expect("binary")
         .current_dir(clone.path().join("c"))

@@ -2,20 +2,14 @@
 //! no token (naming the GitHub Action input or the GitLab variable), an event payload that
 //! cannot be read, a branch deployment asked for outside a pull request.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 fn repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(dir.path())
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
+    let git = |args: &[&str]| support::git_in(dir.path(), args);
     git(&["init", "-q", "-b", "main"]);
     std::fs::write(
         dir.path().join("dagster_cloud.yaml"),

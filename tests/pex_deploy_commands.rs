@@ -295,16 +295,7 @@ async fn deploy_and_ci_build_take_the_python_executable_strategy() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monorepo"),
         r,
     );
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(r)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
-    };
+    let git = |args: &[&str]| support::git_in(r, args);
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "example"]);

@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
 use support::pex::{prerequisites, serve};
 use support::stderr;
@@ -114,14 +112,7 @@ async fn large_files_are_ignored_by_gitignore_or_warned_about() {
     let server = serve(&[]);
     let dir = location("dagster\n");
     let d = dir.path();
-    assert!(
-        Command::new("git")
-            .args(["init", "-q"])
-            .current_dir(d)
-            .status()
-            .unwrap()
-            .success()
-    );
+    support::git_in(d, &["init", "-q"]);
     std::fs::create_dir_all(d.join("data")).unwrap();
     // 2 GB, sparse: costs no disk, and would cost minutes if it were read.
     let big = std::fs::File::create(d.join("data/big.bin")).unwrap();
