@@ -30,9 +30,16 @@ installed() {
 }
 if ! installed; then
     log "installing gitlab-ci-local@$VERSION into $DIR"
+    # Node trusts only its own CA bundle, not the machine's: behind a TLS-inspecting proxy
+    # whose CA only the machine trusts, npm fails with SELF_SIGNED_CERT_IN_CHAIN (pip and
+    # apt use the machine's store already).
+    if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+        export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+    fi
     rm -rf "$DIR"
     mkdir -p "$DIR"
-    npm install --prefix "$DIR" --silent --no-audit --no-fund "gitlab-ci-local@$VERSION" >&2
+    npm install --prefix "$DIR" --silent --no-audit --no-fund "gitlab-ci-local@$VERSION" >&2 ||
+        { log "error: npm install failed (npm's log is under ~/.npm/_logs)"; exit 1; }
     installed || { log "error: gitlab-ci-local@$VERSION did not install into $DIR"; exit 1; }
 fi
 # The wrapper must not point into this checkout: the cache outlives it (CI runs from a fresh
