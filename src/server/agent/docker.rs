@@ -301,6 +301,12 @@ impl Engine {
             .create_network(NetworkCreateRequest {
                 name: NETWORK.into(),
                 driver: Some("bridge".into()),
+                // Code servers answer unauthenticated gRPC: one deployment's code must not
+                // reach another's. The webserver reaches each through its published port.
+                options: Some(HashMap::from([(
+                    "com.docker.network.bridge.enable_icc".to_string(),
+                    "false".to_string(),
+                )])),
                 ..Default::default()
             })
             .await

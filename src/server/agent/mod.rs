@@ -50,6 +50,8 @@ use spec::Spec;
 const TICK: Duration = Duration::from_secs(2);
 /// Longest wait between restarts of a code server that keeps exiting.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A code server that served this long before it exited is restarted at once again.
+const STABLE_AFTER: Duration = Duration::from_secs(600);
 /// Between two health checks of a starting code server.
 const HEALTH_POLL: Duration = Duration::from_millis(250);
 /// For one health check.
@@ -142,9 +144,15 @@ struct Server {
     generation: u64,
     /// A task (start, load check) is working on it.
     busy: bool,
+    /// Its start task is creating it and owns its port until the handle is installed: a
+    /// server retired meanwhile leaves releasing the port to that task.
+    launching: bool,
     retire_at: Option<Instant>,
     restarts: u32,
     restart_at: Option<Instant>,
+    /// When it last became LOADED: one that served for `STABLE_AFTER` restarts without the
+    /// backoff of its earlier crashes.
+    loaded_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -445,7 +453,9 @@ impl Agent {
                 phase,
                 generation: self.generation.fetch_add(1, Ordering::Relaxed),
                 retire_at: None,
+                launching: false,
                 restarts: 0,
+                loaded_at: None,
                 restart_at: exited.map(|_| Instant::now()),
             },
         );
@@ -552,7 +562,8 @@ impl Agent {
             for key in retire {
                 if let Some(mut s) = st.servers.remove(&key) {
                     tracing::info!(deployment = %s.deployment, location = %s.location, revision = s.revision, "stopping code server");
-                    stops.push((std::mem::replace(&mut s.handle, Handle::None), s.port));
+                    let port = if s.launching { None } else { s.port };
+                    stops.push((std::mem::replace(&mut s.handle, Handle::None), port));
                 }
             }
             // Each deployment's workspace file, when its entries changed.
@@ -656,7 +667,9 @@ impl Agent {
                 generation: self.generation.fetch_add(1, Ordering::Relaxed),
                 busy: true,
                 retire_at: None,
+                launching: false,
                 restarts: 0,
+                loaded_at: None,
                 restart_at: None,
             },
         );
@@ -689,6 +702,11 @@ impl Agent {
                         Handle::None => None,
                     };
                     if let Some(code) = code {
+                        if s.loaded_at
+                            .is_some_and(|t| now.duration_since(t) >= STABLE_AFTER)
+                        {
+                            s.restarts = 0;
+                        }
                         s.restarts += 1;
                         let backoff = backoff(s.restarts);
                         tracing::warn!(deployment = %s.deployment, location = %s.location, revision = s.revision, code, "code server exited; restarting after exit code {code} in {backoff:?}");

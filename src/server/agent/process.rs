@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::Spec;
+use super::spec::{Spec, short};
 use crate::child_process::signal_group;
 
 /// Imports the location folder the source archive carries (`working_directory/root`) as
@@ -51,7 +51,12 @@ pub(crate) struct Proc {
     /// `None` for an adopted process (another `serve` started it).
     child: Option<Child>,
     start_time: u64,
+    /// Its working folder, the code-server user's.
     dir: PathBuf,
+    /// Its output, in a folder only `serve` may write: the code server writes through the
+    /// descriptors it inherited, and `serve` never opens a path the code server controls
+    /// (a symlink planted there would make `serve` read or truncate any file).
+    log: PathBuf,
     state_file: PathBuf,
 }
 
@@ -65,6 +70,17 @@ pub(crate) struct Record {
     pub location: String,
     pub revision: i64,
     pub key: String,
+    /// Names its folder, log and pid file: unique per start, so stopping one code server never
+    /// removes the files of a later one with the same key. (Absent in pid files of older
+    /// versions, whose folder was named by the key.)
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Record {
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_else(|| short(&self.key))
+    }
 }
 
 pub(crate) struct Runner {
@@ -83,7 +99,7 @@ impl Runner {
                 root.display()
             )
         })?;
-        for (sub, mode) in [("files", 0o755), ("state", 0o700)] {
+        for (sub, mode) in [("files", 0o755), ("state", 0o700), ("logs", 0o700)] {
             private_owned_dir(&root.join(sub), mode, None)
                 .map_err(|e| format!("cannot prepare {}: {e}", root.join(sub).display()))?;
         }
@@ -124,14 +140,13 @@ impl Runner {
         let source = self
             .shared_file(source)
             .map_err(|e| io_error("cannot copy the source file", e))?;
-        let name = &spec.key[..16];
-        let dir = self.root.join(name);
-        let _ = fs::remove_dir_all(&dir);
+        let name = format!("{}-{}", short(&spec.key), unique_suffix());
+        let dir = self.root.join(&name);
         private_owned_dir(&dir, 0o700, self.user)
             .and_then(|()| give(&dir, self.user))
             .map_err(|e| io_error("cannot create its folder", e))?;
-        let log = fs::File::create(dir.join("server.log"))
-            .map_err(|e| io_error("cannot create its log", e))?;
+        let log_path = self.root.join("logs").join(format!("{name}.log"));
+        let log = fs::File::create(&log_path).map_err(|e| io_error("cannot create its log", e))?;
         let log_err = log
             .try_clone()
             .map_err(|e| io_error("cannot open its log", e))?;
@@ -142,13 +157,14 @@ impl Runner {
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args(["--fixed-server-id", &spec.server_id()])
             .env_clear()
+            // The document's variables first: they never replace the agent's.
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "PATH",
                 format!("{}:/usr/local/bin:/usr/bin:/bin", python_dir.display()),
             )
             .env("HOME", &dir)
             .env("LANG", "C.UTF-8")
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env("PEX_PATH", &deps)
             .env("PEX_ROOT", self.root.join("pex-root"))
             .current_dir(&dir)
@@ -173,6 +189,7 @@ impl Runner {
             location: spec.location.clone(),
             revision: spec.revision,
             key: spec.key.clone(),
+            name: Some(name),
         };
         if let Err(e) = serde_json::to_vec(&record)
             .map_err(io::Error::other)
@@ -185,6 +202,7 @@ impl Runner {
             child: Some(child),
             start_time,
             dir,
+            log: log_path,
             state_file,
         })
     }
@@ -195,17 +213,17 @@ impl Runner {
         let name = stored
             .file_name()
             .ok_or_else(|| io::Error::other("no file name"))?;
-        let target = self.root.join("files").join(name);
+        let files = self.root.join("files");
+        let target = files.join(name);
         if target.exists() {
             return Ok(target);
         }
-        let tmp = self
-            .root
-            .join("files")
-            .join(format!(".tmp-{}", std::process::id()));
-        fs::copy(stored, &tmp)?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
-        fs::rename(&tmp, &target)?;
+        // A temporary file of its own: several code servers start at once, often with the
+        // same deps file, and a shared name would mix their copies.
+        let mut tmp = tempfile::NamedTempFile::new_in(&files)?;
+        io::copy(&mut fs::File::open(stored)?, tmp.as_file_mut())?;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))?;
+        tmp.persist(&target).map_err(|e| e.error)?;
         Ok(target)
     }
 
@@ -228,7 +246,8 @@ impl Runner {
                         pid: r.pid,
                         child: None,
                         start_time: r.start_time,
-                        dir: self.root.join(&r.key[..16.min(r.key.len())]),
+                        dir: self.root.join(r.name()),
+                        log: self.root.join("logs").join(format!("{}.log", r.name())),
                         state_file: path,
                     };
                     found.push((r, proc));
@@ -258,7 +277,7 @@ impl Proc {
 
     /// The end of its log, for a load error when it exits before serving.
     pub(crate) fn log_tail(&self) -> String {
-        tail(&self.dir.join("server.log"), LOG_TAIL_LINES)
+        tail(&self.log, LOG_TAIL_LINES)
     }
 
     /// SIGTERM to its process group, a grace period, then SIGKILL; removes its files.
@@ -276,8 +295,22 @@ impl Proc {
             let _ = child.wait();
         }
         let _ = fs::remove_file(&self.state_file);
+        let _ = fs::remove_file(&self.log);
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// 8 random hex digits: tells apart the files of two starts of one key.
+fn unique_suffix() -> String {
+    let mut bytes = [0u8; 4];
+    // Without randomness, the time still tells two starts apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        bytes = nanos.to_le_bytes();
+    }
+    crate::protocol::hex(&bytes)
 }
 
 /// The process's start time in clock ticks since boot (`/proc/<pid>/stat`, field 22): with
@@ -379,8 +412,10 @@ fn tail(path: &Path, lines: usize) -> String {
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-    let mut text = String::new();
-    let _ = f.take(64 * 1024).read_to_string(&mut text);
+    let mut bytes = Vec::new();
+    let _ = f.take(64 * 1024).read_to_end(&mut bytes);
+    // The cut may split a character: lossy, not nothing.
+    let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -413,6 +448,99 @@ mod tests {
         let t = start_time(me).expect("own start time");
         assert_eq!(start_time(me), Some(t));
         assert_eq!(start_time(i32::MAX), None);
+    }
+
+    #[test]
+    fn code_servers_starting_at_once_share_one_intact_copy_of_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner =
+            std::sync::Arc::new(Runner::new(dir.path().join("run"), None).expect("runner"));
+        let stored = dir.path().join("0123abcd-deps.pex");
+        let content: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&stored, &content).expect("write");
+        let copies: Vec<_> = (0..8)
+            .map(|_| {
+                let (runner, stored) = (runner.clone(), stored.clone());
+                std::thread::spawn(move || runner.shared_file(&stored))
+            })
+            .collect();
+        for copy in copies {
+            let path = copy.join().expect("thread").expect("copied");
+            assert_eq!(fs::read(&path).expect("read"), content);
+        }
+        let names: Vec<_> = fs::read_dir(dir.path().join("run/files"))
+            .expect("files")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["0123abcd-deps.pex"], "no temporary file is left");
+    }
+
+    #[test]
+    fn a_code_servers_log_is_kept_where_its_code_cannot_plant_a_link() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner = Runner::new(dir.path().join("run"), None).expect("runner");
+        let python = std::env::split_paths(&std::env::var_os("PATH").expect("PATH"))
+            .find_map(|d| {
+                (3..=14)
+                    .map(|minor| format!("3.{minor}"))
+                    .find(|v| d.join(format!("python{v}")).is_file())
+            })
+            .expect("a python3.X on PATH");
+        let files = dir.path().join("stored");
+        fs::create_dir(&files).expect("mkdir");
+        fs::write(files.join("deps.pex"), "").expect("deps");
+        fs::write(files.join("source.pex"), "").expect("source");
+        let spec = Spec {
+            deployment: "prod".into(),
+            location: "app".into(),
+            revision: 1,
+            runtime: super::super::spec::Runtime::Pex {
+                python_version: python.clone(),
+                deps: files.join("deps.pex"),
+                source: files.join("source.pex"),
+            },
+            env: Vec::new(),
+            key: "0123456789abcdef0123".into(),
+        };
+        let mut first = runner
+            .start(
+                &spec,
+                &python,
+                &files.join("deps.pex"),
+                &files.join("source.pex"),
+                1,
+            )
+            .expect("started");
+        let second = runner
+            .start(
+                &spec,
+                &python,
+                &files.join("deps.pex"),
+                &files.join("source.pex"),
+                1,
+            )
+            .expect("started again");
+        // Its folder is the code server's; its log is not in it.
+        assert!(!first.log.starts_with(&first.dir), "{first:?}");
+        assert_eq!(
+            first.log.parent(),
+            Some(dir.path().join("run/logs").as_path())
+        );
+        assert_ne!(
+            first.dir, second.dir,
+            "two starts of one key share no files"
+        );
+        while first.exited().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (second_dir, second_log) = (second.dir.clone(), second.log.clone());
+        first.stop();
+        assert!(
+            second_dir.is_dir() && second_log.is_file(),
+            "stopping one removed the other's files"
+        );
+        second.stop();
+        assert!(!second_dir.exists() && !second_log.exists());
     }
 
     #[test]

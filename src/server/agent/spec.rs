@@ -44,11 +44,17 @@ pub(crate) struct Spec {
     pub key: String,
 }
 
+/// The first 16 hex digits of a key: enough to name a code server's files and log lines.
+/// (Keys read back from labels or pid files may be anything: never sliced blindly.)
+pub(crate) fn short(key: &str) -> &str {
+    key.get(..16).unwrap_or(key)
+}
+
 impl Spec {
     /// `--fixed-server-id`: what a restarted `serve` recognises, and why the webserver sees no
     /// needless restart.
     pub(crate) fn server_id(&self) -> String {
-        format!("{}/{}/{}", self.deployment, self.location, &self.key[..16])
+        format!("{}/{}/{}", self.deployment, self.location, short(&self.key))
     }
 }
 

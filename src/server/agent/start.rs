@@ -38,11 +38,11 @@ impl Agent {
             let handle = match self.launch(&key, spec.as_ref(), port, how).await {
                 Ok(h) => h,
                 Err(message) => {
-                    self.finish(
-                        &key,
-                        generation,
-                        Phase::Failed(PythonTrace::message(message)),
-                    );
+                    let failed = Phase::Failed(PythonTrace::message(message));
+                    if !self.finish(&key, generation, failed, how) {
+                        // Retired while launching: the port was left to this task.
+                        self.ports().release(port);
+                    }
                     return;
                 }
             };
@@ -56,13 +56,13 @@ impl Agent {
         let outcome = self.wait_loaded(&key, generation, port).await;
         if let Phase::Loaded = outcome {
             tracing::info!(
-                key = &key[..16],
+                key = super::spec::short(&key),
                 port,
                 seconds = started.elapsed().as_secs_f64(),
                 "code server LOADED"
             );
         }
-        self.finish(&key, generation, outcome);
+        self.finish(&key, generation, outcome, how);
     }
 
     /// The entry's generation, spec and port (a new port when it has none); `None` when the
@@ -96,6 +96,7 @@ impl Agent {
                 }
             },
         };
+        s.launching = how != Start::Check;
         Some((s.generation, s.spec.clone(), port))
     }
 
@@ -163,15 +164,18 @@ impl Agent {
         match st.servers.get_mut(key) {
             Some(s) if s.generation == generation => {
                 s.handle = handle;
+                s.launching = false;
                 None
             }
             _ => Some(handle),
         }
     }
 
-    /// Records how the start ended; a code server that failed to load is stopped (its status
-    /// stays, for the location's load error).
-    fn finish(self: &Arc<Self>, key: &str, generation: u64, phase: Phase) {
+    /// Records how the start ended; `false` when the entry is gone. A new code server that
+    /// failed to load is stopped (its status stays, for the location's load error); one that
+    /// served before (restarted or adopted) is tried again with backoff, since what failed may
+    /// be passing (a database down, a busy host).
+    fn finish(self: &Arc<Self>, key: &str, generation: u64, phase: Phase, how: Start) -> bool {
         let stop = {
             let mut st = self.state();
             let Some(s) = st
@@ -179,13 +183,28 @@ impl Agent {
                 .get_mut(key)
                 .filter(|s| s.generation == generation)
             else {
-                return;
+                return false;
             };
             s.busy = false;
-            let failed = matches!(phase, Phase::Failed(_));
+            s.launching = false;
             if let Phase::Failed(trace) = &phase {
                 tracing::warn!(deployment = %s.deployment, location = %s.location, revision = s.revision, "code server failed to load: {}", trace.message.trim_end());
             }
+            let phase = match phase {
+                Phase::Failed(_) if how != Start::New => {
+                    s.restarts += 1;
+                    let backoff = super::backoff(s.restarts);
+                    tracing::warn!(deployment = %s.deployment, location = %s.location, revision = s.revision, "restarting the code server in {backoff:?}");
+                    s.restart_at = Some(Instant::now() + backoff);
+                    Phase::Exited(-1)
+                }
+                Phase::Loaded => {
+                    s.loaded_at = Some(Instant::now());
+                    Phase::Loaded
+                }
+                other => other,
+            };
+            let failed = matches!(phase, Phase::Failed(_));
             s.phase = phase;
             failed.then(|| {
                 (
@@ -204,6 +223,7 @@ impl Agent {
             });
         }
         self.wake();
+        true
     }
 
     /// Health until SERVING, then ListRepositories: LOADED or the load error.
