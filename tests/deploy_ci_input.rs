@@ -155,3 +155,31 @@ fn on_github_config_problems_are_annotations_on_their_lines() {
     );
     assert!(annotation.contains("::"), "{annotation}");
 }
+
+#[test]
+fn a_dry_run_of_a_forks_pull_request_touches_no_engine() {
+    let r = repo();
+    let event = r.path().join("fork.json");
+    std::fs::write(
+        &event,
+        r#"{"pull_request": {"number": 7, "head": {"ref": "f",
+            "repo": {"full_name": "fork/r", "fork": true}},
+            "base": {"repo": {"full_name": "o/r"}}}, "repository": {"full_name": "o/r"}}"#,
+    )
+    .unwrap();
+    let event = event.to_string_lossy().into_owned();
+    let (code, out) = deploy(
+        r.path(),
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_EVENT_NAME", "pull_request"),
+            ("GITHUB_EVENT_PATH", &event),
+        ],
+        &["--dry-run", "--all"],
+    );
+    // The engine of `deploy` does not exist: a dry run must not have asked it anything.
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("build only"), "{out}");
+    assert!(!out.contains("nonexistent"), "{out}");
+    nothing_created(r.path());
+}

@@ -123,6 +123,14 @@ pub async fn deploy(
             let mut options = req.build.clone();
             options.push = false;
             let prepared = Prepared::new(&repo, &req.plan, options, None, env)?;
+            // A dry run touches no engine, here too (a fork's pull request in CI).
+            if req.dry_run {
+                return Ok(Outcome::DryRun(DryRun::docker(
+                    &prepared.plan,
+                    &prepared.targets,
+                    format!("no deployment (build only: {reason})"),
+                )));
+            }
             return Ok(match prepared.build(reporter, env).await? {
                 Some(report) => Outcome::BuildOnly { report, reason },
                 None => Outcome::Interrupted,
