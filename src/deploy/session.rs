@@ -107,6 +107,9 @@ fn apply(state: &mut LocationState, result: &LocationResult) {
                 .failure
                 .as_ref()
                 .map_or_else(|| result.status.as_str().to_string(), |f| f.message.clone());
+            // An image from an earlier build in a reused session folder is not this build's:
+            // `ci deploy` must not register it as if this one had succeeded.
+            state.build_output = None;
             state.add_status(LocationStatus::Failed, format!("build failed: {why}"));
         }
     }
@@ -156,5 +159,46 @@ mod tests {
         let defaults = SessionDefaults::from_settings(&settings, GitMetadata::default());
         assert_eq!(defaults.url, "https://acme.dagster.cloud");
         assert_eq!(defaults.deployment_name, "prod");
+    }
+
+    #[test]
+    fn a_failed_build_takes_back_the_image_of_an_earlier_one() {
+        let mut state = LocationState {
+            url: "https://acme.dagster.cloud".into(),
+            deployment_name: "prod".into(),
+            location_file: "/r/dagster_cloud.yaml".into(),
+            location_name: "a".into(),
+            is_branch_deployment: false,
+            selected: true,
+            build: Default::default(),
+            build_output: None,
+            status_url: None,
+            history: Vec::new(),
+            project_dir: None,
+            other: Map::new(),
+        };
+        let mut result = LocationResult {
+            location: "a".into(),
+            status: BuildStatus::Built,
+            image: Some("r/a:ck-1".into()),
+            pushed_tags: Vec::new(),
+            digest: None,
+            content_key: None,
+            builder: None,
+            steps: None,
+            cached_steps: None,
+            shared_build: None,
+            seconds: 1.0,
+            failure: None,
+        };
+        apply(&mut state, &result);
+        assert!(state.build_output.is_some());
+        result.status = BuildStatus::Failed;
+        result.image = None;
+        apply(&mut state, &result);
+        assert_eq!(
+            state.build_output, None,
+            "ci deploy would register the old image"
+        );
     }
 }
