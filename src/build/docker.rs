@@ -187,6 +187,14 @@ fn buildkit_endpoint(
             "it is a {os} engine; BuildKit builds need a Linux engine"
         ));
     }
+    // bollard speaks TLS to a tcp:// engine when DOCKER_TLS_VERIFY is set (any value); our
+    // session connection is plain, so such an engine builds with the classic builder.
+    if std::env::var_os("DOCKER_TLS_VERIFY").is_some() && !host.starts_with("unix://") {
+        return Err(format!(
+            "{host} is reached over TLS (DOCKER_TLS_VERIFY is set), and BuildKit sessions \
+             over TLS are not supported"
+        ));
+    }
     let client = docker.client_version();
     let version = format!("{}.{}", client.major_version, client.minor_version);
     Endpoint::parse(host, &version)
