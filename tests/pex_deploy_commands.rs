@@ -326,6 +326,49 @@ async fn deploy_and_ci_build_take_the_python_executable_strategy() {
         assert_eq!(d["git"]["commit_hash"].as_str().unwrap().len(), 40, "{d}");
     }
 
+    // A location never moves backwards, as with images: ingest deployed from a newer commit
+    // is skipped when an older one is deployed, unless --force.
+    let first = git(&["rev-parse", "HEAD"]);
+    std::fs::write(r.join("ingest/ingest/newer.py"), "X = 1\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "newer"]);
+    let newer = git(&["rev-parse", "HEAD"]);
+    let py_deploy = |extra: &[&str]| {
+        let mut args = vec![
+            "deploy",
+            "--build-strategy",
+            "python-executable",
+            "--location",
+            "ingest",
+        ];
+        args.extend_from_slice(extra);
+        run_ours(&server, r, &args)
+    };
+    assert!(py_deploy(&[]).status.success());
+    let ingest_commit = |docs: &[Value]| {
+        docs.iter()
+            .find(|d| d["location_name"] == "ingest")
+            .map(|d| {
+                d["git"]["commit_hash"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+    };
+    assert_eq!(
+        ingest_commit(&server.documents().await),
+        Some(newer.clone())
+    );
+    git(&["checkout", "-q", &first]);
+    let out = py_deploy(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("newer than"), "{}", stderr(&out));
+    assert_eq!(ingest_commit(&server.documents().await), Some(newer));
+    let out = py_deploy(&["--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ingest_commit(&server.documents().await), Some(first));
+    git(&["checkout", "-q", "main"]);
+
     // A CI session: ours builds, ours deploys from the state files.
     let state = tempfile::tempdir().unwrap();
     let sd = state.path().to_str().unwrap();

@@ -17,7 +17,7 @@ use super::select::{self, Against};
 use super::target::{self, Deployment, LocalStore, Remote};
 use super::wait::WaitPolicy;
 use crate::api::Settings;
-use crate::api::document::{DocumentFlags, GitMetadata};
+use crate::api::document::{self, DocumentFlags, GitMetadata};
 use crate::api::wait::LoadResult;
 use crate::build::{BuildOptions, BuildReport, DockerEngine};
 use crate::ci::context::CiContext;
@@ -309,6 +309,38 @@ async fn python_executables(
         });
     }
     let remote = Remote::from_settings(settings, "deploy")?;
+    // A location never moves backwards here either (see `register`), unless --force.
+    let current = remote.current_documents().await?;
+    let previous = |name: &str| current.get(name).and_then(document::commit_hash);
+    let mut repo = None;
+    let mut skipped = Vec::new();
+    let mut kept = Vec::new();
+    for (l, t) in picked.into_iter().zip(targets) {
+        let commit = &plan.head.commit;
+        match register::backwards(&mut repo, plan, previous(&l.name), commit, options.force)? {
+            Some(why) => {
+                reporter.message(&format!("{}: {why}", l.name));
+                skipped.push(LocationReport {
+                    location: l.name.clone(),
+                    action: l.action,
+                    status: RegisterStatus::SkippedBackwards,
+                    image: None,
+                    previous_commit: previous(&l.name).map(str::to_string),
+                    message: why,
+                    load_error: None,
+                });
+            }
+            None => kept.push((l, t)),
+        }
+    }
+    if kept.is_empty() {
+        let mut deployed = nothing();
+        deployed.registration.target = remote.describe();
+        deployed.registration.deployment = remote.name().to_string();
+        deployed.registration.locations = skipped;
+        return Ok(Outcome::Deployed(Box::new(deployed)));
+    }
+    let (picked, targets): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
     let ws = config::load(&plan.repository.join(&plan.config), env)?;
     let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
     let opts = PexOptions {
@@ -336,7 +368,7 @@ async fn python_executables(
         reporter,
     )
     .await?;
-    let locations = picked
+    let locations: Vec<LocationReport> = picked
         .iter()
         .zip(&built)
         .map(|(l, b)| {
@@ -358,7 +390,7 @@ async fn python_executables(
                 action: l.action,
                 status,
                 image: Some(b.pex_tag.clone()),
-                previous_commit: None,
+                previous_commit: previous(&l.name).map(str::to_string),
                 message,
                 load_error,
             }
@@ -367,7 +399,7 @@ async fn python_executables(
     let mut deployed = nothing();
     deployed.registration.target = remote.describe();
     deployed.registration.deployment = remote.name().to_string();
-    deployed.registration.locations = locations;
+    deployed.registration.locations = skipped.into_iter().chain(locations).collect();
     deployed.python = Some(built);
     Ok(Outcome::Deployed(Box::new(deployed)))
 }

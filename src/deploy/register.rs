@@ -269,28 +269,12 @@ fn decide(
             continue;
         };
         report.image = Some(image.clone());
-        if let Some(prev) = &previous_commit
-            && !options.force
-            && prev != &commit
-        {
-            if repo.is_none() {
-                repo = Some(Repo::discover(&plan.repository).map_err(|e| ApiError::Git {
-                    message: format!("cannot open the repository to compare commits: {e}"),
-                })?);
-            }
-            if let Some(repo) = &repo
-                && descends_from(repo, prev, &commit)?
-            {
-                report.status = RegisterStatus::SkippedBackwards;
-                report.message = format!(
-                    "skipped: the deployed commit {} is newer than {} (another pipeline got \
-                     there first); pass --force to deploy the older commit anyway",
-                    short(prev),
-                    short(&commit)
-                );
-                reports.push(report);
-                continue;
-            }
+        let previous = previous_commit.as_deref();
+        if let Some(why) = backwards(&mut repo, plan, previous, &commit, options.force)? {
+            report.status = RegisterStatus::SkippedBackwards;
+            report.message = why;
+            reports.push(report);
+            continue;
         }
         let flags = DocumentFlags {
             image: Some(image),
@@ -305,6 +289,37 @@ fn decide(
         reports.push(report);
     }
     Ok(Decision { send, reports })
+}
+
+/// Why a location whose deployed commit is `previous` must not move back to `commit`
+/// (another pipeline got there first); `None` to register it. `repo` is opened on first need.
+pub(crate) fn backwards(
+    repo: &mut Option<Repo>,
+    plan: &Plan,
+    previous: Option<&str>,
+    commit: &str,
+    force: bool,
+) -> Result<Option<String>, ApiError> {
+    let Some(prev) = previous.filter(|p| !force && *p != commit) else {
+        return Ok(None);
+    };
+    if repo.is_none() {
+        *repo = Some(Repo::discover(&plan.repository).map_err(|e| ApiError::Git {
+            message: format!("cannot open the repository to compare commits: {e}"),
+        })?);
+    }
+    let newer = match repo {
+        Some(repo) => descends_from(repo, prev, commit)?,
+        None => false,
+    };
+    Ok(newer.then(|| {
+        format!(
+            "skipped: the deployed commit {} is newer than {} (another pipeline got there \
+             first); pass --force to deploy the older commit anyway",
+            short(prev),
+            short(commit)
+        )
+    }))
 }
 
 /// Whether `deployed` is a strict descendant of `ours`. A commit this clone does not have
