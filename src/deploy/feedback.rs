@@ -91,6 +91,7 @@ impl DeploySummary<'_> {
                         RegisterStatus::LoadFailed => "❌ load failed",
                         RegisterStatus::SkippedBackwards => "⏭️ skipped (newer deployed)",
                         RegisterStatus::NotRegistered => "❌ not registered",
+                        RegisterStatus::Unconfirmed => "⚠️ registered, load not confirmed",
                     },
                     seconds: built.map(|b| b.seconds),
                 }

@@ -42,6 +42,9 @@ pub enum RegisterStatus {
     SkippedBackwards,
     /// Not registered: no image for it (its build failed, or nothing to redeploy).
     NotRegistered,
+    /// Registered, but waiting for it to load failed (no agent, a timeout, the API gone):
+    /// whether it loaded is not known.
+    Unconfirmed,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,7 +86,9 @@ impl RegisterReport {
             .filter(|l| {
                 matches!(
                     l.status,
-                    RegisterStatus::Loaded | RegisterStatus::LoadFailed
+                    RegisterStatus::Loaded
+                        | RegisterStatus::LoadFailed
+                        | RegisterStatus::Unconfirmed
                 )
             })
             .map(|l| l.location.as_str())
@@ -117,6 +122,7 @@ impl RegisterReport {
                 RegisterStatus::LoadFailed => "LOAD FAILED",
                 RegisterStatus::SkippedBackwards => "skipped",
                 RegisterStatus::NotRegistered => "not registered",
+                RegisterStatus::Unconfirmed => "NOT CONFIRMED",
             };
             let _ = writeln!(
                 out,
@@ -173,7 +179,25 @@ pub async fn register(
             if names.len() == 1 { "it" } else { "them" }
         ));
     }
-    let results = target.wait(&sent, &options.wait, progress).await?;
+    // Registered already: a failed wait is reported per location, not instead of the report
+    // (the JSON, the CI feedback and the exit code still say what was registered).
+    let results = match target.wait(&sent, &options.wait, progress).await {
+        Ok(results) => results,
+        Err(e) => {
+            let hint = e.hint();
+            let why = match hint.is_empty() {
+                true => e.to_string(),
+                false => format!("{e} ({hint})"),
+            };
+            for r in reports.iter_mut() {
+                if sent.iter().any(|(name, _)| *name == r.location) {
+                    r.status = RegisterStatus::Unconfirmed;
+                    r.message = format!("registered, but its loading is not confirmed: {why}");
+                }
+            }
+            Vec::new()
+        }
+    };
     for (name, result) in results {
         if let Some(r) = reports.iter_mut().find(|r| r.location == name) {
             match result {
