@@ -445,6 +445,7 @@ fn walk_dir(
     names.sort();
     for name in names {
         let path = dir.join(&name);
+        let utf8 = name.to_str().is_some();
         let name = name.to_string_lossy();
         let rel = if rel_dir.is_empty() {
             name.into_owned()
@@ -466,6 +467,18 @@ fn walk_dir(
         let Some(stat) = stat_of(&path, &rel, &meta, mtime_ns)? else {
             continue;
         };
+        // The sync protocol carries names as UTF-8: sent lossily, the file would arrive
+        // renamed (and two such names could collide).
+        if !skip && !utf8 {
+            return Err(naming(
+                &path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "its name is not UTF-8, which BuildKit's file sync cannot send: rename \
+                     it, or leave it out with .dockerignore",
+                ),
+            ));
+        }
         if !skip {
             // Parents filtered out themselves are sent before their first sent child.
             for parent in parents.iter_mut() {
@@ -625,6 +638,18 @@ mod tests {
             std::fs::write(path, file).unwrap();
         }
         dir
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_fails_unless_it_is_left_out() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tree(&["a.py"]);
+        let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+        std::fs::write(dir.path().join(odd), "x").unwrap();
+        let err = walk(dir.path(), &filter(&[], &[]), 0).unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        assert!(err.to_string().contains("caf"), "names the file: {err}");
+        assert_eq!(sent(dir.path(), &filter(&[], &["*.txt"])), ["a.py"]);
     }
 
     #[test]
