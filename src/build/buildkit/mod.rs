@@ -125,6 +125,10 @@ fn query(request: &BuildRequest, session: &str) -> String {
     url.query().unwrap_or_default().to_string()
 }
 
+/// The longest line of the build stream read (a status message carries at most a few
+/// megabytes of step output).
+const MAX_LINE: usize = 64 << 20;
+
 /// Reads the build stream to the end: BuildKit status as lines, the image id, the first error.
 async fn consume(
     body: hyper::body::Incoming,
@@ -171,10 +175,21 @@ async fn consume(
             futures_util::StreamExt::next(&mut frames).await;
         match chunk {
             Some(Ok(bytes)) => {
+                // Only the new bytes can end a line.
+                let mut from = pending.len();
                 pending.extend_from_slice(&bytes);
-                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=end).collect();
+                while let Some(end) = pending[from..].iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=from + end).collect();
                     handle(&line, &mut tail);
+                    from = 0;
+                }
+                if pending.len() > MAX_LINE {
+                    let message = format!(
+                        "the engine sent a build status line over {} MiB",
+                        MAX_LINE >> 20
+                    );
+                    let log = tail.finish(progress);
+                    return Err(EngineError::Build { message, log });
                 }
             }
             Some(Err(e)) => {
@@ -187,6 +202,7 @@ async fn consume(
         }
     }
     handle(&pending, &mut tail);
+    status.finish(&mut |l| tail.record(&format!("{l}\n"), progress));
     let counts = status.counts();
     let log = tail.finish(progress);
     if let Some(message) = error {

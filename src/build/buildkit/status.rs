@@ -55,9 +55,39 @@ fn took(vertex: &bollard::moby::buildkit::v1::Vertex) -> f64 {
     }
 }
 
+/// Bytes of one step's unfinished output line kept before it is shown as it is.
+const MAX_PARTIAL: usize = 64 * 1024;
+
+/// Shows what `vertex` printed without a final newline (`printf 'bad config'; exit 1`).
+fn flush(
+    partial: &mut HashMap<String, String>,
+    vertex: &str,
+    number: usize,
+    out: &mut dyn FnMut(String),
+) {
+    if let Some(rest) = partial.remove(vertex)
+        && !rest.trim().is_empty()
+    {
+        out(format!("#{number} {}", rest.trim_end()));
+    }
+}
+
 impl StatusLog {
     pub fn counts(&self) -> StepCounts {
         self.counts
+    }
+
+    /// At the end of the stream: the unfinished lines of every step.
+    pub fn finish(&mut self, out: &mut dyn FnMut(String)) {
+        let mut left: Vec<(usize, String)> = self
+            .partial
+            .keys()
+            .map(|v| (self.vertices.get(v).map_or(0, |s| s.number), v.clone()))
+            .collect();
+        left.sort();
+        for (number, vertex) in left {
+            flush(&mut self.partial, &vertex, number, out);
+        }
     }
 
     /// Lines for one status item, in order.
@@ -84,9 +114,11 @@ impl StatusLog {
                 out(format!("#{number} CACHED"));
             } else if !vertex.error.is_empty() {
                 state.finished = true;
+                flush(&mut self.partial, &vertex.digest, number, out);
                 out(format!("#{number} ERROR: {}", vertex.error));
             } else if vertex.completed.is_some() {
                 state.finished = true;
+                flush(&mut self.partial, &vertex.digest, number, out);
                 out(format!("#{number} DONE {:.1}s", took(vertex)));
             } else {
                 continue;
@@ -108,6 +140,10 @@ impl StatusLog {
                 if !line.trim().is_empty() {
                     out(format!("#{number} {line}"));
                 }
+            }
+            // Output that never ends its line is shown in pieces, not held without bound.
+            if partial.len() > MAX_PARTIAL {
+                flush(&mut self.partial, &log.vertex, number, out);
             }
         }
         for warning in &status.warnings {
@@ -193,6 +229,53 @@ mod tests {
                 steps: 2,
                 cached: 1
             }
+        );
+    }
+
+    #[test]
+    fn output_without_a_final_newline_is_shown_when_its_step_ends_or_the_stream_does() {
+        let mut log = StatusLog::default();
+        let mut lines = Vec::new();
+        let mut out = |l: String| lines.push(l);
+        let step = |digest: &str, name: &str| V {
+            digest: digest.into(),
+            name: name.into(),
+            started: at(1),
+            ..V::default()
+        };
+        let said = |vertex: &str, msg: &[u8]| VertexLog {
+            vertex: vertex.into(),
+            msg: msg.to_vec(),
+            ..Default::default()
+        };
+        log.apply(
+            &StatusResponse {
+                vertexes: vec![step("a", "[1/2] RUN check"), step("b", "[2/2] RUN other")],
+                logs: vec![said("a", b"bad config"), said("b", b"still going")],
+                ..Default::default()
+            },
+            &mut out,
+        );
+        log.apply(
+            &StatusResponse {
+                vertexes: vec![V {
+                    error: "process did not complete successfully: exit code: 1".into(),
+                    ..step("a", "[1/2] RUN check")
+                }],
+                ..Default::default()
+            },
+            &mut out,
+        );
+        log.finish(&mut out);
+        assert_eq!(
+            lines,
+            [
+                "#1 [1/2] RUN check",
+                "#2 [2/2] RUN other",
+                "#1 bad config",
+                "#1 ERROR: process did not complete successfully: exit code: 1",
+                "#2 still going",
+            ]
         );
     }
 }
