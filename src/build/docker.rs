@@ -21,7 +21,7 @@ use super::engine::{
 };
 use super::stream_log::{consume_build, consume_pull, consume_push};
 use super::tar_stream::ContextBody;
-use crate::registry::{ImageRef, RegistryCredentials, error_chain};
+use crate::registry::{ImageRef, RegistryCredentials, error_chain, normalize_host};
 
 /// Where the engine is when `DOCKER_HOST` is not set.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -271,7 +271,14 @@ impl Engine for DockerEngine {
         let registry_config: HashMap<String, DockerCredentials> = request
             .registry_credentials
             .iter()
-            .map(|c| (c.registry.clone(), c.to_docker()))
+            .map(|c| {
+                // The daemon looks Docker Hub up under its old index address.
+                let key = match normalize_host(&c.registry).as_str() {
+                    crate::registry::DOCKER_HUB => "https://index.docker.io/v1/".to_string(),
+                    _ => c.registry.clone(),
+                };
+                (key, c.to_docker())
+            })
             .collect();
         let registry_config = (!registry_config.is_empty()).then_some(registry_config);
         let body = bollard::body_try_stream(context);

@@ -5,6 +5,7 @@
 //! parallel, reusing images whose content-key tag is already in the registry. The tag scheme
 //! is described in [`target`].
 
+mod base_images;
 pub mod buildkit;
 pub mod context;
 pub mod diagnose;

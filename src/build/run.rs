@@ -10,16 +10,18 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use super::base_images;
 use super::buildkit::{INLINE_CACHE_ARG, StepCounts};
 use super::diagnose::{BuildFacts, build_hint};
+use super::engine::BuildRequest;
 use super::engine::{Builder, BuiltImage, Engine, EngineError, ProgressEvent};
 use super::outcome::{BuildReport, BuildStatus, Failure, LocationResult, Step};
 use super::secrets;
 use super::share::{self, Role};
-use super::target::{BuildOptions, BuildTarget};
+use super::target::{BuildOptions, BuildTarget, DockerfileSource};
 use super::{BuildError, ContextError, build_image, context::BuildContext, human_size};
 use crate::config::Env;
-use crate::registry::{ImageRef, Keychain, RegistryClient, RegistryCredentials};
+use crate::registry::{ImageRef, Keychain, RegistryClient, RegistryCredentials, normalize_host};
 
 /// What a build talks to.
 pub struct Services<'a, E: Engine> {
@@ -369,6 +371,44 @@ async fn build_one<E: Engine>(
     })
 }
 
+/// Credentials for the registries the Dockerfile's `FROM` lines pull from (other than the
+/// push registry, whose credentials the build has already), as `docker build` uses them.
+fn pull_credentials(
+    keychain: &Keychain,
+    target: &BuildTarget,
+    request: &BuildRequest,
+) -> Result<Vec<RegistryCredentials>, Failure> {
+    let location = target.location.as_str();
+    let text = match &target.dockerfile {
+        DockerfileSource::File(path) => std::fs::read_to_string(path).unwrap_or_default(),
+        DockerfileSource::Generated(text) => text.clone(),
+    };
+    let mut found: Vec<RegistryCredentials> = Vec::new();
+    for image in base_images::base_images(&text, &request.build_args) {
+        let Ok(image) = ImageRef::parse(&image) else {
+            continue;
+        };
+        let host = normalize_host(&image.registry);
+        let known = |c: &RegistryCredentials| normalize_host(&c.registry) == host;
+        if request.registry_credentials.iter().chain(&found).any(known) {
+            continue;
+        }
+        match keychain.for_pull(&image.registry) {
+            Ok(Some(c)) => found.push(c),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(Failure::new(
+                    location,
+                    Step::Credentials,
+                    format!("location `{location}`: base image {image}: {e}"),
+                    &e.hint(),
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Sends the context and builds the image of `target` in the engine.
 async fn build_here<E: Engine>(
     services: &Services<'_, E>,
@@ -403,6 +443,9 @@ async fn build_here<E: Engine>(
     let on_event = |e: ProgressEvent<'_>| progress.event(e);
     request.tag = Some(target.image.to_string());
     request.registry_credentials = credentials.iter().cloned().cloned().collect();
+    request
+        .registry_credentials
+        .extend(pull_credentials(services.keychain, target, &request)?);
     request.secrets = secrets::read_all(&target.secrets, services.env).map_err(|e| {
         let message = format!("location `{location}`: {e}");
         Failure::new(location, Step::Secrets, message, &e.hint())

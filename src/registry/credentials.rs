@@ -172,6 +172,24 @@ impl Keychain {
         Ok(found)
     }
 
+    /// Credentials for a registry a build pulls from (a `FROM` image): Docker's config, or the
+    /// variables only when they name this host. Variables without a host are meant for the
+    /// push registry and are never handed to another one (Docker Hub would receive them).
+    pub fn for_pull(&self, registry: &str) -> Result<Option<RegistryCredentials>, RegistryError> {
+        let host = normalize_host(registry);
+        if self
+            .explicit
+            .as_ref()
+            .is_some_and(|e| e.host.as_deref() == Some(host.as_str()))
+        {
+            return self.get(registry);
+        }
+        match &self.config {
+            Some(config) => config.credentials(registry, &host),
+            None => Ok(None),
+        }
+    }
+
     fn lookup(
         &self,
         registry: &str,
@@ -239,6 +257,34 @@ mod tests {
         let c = keys.get("localhost:5000").unwrap().unwrap();
         assert_eq!((c.username.as_str(), c.password.expose()), ("ci", "pw"));
         assert_eq!(keys.get("ghcr.io").unwrap(), None);
+    }
+
+    #[test]
+    fn base_image_registries_get_docker_config_credentials_never_the_push_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        // "ghcr-user:ghcr-pw"
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"auths": {"ghcr.io": {"auth": "Z2hjci11c2VyOmdoY3ItcHc="}}}"#,
+        )
+        .unwrap();
+        let config = dir.path().to_string_lossy().into_owned();
+        let env = |name: &str| match name {
+            USERNAME_VAR => Some("ci".to_string()),
+            PASSWORD_VAR => Some("pw".to_string()),
+            "DOCKER_CONFIG" => Some(config.clone()),
+            _ => None,
+        };
+        let keys = Keychain::from_env(&env).unwrap();
+        // For the push registry the variables hold for every host...
+        assert_eq!(keys.get("docker.io").unwrap().unwrap().username, "ci");
+        // ...but a base image's registry gets only what Docker's config has for it.
+        assert_eq!(keys.for_pull("docker.io").unwrap(), None);
+        let ghcr = keys.for_pull("ghcr.io").unwrap().unwrap();
+        assert_eq!(
+            (ghcr.username.as_str(), ghcr.password.expose()),
+            ("ghcr-user", "ghcr-pw")
+        );
     }
 
     #[test]
