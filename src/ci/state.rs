@@ -403,23 +403,34 @@ mod tests {
 }
 
 #[cfg(test)]
-mod session_tests {
-    use super::*;
-
-    fn state(name: &str, selected: bool) -> LocationState {
+impl LocationState {
+    /// Unit tests' starting point: a selected location of acme's `prod`, nothing built yet.
+    pub(crate) fn example(name: &str) -> LocationState {
         LocationState {
             url: "https://acme.dagster.cloud".into(),
             deployment_name: "prod".into(),
             location_file: "/r/dagster_cloud.yaml".into(),
             location_name: name.into(),
             is_branch_deployment: false,
-            selected,
+            selected: true,
             build: BuildMetadata::default(),
             build_output: None,
             status_url: None,
             history: Vec::new(),
             project_dir: None,
             other: Map::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    fn state(name: &str, selected: bool) -> LocationState {
+        LocationState {
+            selected,
+            ..LocationState::example(name)
         }
     }
 

@@ -163,20 +163,7 @@ mod tests {
 
     #[test]
     fn a_failed_build_takes_back_the_image_of_an_earlier_one() {
-        let mut state = LocationState {
-            url: "https://acme.dagster.cloud".into(),
-            deployment_name: "prod".into(),
-            location_file: "/r/dagster_cloud.yaml".into(),
-            location_name: "a".into(),
-            is_branch_deployment: false,
-            selected: true,
-            build: Default::default(),
-            build_output: None,
-            status_url: None,
-            history: Vec::new(),
-            project_dir: None,
-            other: Map::new(),
-        };
+        let mut state = LocationState::example("a");
         let mut result = LocationResult {
             location: "a".into(),
             status: BuildStatus::Built,

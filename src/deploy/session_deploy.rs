@@ -234,12 +234,6 @@ mod tests {
     #[test]
     fn documents_carry_the_build_output_and_git_facts() {
         let state = LocationState {
-            url: "https://acme.dagster.cloud".into(),
-            deployment_name: "prod".into(),
-            location_file: "/r/dagster_cloud.yaml".into(),
-            location_name: "a".into(),
-            is_branch_deployment: false,
-            selected: true,
             build: BuildMetadata {
                 commit_hash: Some("abc".into()),
                 repo_name: Some("mono".into()),
@@ -250,10 +244,7 @@ mod tests {
                 image: None,
                 pex_tag: "files=deps-1.pex:source-2.pex".into(),
             }),
-            status_url: None,
-            history: Vec::new(),
-            project_dir: None,
-            other: Default::default(),
+            ..LocationState::example("a")
         };
         assert_eq!(
             location_document(&state, None),
