@@ -702,16 +702,8 @@ impl Agent {
                         Handle::None => None,
                     };
                     if let Some(code) = code {
-                        if s.loaded_at
-                            .is_some_and(|t| now.duration_since(t) >= STABLE_AFTER)
-                        {
-                            s.restarts = 0;
-                        }
-                        s.restarts += 1;
-                        let backoff = backoff(s.restarts);
+                        let backoff = s.restart_later(code, now);
                         tracing::warn!(deployment = %s.deployment, location = %s.location, revision = s.revision, code, "code server exited; restarting after exit code {code} in {backoff:?}");
-                        s.phase = Phase::Exited(code);
-                        s.restart_at = Some(now + backoff);
                     }
                 }
                 Phase::Exited(_) if s.restart_at.is_some_and(|t| t <= now) => {
@@ -798,6 +790,24 @@ fn server_id(data_dir: &Path) -> Result<String, ServerError> {
     let id = crate::protocol::hex(&bytes);
     std::fs::write(&file, &id).map_err(data_dir_error)?;
     Ok(id)
+}
+
+impl Server {
+    /// Marks it exited with `code` and schedules its restart after the backoff its crashes
+    /// earned (forgotten once it had served for `STABLE_AFTER`); returns the backoff.
+    fn restart_later(&mut self, code: i64, now: Instant) -> Duration {
+        if self
+            .loaded_at
+            .is_some_and(|t| now.duration_since(t) >= STABLE_AFTER)
+        {
+            self.restarts = 0;
+        }
+        self.restarts += 1;
+        let backoff = backoff(self.restarts);
+        self.phase = Phase::Exited(code);
+        self.restart_at = Some(now + backoff);
+        backoff
+    }
 }
 
 /// 1 s, 2 s, 4 s, ... up to `MAX_BACKOFF`.

@@ -190,22 +190,21 @@ impl Agent {
             if let Phase::Failed(trace) = &phase {
                 tracing::warn!(deployment = %s.deployment, location = %s.location, revision = s.revision, "code server failed to load: {}", trace.message.trim_end());
             }
-            let phase = match phase {
+            let failed = match phase {
                 Phase::Failed(_) if how != Start::New => {
-                    s.restarts += 1;
-                    let backoff = super::backoff(s.restarts);
+                    let backoff = s.restart_later(-1, Instant::now());
                     tracing::warn!(deployment = %s.deployment, location = %s.location, revision = s.revision, "restarting the code server in {backoff:?}");
-                    s.restart_at = Some(Instant::now() + backoff);
-                    Phase::Exited(-1)
+                    false
                 }
-                Phase::Loaded => {
-                    s.loaded_at = Some(Instant::now());
-                    Phase::Loaded
+                phase => {
+                    if phase == Phase::Loaded {
+                        s.loaded_at = Some(Instant::now());
+                    }
+                    let failed = matches!(phase, Phase::Failed(_));
+                    s.phase = phase;
+                    failed
                 }
-                other => other,
             };
-            let failed = matches!(phase, Phase::Failed(_));
-            s.phase = phase;
             failed.then(|| {
                 (
                     std::mem::replace(&mut s.handle, Handle::None),
