@@ -141,11 +141,10 @@ impl Runner {
             .shared_file(source)
             .map_err(|e| io_error("cannot copy the source file", e))?;
         let name = format!("{}-{}", short(&spec.key), unique_suffix());
-        let dir = self.root.join(&name);
+        let (dir, log_path) = self.files_of(&name);
         private_owned_dir(&dir, 0o700, self.user)
             .and_then(|()| give(&dir, self.user))
             .map_err(|e| io_error("cannot create its folder", e))?;
-        let log_path = self.root.join("logs").join(format!("{name}.log"));
         let log = fs::File::create(&log_path).map_err(|e| io_error("cannot create its log", e))?;
         let log_err = log
             .try_clone()
@@ -207,6 +206,14 @@ impl Runner {
         })
     }
 
+    /// The working folder and the log of the code server called `name`.
+    fn files_of(&self, name: &str) -> (PathBuf, PathBuf) {
+        (
+            self.root.join(name),
+            self.root.join("logs").join(format!("{name}.log")),
+        )
+    }
+
     /// A copy of a stored file under `files/`, readable by the code-server user (the data
     /// folder is not); named as stored, so each content is copied once.
     fn shared_file(&self, stored: &Path) -> io::Result<PathBuf> {
@@ -242,12 +249,13 @@ impl Runner {
                 .and_then(|b| serde_json::from_slice(&b).ok());
             match record {
                 Some(r) if r.pid > 1 && start_time(r.pid) == Some(r.start_time) => {
+                    let (dir, log) = self.files_of(r.name());
                     let proc = Proc {
                         pid: r.pid,
                         child: None,
                         start_time: r.start_time,
-                        dir: self.root.join(r.name()),
-                        log: self.root.join("logs").join(format!("{}.log", r.name())),
+                        dir,
+                        log,
                         state_file: path,
                     };
                     found.push((r, proc));
