@@ -333,12 +333,17 @@ async fn python_executables(
             None => kept.push((l, t)),
         }
     }
-    if kept.is_empty() {
+    // What was registered in the remote deployment, after the skipped locations.
+    let registered = |locations: Vec<LocationReport>, built: Vec<Built>| {
         let mut deployed = nothing();
         deployed.registration.target = remote.describe();
         deployed.registration.deployment = remote.name().to_string();
-        deployed.registration.locations = skipped;
-        return Ok(Outcome::Deployed(Box::new(deployed)));
+        deployed.registration.locations = skipped.iter().cloned().chain(locations).collect();
+        deployed.python = Some(built);
+        Ok(Outcome::Deployed(Box::new(deployed)))
+    };
+    if kept.is_empty() {
+        return registered(Vec::new(), Vec::new());
     }
     let (picked, targets): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
     let ws = config::load(&plan.repository.join(&plan.config), env)?;
@@ -396,12 +401,7 @@ async fn python_executables(
             }
         })
         .collect();
-    let mut deployed = nothing();
-    deployed.registration.target = remote.describe();
-    deployed.registration.deployment = remote.name().to_string();
-    deployed.registration.locations = skipped.into_iter().chain(locations).collect();
-    deployed.python = Some(built);
-    Ok(Outcome::Deployed(Box::new(deployed)))
+    registered(locations, built)
 }
 
 /// How the local store checks that images exist: with the credentials the build pushed
