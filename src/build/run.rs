@@ -21,7 +21,7 @@ use super::share::{self, Role};
 use super::target::{BuildOptions, BuildTarget, DockerfileSource};
 use super::{BuildError, ContextError, build_image, context::BuildContext, human_size};
 use crate::config::Env;
-use crate::registry::{ImageRef, Keychain, RegistryClient, RegistryCredentials, normalize_host};
+use crate::registry::{ImageRef, Keychain, RegistryClient, RegistryCredentials};
 
 /// What a build talks to.
 pub struct Services<'a, E: Engine> {
@@ -388,8 +388,7 @@ fn pull_credentials(
         let Ok(image) = ImageRef::parse(&image) else {
             continue;
         };
-        let host = normalize_host(&image.registry);
-        let known = |c: &RegistryCredentials| normalize_host(&c.registry) == host;
+        let known = |c: &RegistryCredentials| c.matches(&image.registry);
         if request.registry_credentials.iter().chain(&found).any(known) {
             continue;
         }

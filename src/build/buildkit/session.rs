@@ -125,12 +125,6 @@ impl Health for Healthy {
 /// Registry credentials by host, as the engine asks for them.
 struct Credentials(Vec<RegistryCredentials>);
 
-/// Docker Hub's names for one registry.
-fn same_registry(a: &str, b: &str) -> bool {
-    let hub = |h: &str| matches!(h, "docker.io" | "index.docker.io" | "registry-1.docker.io");
-    a == b || (hub(a) && hub(b))
-}
-
 #[tonic::async_trait]
 impl Auth for Credentials {
     async fn credentials(
@@ -142,7 +136,7 @@ impl Auth for Credentials {
         let response = self
             .0
             .iter()
-            .find(|c| same_registry(&c.registry, &host))
+            .find(|c| c.matches(&host))
             .map(|c| {
                 if c.is_identity_token() {
                     CredentialsResponse {
@@ -208,6 +202,15 @@ mod tests {
 
     #[test]
     fn hub_aliases_match() {
+        // What the engine's credential requests are matched with.
+        let same_registry = |a: &str, b: &str| {
+            RegistryCredentials {
+                registry: a.into(),
+                username: String::new(),
+                password: "".into(),
+            }
+            .matches(b)
+        };
         assert!(same_registry("docker.io", "registry-1.docker.io"));
         assert!(same_registry("localhost:5000", "localhost:5000"));
         assert!(!same_registry("localhost:5000", "docker.io"));
